@@ -1,0 +1,65 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+# Everything else here is what those two are made of.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TOOLS  := .tools
+BUF    := $(TOOLS)/node_modules/.bin/buf
+PROTOS := $(wildcard protos/tierset/v1/*.proto)
+
+.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean
+
+help:
+	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
+	@echo "make test         run the test suite (starts its own PostgreSQL)"
+	@echo "make check        ruff, mypy, buf lint, and a staleness check of the generated code"
+	@echo "make proto        regenerate src/tierset/v1 from protos/"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tierset dev
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+# Generated code is committed so that an install needs no protoc; `proto-check`
+# fails when it no longer matches protos/.
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=src --pyi_out=src \
+		--grpc_python_out=src $(PROTOS)
+
+proto-check: $(STAMP)
+	@tmp=$$(mktemp -d) && \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$$tmp --pyi_out=$$tmp \
+		--grpc_python_out=$$tmp $(PROTOS) && \
+	for f in $$tmp/tierset/v1/*; do \
+		cmp -s $$f src/tierset/v1/$$(basename $$f) || { \
+			echo "src/tierset/v1/$$(basename $$f) is stale: run 'make proto'"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp; echo "generated code is up to date"
+
+$(BUF):
+	npm install --silent --prefix $(TOOLS) @bufbuild/buf@1
+
+buf-lint: $(BUF)
+	$(BUF) lint
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck buf-lint proto-check
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
