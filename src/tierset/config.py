@@ -1,0 +1,116 @@
+"""Configuration, read once from the environment and passed in.
+
+Variables use the ``TIERSET_`` prefix; the database comes from
+``DATABASE_URL`` or the standard ``PG*`` variables, as asyncpg reads them.
+No other module reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or a traceback."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ConfigError(ValueError):
+    """A variable that is set but cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the processes need to know, typed."""
+
+    grpc_address: str = "127.0.0.1:50051"
+    database_url: Secret | None = None
+    # True when PG* variables name a database, so no embedded one is needed.
+    database_from_pg_env: bool = False
+    data_dir: Path = Path(".data")
+    embedded_pg_port: int = 54329
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    statement_timeout_ms: int = 5000
+    migrate_on_start: bool = True
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def has_database(self) -> bool:
+        """Whether a database was named, so the embedded one is not wanted."""
+        return self.database_url is not None or self.database_from_pg_env
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        """Reads the configuration from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        url = env.get("DATABASE_URL") or None
+        return cls(
+            grpc_address=env.get("TIERSET_GRPC_ADDRESS", cls.grpc_address),
+            database_url=Secret(url) if url else None,
+            database_from_pg_env=bool(env.get("PGHOST")),
+            data_dir=Path(env.get("TIERSET_DATA_DIR", str(cls.data_dir))),
+            embedded_pg_port=_int(env, "TIERSET_EMBEDDED_PG_PORT", cls.embedded_pg_port),
+            pool_min_size=_int(env, "TIERSET_POOL_MIN_SIZE", cls.pool_min_size),
+            pool_max_size=_int(env, "TIERSET_POOL_MAX_SIZE", cls.pool_max_size),
+            statement_timeout_ms=_int(
+                env, "TIERSET_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms
+            ),
+            migrate_on_start=_bool(env, "TIERSET_MIGRATE_ON_START", cls.migrate_on_start),
+            shutdown_grace_seconds=_float(
+                env, "TIERSET_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
+            ),
+            log_level=env.get("TIERSET_LOG_LEVEL", cls.log_level).upper(),
+        )

@@ -1,0 +1,187 @@
+"""The integration catalogue and its rules.
+
+Each known integration names its fields, their types and when each is
+required. A configuration is a JSON object of those fields; a missing or bad
+field is reported by name with the message FluentCart uses ("API Key is
+required."), and an unknown integration name is NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from tierset import errors
+from tierset.v1 import integrations_pb2
+
+VALIDATION_FAILED = "Validation Failed, Please fill up the required fields."
+SAVED = "Integration has been successfully saved"
+OBJECT_TYPE = "order_integration"
+MAX_FIELD_CHARS = 2048
+
+
+class Required(Enum):
+    """When a field must be present and non-empty."""
+
+    NEVER = "never"
+    ALWAYS = "always"
+    WHEN_ENABLED = "when_enabled"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One configuration field of an integration."""
+
+    name: str
+    label: str
+    kind: type
+    required: Required = Required.NEVER
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Integration:
+    """A catalogue entry: an integration's name and fields."""
+
+    name: str
+    fields: tuple[Field, ...]
+
+    def defaults(self) -> dict[str, Any]:
+        """The configuration a never-saved integration reports."""
+        return {f.name: f.default for f in self.fields if f.default is not None}
+
+
+_ENABLED = Field("enabled", "Enabled", bool, default=False)
+
+CATALOGUE: dict[str, Integration] = {
+    entry.name: entry
+    for entry in (
+        Integration(
+            "webhook",
+            (
+                _ENABLED,
+                Field("api_key", "API Key", str, Required.WHEN_ENABLED),
+                Field("webhook_url", "Webhook URL", str),
+            ),
+        ),
+        Integration(
+            "mailchimp",
+            (_ENABLED, Field("api_key", "API Key", str, Required.WHEN_ENABLED)),
+        ),
+        Integration(
+            "slack",
+            (_ENABLED, Field("webhook_url", "Webhook URL", str, Required.WHEN_ENABLED)),
+        ),
+    )
+}
+
+
+def lookup(name: str) -> Integration:
+    """The catalogue entry for `name`, or NOT_FOUND."""
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise errors.not_found(
+            "Integration not found", "INTEGRATION_NOT_FOUND", integration_name=name[:100]
+        ) from None
+
+
+def _violation(field: str, description: str) -> errors.FieldViolation:
+    return errors.FieldViolation(f"integration.{field}", description)
+
+
+def validate_config(integration: Integration, config: dict[str, Any]) -> dict[str, Any]:
+    """Checks a configuration against the catalogue; raises naming every bad field."""
+    known = {f.name: f for f in integration.fields}
+    violations = [
+        _violation(name, f"{name} is not a field of the {integration.name} integration.")
+        for name in config
+        if name not in known
+    ]
+    enabled = config.get("enabled") is True
+    for f in integration.fields:
+        value = config.get(f.name)
+        if value is None or value == "":
+            if f.required is Required.ALWAYS or (f.required is Required.WHEN_ENABLED and enabled):
+                violations.append(_violation(f.name, f"{f.label} is required."))
+            continue
+        if f.kind is bool and not isinstance(value, bool):
+            violations.append(_violation(f.name, f"{f.label} must be true or false."))
+        elif f.kind is str and not isinstance(value, str):
+            violations.append(_violation(f.name, f"{f.label} must be a string."))
+        elif isinstance(value, str) and ("\x00" in value or len(value) > MAX_FIELD_CHARS):
+            violations.append(
+                _violation(
+                    f.name,
+                    f"{f.label} must be at most {MAX_FIELD_CHARS} characters "
+                    "with no NUL character.",
+                )
+            )
+    if violations:
+        raise errors.invalid_argument(
+            VALIDATION_FAILED, violations, "INTEGRATION_VALIDATION_FAILED"
+        )
+    return config
+
+
+def decode_config(integration: struct_pb2.Value, data_type: int) -> dict[str, Any]:
+    """The configuration object from a request, by its data type.
+
+    STRINGIFY wants a string holding a JSON object; OBJECT wants the object.
+    Unspecified follows what arrived, as FluentCart does.
+    """
+    kind = integration.WhichOneof("kind")
+    if data_type == integrations_pb2.INTEGRATION_DATA_TYPE_UNSPECIFIED:
+        data_type = (
+            integrations_pb2.INTEGRATION_DATA_TYPE_STRINGIFY
+            if kind == "string_value"
+            else integrations_pb2.INTEGRATION_DATA_TYPE_OBJECT
+        )
+    if data_type == integrations_pb2.INTEGRATION_DATA_TYPE_STRINGIFY:
+        if kind != "string_value":
+            raise errors.invalid_argument(
+                VALIDATION_FAILED,
+                [
+                    errors.FieldViolation(
+                        "integration",
+                        "Integration must be a JSON string when data_type is stringify.",
+                    )
+                ],
+                "INTEGRATION_VALIDATION_FAILED",
+            )
+        try:
+            decoded = json.loads(integration.string_value)
+        except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict):
+            raise errors.invalid_argument(
+                VALIDATION_FAILED,
+                [errors.FieldViolation("integration", "Integration must be a JSON object.")],
+                "INTEGRATION_VALIDATION_FAILED",
+            )
+        return decoded
+    if data_type == integrations_pb2.INTEGRATION_DATA_TYPE_OBJECT:
+        if kind != "struct_value":
+            raise errors.invalid_argument(
+                VALIDATION_FAILED,
+                [
+                    errors.FieldViolation(
+                        "integration", "Integration must be an object when data_type is object."
+                    )
+                ],
+                "INTEGRATION_VALIDATION_FAILED",
+            )
+        decoded = json_format.MessageToDict(integration.struct_value)
+        return decoded
+    raise errors.bad_field("data_type", "data_type must be stringify or object.")
+
+
+def to_struct(config: dict[str, Any]) -> struct_pb2.Struct:
+    """A configuration as a protobuf Struct."""
+    message = struct_pb2.Struct()
+    message.update(config)
+    return message

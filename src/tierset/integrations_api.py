@@ -1,0 +1,54 @@
+"""gRPC handlers of IntegrationService: FluentCart's "Set Global Settings"."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from tierset import errors, integrations
+from tierset.store import Store
+from tierset.v1 import integrations_pb2, integrations_pb2_grpc
+
+
+class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
+    """Saves and reads integration configuration, checked against the catalogue."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def SetGlobalSettings(
+        self, request: integrations_pb2.SetGlobalSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> integrations_pb2.SetGlobalSettingsResponse:
+        entry = integrations.lookup(request.integration_name)
+        if request.integration_id < 0:
+            raise errors.bad_field("integration_id", "integration_id must be 0 or a saved id")
+        config = integrations.validate_config(
+            entry, integrations.decode_config(request.integration, request.data_type)
+        )
+        saved = await self._store.save_integration(
+            entry.name, json.dumps(config), request.integration_id
+        )
+        return integrations_pb2.SetGlobalSettingsResponse(
+            message=integrations.SAVED,
+            integration_id=saved.id,
+            integration_name=entry.name,
+            created=saved.created,
+            feed_data=integrations_pb2.FeedData(
+                meta_key=entry.name,
+                meta_value=integrations.to_struct(json.loads(saved.config)),
+                object_type=integrations.OBJECT_TYPE,
+            ),
+        )
+
+    async def GetGlobalSettings(
+        self, request: integrations_pb2.GetGlobalSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> integrations_pb2.GetGlobalSettingsResponse:
+        entry = integrations.lookup(request.settings_key)
+        saved = await self._store.get_integration(entry.name)
+        config = entry.defaults() if saved is None else json.loads(saved.config)
+        return integrations_pb2.GetGlobalSettingsResponse(
+            integration_id=0 if saved is None else saved.id,
+            integration_name=entry.name,
+            settings=integrations.to_struct(config),
+        )

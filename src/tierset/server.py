@@ -1,0 +1,131 @@
+"""Builds and runs the gRPC server: config → pool → server with interceptors and health.
+
+SIGTERM or SIGINT flips health to NOT_SERVING, lets in-flight calls finish
+within the grace period, then closes the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+from grpc_health.v1 import _async as health_aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tierset.accounts_api import AccountService
+from tierset.config import Config
+from tierset.integrations_api import IntegrationService
+from tierset.interceptors import ErrorInterceptor
+from tierset.migrate import migrate
+from tierset.settings_api import SettingsService
+from tierset.store import Store
+from tierset.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    integrations_pb2,
+    integrations_pb2_grpc,
+    settings_pb2,
+    settings_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
+    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    integrations_pb2.DESCRIPTOR.services_by_name["IntegrationService"].full_name,
+)
+
+
+async def create_pool(config: Config, dsn: str | None) -> asyncpg.Pool:
+    """A pool whose every connection has the statement timeout set."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=config.pool_min_size,
+        max_size=config.pool_max_size,
+        server_settings={
+            "application_name": "tierset",
+            "statement_timeout": str(config.statement_timeout_ms),
+        },
+    )
+
+
+@dataclass
+class App:
+    """A running server and what it owns."""
+
+    server: grpc.aio.Server
+    health: health_aio.HealthServicer
+    pool: asyncpg.Pool
+    port: int
+
+    async def stop(self, grace: float) -> None:
+        """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout=grace)
+        except TimeoutError:
+            log.warning("pool did not close within %.1fs; terminating connections", grace)
+            self.pool.terminate()
+
+
+async def start_app(config: Config, dsn: str | None) -> App:
+    """Connects, migrates (unless told not to), and starts serving on `config.grpc_address`."""
+    pool = await create_pool(config, dsn)
+    try:
+        if config.migrate_on_start:
+            async with pool.acquire() as connection:
+                applied = await migrate(connection)
+            if applied:
+                log.info("applied migrations %s", applied)
+        store = Store(pool)
+        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        settings_pb2_grpc.add_SettingsServiceServicer_to_server(SettingsService(store), server)
+        accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
+        integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
+            IntegrationService(store), server
+        )
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            port = server.add_insecure_port(config.grpc_address)
+        except RuntimeError as error:
+            raise OSError(f"cannot listen on {config.grpc_address}: {error}") from None
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    except BaseException:
+        await pool.close()
+        raise
+    log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
+    return App(server, health_servicer, pool, port)
+
+
+async def wait_for_stop_signal() -> None:
+    """Returns on the first SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def serve(config: Config, dsn: str | None) -> None:
+    """Serves until SIGTERM/SIGINT, then shuts down gracefully."""
+    app = await start_app(config, dsn)
+    await wait_for_stop_signal()
+    log.info("shutting down (grace %.1fs)", config.shutdown_grace_seconds)
+    await app.stop(config.shutdown_grace_seconds)

@@ -1,0 +1,99 @@
+"""gRPC handlers of SettingsService: proto in, rules and store, proto out."""
+
+from __future__ import annotations
+
+import grpc
+
+from tierset import errors
+from tierset.store import ScopeRef, Store, StoredSetting
+from tierset.v1 import settings_pb2, settings_pb2_grpc
+from tierset.values import (
+    LEVEL_TO_PROTO,
+    TYPE_TO_PROTO,
+    Level,
+    check_key,
+    check_keys,
+    decode_value,
+    encode_value,
+    setting_type_from_proto,
+)
+
+
+def scope_from_proto(scope: settings_pb2.Scope, field: str = "scope") -> ScopeRef:
+    """The scope a request names, or INVALID_ARGUMENT when it names none or a bad id."""
+    kind = scope.WhichOneof("kind")
+    if kind is None:
+        raise errors.bad_field(field, "scope must name an account_id or a retailer_id")
+    scope_id = getattr(scope, kind)
+    if scope_id <= 0:
+        raise errors.bad_field(f"{field}.{kind}", f"{kind} must be a positive integer")
+    level = Level.ACCOUNT if kind == "account_id" else Level.RETAILER
+    return ScopeRef(level, scope_id)
+
+
+def setting_to_proto(setting: StoredSetting) -> settings_pb2.Setting:
+    """A resolved setting as the API shows it."""
+    message = settings_pb2.Setting(
+        id=setting.id,
+        key=setting.key,
+        type=TYPE_TO_PROTO[setting.type],
+        value=encode_value(setting.type, setting.value),
+        level=LEVEL_TO_PROTO[setting.level],
+        version=setting.version,
+    )
+    message.update_time.FromDatetime(setting.update_time)
+    return message
+
+
+def _expected_version(
+    request: settings_pb2.PutSettingRequest | settings_pb2.SetGlobalRequest,
+) -> int | None:
+    if not request.HasField("expected_version"):
+        return None
+    if request.expected_version < 0:
+        raise errors.bad_field("expected_version", "expected_version must not be negative")
+    return request.expected_version
+
+
+class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
+    """Layered settings: reads resolve precedence, writes upsert one level."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def GetSettings(
+        self, request: settings_pb2.GetSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.GetSettingsResponse:
+        scope = scope_from_proto(request.scope)
+        keys = check_keys(list(request.keys))
+        resolution = await self._store.resolve(scope, keys)
+        return settings_pb2.GetSettingsResponse(
+            settings=[setting_to_proto(s) for s in resolution.settings]
+        )
+
+    async def PutSetting(
+        self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.PutSettingResponse:
+        scope = scope_from_proto(request.scope)
+        key = check_key(request.key)
+        setting_type = setting_type_from_proto(request.type)
+        value_json = decode_value(key, setting_type, request.value)
+        result = await self._store.write(
+            scope, key, setting_type, value_json, _expected_version(request)
+        )
+        return settings_pb2.PutSettingResponse(
+            id=result.id, version=result.version, created=result.created
+        )
+
+    async def SetGlobal(
+        self, request: settings_pb2.SetGlobalRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.SetGlobalResponse:
+        key = check_key(request.key)
+        setting_type = setting_type_from_proto(request.type)
+        value_json = decode_value(key, setting_type, request.value)
+        result = await self._store.write(
+            None, key, setting_type, value_json, _expected_version(request)
+        )
+        return settings_pb2.SetGlobalResponse(
+            id=result.id, version=result.version, created=result.created
+        )

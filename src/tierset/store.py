@@ -1,0 +1,269 @@
+"""The store: every read and write of tierset's data, over an asyncpg pool.
+
+The SQL lives in ``sql/queries.sql`` as named statements; this module runs
+them and turns PostgreSQL's answers (and errors, by asyncpg exception class)
+into domain results and :class:`~tierset.errors.TiersetError`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from importlib import resources
+
+import asyncpg
+
+from tierset import errors
+from tierset.values import Level, SettingType
+
+
+@cache
+def queries() -> dict[str, str]:
+    """The named statements of ``sql/queries.sql``, by name."""
+    text = (resources.files("tierset") / "sql" / "queries.sql").read_text()
+    named: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        named[name.strip()] = body.strip()
+    return named
+
+
+def query(name: str) -> str:
+    """One named statement."""
+    return queries()[name]
+
+
+@dataclass(frozen=True)
+class ScopeRef:
+    """An ACCOUNT or RETAILER scope by id."""
+
+    level: Level
+    id: int
+
+    def owner_columns(self) -> tuple[int | None, int | None]:
+        """The (account_id, retailer_id) pair a setting at this scope is stored under."""
+        if self.level is Level.ACCOUNT:
+            return self.id, None
+        return None, self.id
+
+
+GLOBAL_SCOPE = None
+
+
+@dataclass(frozen=True)
+class StoredSetting:
+    """A setting as resolved for a scope; `value` is its JSON text."""
+
+    id: int
+    key: str
+    type: SettingType
+    value: str
+    level: Level
+    version: int
+    update_time: datetime
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The answer to a read: the account owning the scope and the settings found."""
+
+    account_id: int
+    settings: list[StoredSetting]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did."""
+
+    id: int
+    version: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """An account."""
+
+    id: int
+    display_name: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class RetailerRow:
+    """A retailer and its account."""
+
+    id: int
+    account_id: int
+    display_name: str
+    create_time: datetime
+
+
+@dataclass(frozen=True)
+class IntegrationRow:
+    """A saved integration configuration; `config` is its JSON text."""
+
+    id: int
+    name: str
+    config: str
+    created: bool = False
+
+
+def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
+    noun = scope.level.lower()
+    return errors.not_found(
+        f"{noun} {scope.id} does not exist",
+        f"{scope.level}_NOT_FOUND",
+        **{f"{noun}_id": str(scope.id)},
+    )
+
+
+class Store:
+    """Reads and writes over one asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def resolve(self, scope: ScopeRef, keys: list[str]) -> Resolution:
+        """Each key's most specific value for the scope, in one statement.
+
+        Raises NOT_FOUND when the account or retailer does not exist.
+        """
+        rows = await self._pool.fetch(
+            query("effective_settings"), scope.level.value, scope.id, keys
+        )
+        if not rows:
+            raise _scope_not_found(scope)
+        settings = [
+            StoredSetting(
+                id=row["id"],
+                key=row["key"],
+                type=SettingType(row["type"]),
+                value=row["value"],
+                level=Level(row["level"]),
+                version=row["version"],
+                update_time=row["update_time"],
+            )
+            for row in rows
+            if row["key"] is not None
+        ]
+        return Resolution(account_id=rows[0]["scope_account_id"], settings=settings)
+
+    async def write(
+        self,
+        scope: ScopeRef | None,
+        key: str,
+        setting_type: SettingType,
+        value_json: str,
+        expected_version: int | None = None,
+    ) -> WriteResult:
+        """Creates or updates one setting atomically; `scope` None means GLOBAL.
+
+        With `expected_version`, writes only if the stored version matches (0:
+        only if it does not exist yet), else raises ABORTED.
+        """
+        level = Level.GLOBAL if scope is None else scope.level
+        account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
+        args = (level.value, account_id, retailer_id, key, setting_type.value, value_json)
+        async with self._pool.acquire() as connection:
+            try:
+                if expected_version is None or expected_version == 0:
+                    row = await connection.fetchrow(
+                        query("upsert_setting"), *args, expected_version == 0
+                    )
+                else:
+                    row = await connection.fetchrow(
+                        query("update_setting_if_version"), *args, expected_version
+                    )
+            except asyncpg.ForeignKeyViolationError:
+                assert scope is not None  # GLOBAL rows reference nothing
+                raise _scope_not_found(scope) from None
+            if row is not None:
+                return WriteResult(row["id"], row["version"], row["created"])
+            if scope is not None and not await connection.fetchval(
+                query("scope_exists"), scope.level.value, scope.id
+            ):
+                raise _scope_not_found(scope)
+            current = await connection.fetchval(
+                query("setting_version"), level.value, account_id, retailer_id, key
+            )
+        raise errors.aborted(
+            f"{key}: expected version {expected_version}, "
+            + ("but it does not exist" if current is None else f"but it is at version {current}"),
+            "VERSION_MISMATCH",
+            key=key,
+            current_version=str(current or 0),
+        )
+
+    async def create_account(self, account_id: int | None, display_name: str) -> AccountRow:
+        """Creates an account; `account_id` None lets the database choose."""
+        try:
+            row = await self._pool.fetchrow(query("create_account"), account_id, display_name)
+        except asyncpg.UniqueViolationError:
+            raise errors.already_exists(
+                f"account {account_id} already exists",
+                "ACCOUNT_EXISTS",
+                account_id=str(account_id),
+            ) from None
+        return AccountRow(**dict(row))
+
+    async def get_account(self, account_id: int) -> AccountRow:
+        """One account, or NOT_FOUND."""
+        row = await self._pool.fetchrow(query("get_account"), account_id)
+        if row is None:
+            raise _scope_not_found(ScopeRef(Level.ACCOUNT, account_id))
+        return AccountRow(**dict(row))
+
+    async def create_retailer(
+        self, retailer_id: int | None, account_id: int, display_name: str
+    ) -> RetailerRow:
+        """Registers a retailer under an account; NOT_FOUND if the account is unknown."""
+        try:
+            row = await self._pool.fetchrow(
+                query("create_retailer"), retailer_id, account_id, display_name
+            )
+        except asyncpg.UniqueViolationError:
+            raise errors.already_exists(
+                f"retailer {retailer_id} already exists",
+                "RETAILER_EXISTS",
+                retailer_id=str(retailer_id),
+            ) from None
+        except asyncpg.ForeignKeyViolationError:
+            raise _scope_not_found(ScopeRef(Level.ACCOUNT, account_id)) from None
+        return RetailerRow(**dict(row))
+
+    async def get_retailer(self, retailer_id: int) -> RetailerRow:
+        """One retailer, or NOT_FOUND."""
+        row = await self._pool.fetchrow(query("get_retailer"), retailer_id)
+        if row is None:
+            raise _scope_not_found(ScopeRef(Level.RETAILER, retailer_id))
+        return RetailerRow(**dict(row))
+
+    async def save_integration(
+        self, name: str, config_json: str, integration_id: int
+    ) -> IntegrationRow:
+        """Saves an integration's configuration by name (id 0) or by id.
+
+        Raises NOT_FOUND when `integration_id` is not a saved integration of that name.
+        """
+        if integration_id == 0:
+            row = await self._pool.fetchrow(query("upsert_integration_by_name"), name, config_json)
+        else:
+            row = await self._pool.fetchrow(
+                query("update_integration_by_id"), integration_id, name, config_json
+            )
+        if row is None:
+            raise errors.not_found(
+                "Integration not found",
+                "INTEGRATION_NOT_FOUND",
+                integration_id=str(integration_id),
+                integration_name=name,
+            )
+        return IntegrationRow(row["id"], name, row["config"], row["created"])
+
+    async def get_integration(self, name: str) -> IntegrationRow | None:
+        """The saved configuration of an integration, or None when none is saved."""
+        row = await self._pool.fetchrow(query("get_integration"), name)
+        return None if row is None else IntegrationRow(row["id"], row["name"], row["config"])

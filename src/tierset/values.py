@@ -1,0 +1,247 @@
+"""The rules for keys and typed values, in one place.
+
+A value is stored as JSON in a ``jsonb`` column whatever its type: a STRING is
+a JSON string, an INTEGER a JSON number, and so on. :func:`decode_value`
+checks a proposed value against its type and returns the JSON text to store;
+:func:`encode_value` turns stored JSON text back into the proto form.
+
+Limits (documented in the README and the proto):
+
+* keys: 1..255 characters of ``A-Z a-z 0-9 . _ -``, starting with a letter
+  or digit; at most 100 keys per read;
+* STRING: at most 4,096 characters; LOB: at most 1 MiB of UTF-8;
+* JSON: at most 1 MiB of JSON text, nested at most 32 deep;
+* INTEGER: -2**63 .. 2**63-1;
+* no NUL character anywhere (PostgreSQL text and jsonb cannot hold it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from enum import StrEnum
+from typing import Any
+
+from tierset.errors import FieldViolation, TiersetError, bad_field, invalid_argument
+from tierset.v1 import settings_pb2
+
+KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+MAX_KEY_LENGTH = 255
+MAX_KEYS_PER_READ = 100
+MAX_STRING_CHARS = 4096
+MAX_LOB_BYTES = 1024 * 1024
+MAX_JSON_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+class SettingType(StrEnum):
+    """A value's type; the names are the API's and the database enum's labels."""
+
+    LOB = "LOB"
+    STRING = "STRING"
+    INTEGER = "INTEGER"
+    BOOLEAN = "BOOLEAN"
+    JSON = "JSON"
+
+
+class Level(StrEnum):
+    """Where a setting is stored, least specific first."""
+
+    GLOBAL = "GLOBAL"
+    ACCOUNT = "ACCOUNT"
+    RETAILER = "RETAILER"
+
+
+TYPE_FROM_PROTO = {
+    settings_pb2.SETTING_TYPE_LOB: SettingType.LOB,
+    settings_pb2.SETTING_TYPE_STRING: SettingType.STRING,
+    settings_pb2.SETTING_TYPE_INTEGER: SettingType.INTEGER,
+    settings_pb2.SETTING_TYPE_BOOLEAN: SettingType.BOOLEAN,
+    settings_pb2.SETTING_TYPE_JSON: SettingType.JSON,
+}
+TYPE_TO_PROTO = {name: number for number, name in TYPE_FROM_PROTO.items()}
+LEVEL_TO_PROTO = {
+    Level.GLOBAL: settings_pb2.SETTING_LEVEL_GLOBAL,
+    Level.ACCOUNT: settings_pb2.SETTING_LEVEL_ACCOUNT,
+    Level.RETAILER: settings_pb2.SETTING_LEVEL_RETAILER,
+}
+
+
+def check_key(key: str, field: str = "key") -> str:
+    """Returns the key if it is well formed, else raises INVALID_ARGUMENT naming it."""
+    if not key:
+        raise bad_field(field, "key must not be empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise bad_field(field, f"key {key[:40]!r}... is longer than {MAX_KEY_LENGTH} characters")
+    if not KEY_PATTERN.fullmatch(key):
+        raise bad_field(
+            field,
+            f"key {key!r} must start with a letter or digit and contain only "
+            "letters, digits, '.', '_' and '-'",
+        )
+    return key
+
+
+def check_keys(keys: list[str]) -> list[str]:
+    """Checks a read's key list: 1..100 well-formed keys, none twice."""
+    if not keys:
+        raise bad_field("keys", "at least one key is required")
+    if len(keys) > MAX_KEYS_PER_READ:
+        raise bad_field("keys", f"at most {MAX_KEYS_PER_READ} keys may be read at once")
+    violations: list[FieldViolation] = []
+    seen: set[str] = set()
+    for index, key in enumerate(keys):
+        try:
+            check_key(key, f"keys[{index}]")
+        except TiersetError as error:
+            violations.extend(error.violations)
+            continue
+        if key in seen:
+            violations.append(FieldViolation(f"keys[{index}]", f"key {key!r} is repeated"))
+        seen.add(key)
+    if violations:
+        raise invalid_argument("; ".join(v.description for v in violations), violations)
+    return keys
+
+
+def _unstorable(text: str) -> str | None:
+    """Why PostgreSQL could not store this text, or None if it can."""
+    if "\x00" in text:
+        return "must not contain the NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain unpaired UTF-16 surrogates"
+    return None
+
+
+def _json_depth_exceeds(value: Any, limit: int) -> bool:
+    # Iterative, so a hostile document cannot exhaust the interpreter's stack.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _first_unstorable(value: Any) -> str | None:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            problem = _unstorable(node)
+            if problem:
+                return problem
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
+
+
+def parse_json_text(text: str, key: str, field: str) -> Any:
+    """Parses JSON text strictly (no NaN/Infinity), within the size and depth limits."""
+    if len(text.encode("utf-8")) > MAX_JSON_BYTES:
+        raise bad_field(field, f"{key}: JSON value is larger than {MAX_JSON_BYTES} bytes")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise bad_field(
+            field, f"{key}: JSON value is nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except ValueError as error:
+        raise bad_field(field, f"{key}: value is not valid JSON ({error})") from None
+    if _json_depth_exceeds(value, MAX_JSON_DEPTH):
+        raise bad_field(field, f"{key}: JSON value is nested deeper than {MAX_JSON_DEPTH} levels")
+    problem = _first_unstorable(value)
+    if problem:
+        raise bad_field(field, f"{key}: value {problem}")
+    return value
+
+
+def decode_value(key: str, setting_type: SettingType, value: settings_pb2.SettingValue) -> str:
+    """Checks a proposed value against its type and returns the JSON text to store.
+
+    Raises INVALID_ARGUMENT naming the key and what the type expects.
+    """
+    field = "value"
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        raise bad_field(field, f"{key}: a value is required")
+    if kind == "json_value":
+        candidate: Any = parse_json_text(value.json_value, key, field)
+    else:
+        candidate = getattr(value, kind)
+
+    expected = {
+        SettingType.STRING: "a string",
+        SettingType.LOB: "a string",
+        SettingType.INTEGER: "a whole number between -2^63 and 2^63-1",
+        SettingType.BOOLEAN: "true or false",
+        SettingType.JSON: "any JSON value",
+    }[setting_type]
+
+    def wrong() -> TiersetError:
+        return bad_field(field, f"{key}: type {setting_type} expects {expected}")
+
+    if setting_type in (SettingType.STRING, SettingType.LOB):
+        if not isinstance(candidate, str):
+            raise wrong()
+        problem = _unstorable(candidate)
+        if problem:
+            raise bad_field(field, f"{key}: value {problem}")
+        if setting_type is SettingType.STRING and len(candidate) > MAX_STRING_CHARS:
+            raise bad_field(field, f"{key}: STRING is longer than {MAX_STRING_CHARS} characters")
+        if setting_type is SettingType.LOB and len(candidate.encode("utf-8")) > MAX_LOB_BYTES:
+            raise bad_field(field, f"{key}: LOB is larger than {MAX_LOB_BYTES} bytes")
+    elif setting_type is SettingType.INTEGER:
+        # bool is an int in Python; a JSON true is not an INTEGER.
+        if isinstance(candidate, bool) or not isinstance(candidate, int):
+            raise wrong()
+        if not INT64_MIN <= candidate <= INT64_MAX:
+            raise wrong()
+    elif setting_type is SettingType.BOOLEAN:
+        if not isinstance(candidate, bool):
+            raise wrong()
+    elif kind == "json_value":
+        # Stored as sent: jsonb keeps every digit of a number that a float would round.
+        return value.json_value
+    return json.dumps(candidate, ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_value(setting_type: SettingType, stored_json: str) -> settings_pb2.SettingValue:
+    """Turns a stored JSON text into the proto field that matches the type."""
+    if setting_type is SettingType.JSON:
+        return settings_pb2.SettingValue(json_value=stored_json)
+    value = json.loads(stored_json)
+    if setting_type is SettingType.INTEGER:
+        return settings_pb2.SettingValue(integer_value=value)
+    if setting_type is SettingType.BOOLEAN:
+        return settings_pb2.SettingValue(boolean_value=value)
+    return settings_pb2.SettingValue(string_value=value)
+
+
+def setting_type_from_proto(number: int, field: str = "type") -> SettingType:
+    """The type named by a request, or INVALID_ARGUMENT when it is unset or unknown."""
+    try:
+        return TYPE_FROM_PROTO[number]  # type: ignore[index]
+    except KeyError:
+        raise bad_field(field, "type must be one of LOB, STRING, INTEGER, BOOLEAN, JSON") from None

@@ -1,0 +1,48 @@
+"""Small helpers shared by tests: building values and reading rich errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from tierset.v1 import settings_pb2
+
+
+def json_value(value: Any) -> settings_pb2.SettingValue:
+    """A SettingValue carrying `value` as JSON text."""
+    return settings_pb2.SettingValue(json_value=json.dumps(value))
+
+
+def rich_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """The google.rpc.Status a failed call carried in its trailers."""
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            return status_pb2.Status.FromString(value)
+    raise AssertionError(f"no rich status on {error.code()}: {error.details()}")
+
+
+def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
+    """The one ErrorInfo of a failed call."""
+    infos = [d for d in rich_status(error).details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR)]
+    assert len(infos) == 1, infos
+    info = error_details_pb2.ErrorInfo()
+    infos[0].Unpack(info)
+    return info
+
+
+def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The BadRequest field violations of a failed call, field → description."""
+    found: dict[str, str] = {}
+    for detail in rich_status(error).details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            found.update({v.field: v.description for v in bad_request.field_violations})
+    return found
+
+
+__all__ = ["error_info", "field_violations", "json_value", "rich_status", "rpc_status"]

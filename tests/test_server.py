@@ -1,0 +1,96 @@
+"""The server process: health, reflection, and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests.conftest import free_port
+from tierset import embedded
+from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
+
+
+async def test_health_reports_serving_for_each_service(channel):
+    stub = health_pb2_grpc.HealthStub(channel)
+    for service in (
+        "",
+        "tierset.v1.SettingsService",
+        "tierset.v1.IntegrationService",
+        "tierset.v1.AccountService",
+    ):
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+        assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_services(channel):
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    responses = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    async for response in responses:
+        names = {s.name for s in response.list_services_response.service}
+        break
+    assert {
+        "tierset.v1.SettingsService",
+        "tierset.v1.IntegrationService",
+        "tierset.v1.AccountService",
+        "grpc.health.v1.Health",
+    } <= names
+
+
+async def _serve_process(database_url: str, port: int) -> asyncio.subprocess.Process:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "TIERSET_SHUTDOWN_GRACE_SECONDS": "3",
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tierset.cli",
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def _wait_serving(port: int) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(100):
+            try:
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
+    raise AssertionError("server never became healthy")
+
+
+async def test_sigterm_stops_the_server_cleanly(database_url):
+    port = free_port()
+    process = await _serve_process(database_url, port)
+    await _wait_serving(port)
+
+    process.send_signal(signal.SIGTERM)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=15)
+
+    assert process.returncode == 0, output.decode()
+    assert b"shutting down" in output
+    assert b"Traceback" not in output
+
+
+def test_missing_binaries_say_how_to_get_postgres(monkeypatch, tmp_path):
+    monkeypatch.setattr(embedded, "find_binaries", lambda: None)
+    with pytest.raises(EmbeddedPostgresError) as raised:
+        EmbeddedPostgres(tmp_path, free_port())
+    assert "apt-get install postgresql" in str(raised.value)
+    assert "DATABASE_URL" in str(raised.value)
