@@ -9,6 +9,7 @@ import sys
 
 import asyncpg
 
+from tierset import logs
 from tierset.config import Config, ConfigError
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.migrate import migrate
@@ -88,9 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         config = Config.from_env()
     except ConfigError as error:
         raise SystemExit(f"configuration error: {error}") from None
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(config)
     try:
         COMMANDS[args.command](config)
     except EmbeddedPostgresError as error:

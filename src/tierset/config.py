@@ -86,6 +86,10 @@ class Config:
     migrate_on_start: bool = True
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # Prometheus metrics, on a port of their own so scrapes never queue behind API calls.
+    # An empty address switches the endpoint off.
+    metrics_address: str = "127.0.0.1:9090"
+    gateway_metrics_address: str = "127.0.0.1:9091"
 
     @property
     def has_database(self) -> bool:
@@ -113,4 +117,8 @@ class Config:
                 env, "TIERSET_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             log_level=env.get("TIERSET_LOG_LEVEL", cls.log_level).upper(),
+            metrics_address=env.get("TIERSET_METRICS_ADDRESS", cls.metrics_address),
+            gateway_metrics_address=env.get(
+                "TIERSET_GATEWAY_METRICS_ADDRESS", cls.gateway_metrics_address
+            ),
         )

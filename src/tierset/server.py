@@ -21,7 +21,9 @@ from tierset.accounts_api import AccountService
 from tierset.config import Config
 from tierset.integrations_api import IntegrationService
 from tierset.interceptors import ErrorInterceptor
+from tierset.metrics import start_metrics_server
 from tierset.migrate import migrate
+from tierset.observability import ObservabilityInterceptor
 from tierset.settings_api import SettingsService
 from tierset.store import Store
 from tierset.v1 import (
@@ -85,7 +87,8 @@ async def start_app(config: Config, dsn: str | None) -> App:
             if applied:
                 log.info("applied migrations %s", applied)
         store = Store(pool)
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        # Observability first (outermost): it must see the status ErrorInterceptor settles on.
+        server = grpc.aio.server(interceptors=[ObservabilityInterceptor(), ErrorInterceptor()])
         settings_pb2_grpc.add_SettingsServiceServicer_to_server(SettingsService(store), server)
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
         integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
@@ -124,8 +127,22 @@ async def wait_for_stop_signal() -> None:
 
 
 async def serve(config: Config, dsn: str | None) -> None:
-    """Serves until SIGTERM/SIGINT, then shuts down gracefully."""
+    """Serves until SIGTERM/SIGINT (metrics too, unless switched off), then shuts down."""
     app = await start_app(config, dsn)
-    await wait_for_stop_signal()
-    log.info("shutting down (grace %.1fs)", config.shutdown_grace_seconds)
-    await app.stop(config.shutdown_grace_seconds)
+    metrics_server = None
+    if config.metrics_address:
+        # Metrics are not worth an outage: a taken port is logged and Prometheus shows
+        # the target as down, while the API keeps serving.
+        try:
+            metrics_server = start_metrics_server(config.metrics_address, app.pool)
+        except OSError as error:
+            log.error("cannot serve metrics on %s: %s", config.metrics_address, error)
+        else:
+            log.info("serving metrics on %s", config.metrics_address)
+    try:
+        await wait_for_stop_signal()
+        log.info("shutting down (grace %.1fs)", config.shutdown_grace_seconds)
+        await app.stop(config.shutdown_grace_seconds)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()
