@@ -1,0 +1,367 @@
+"""Observability: metrics over real HTTP, JSON log lines with request ids, no secrets in logs.
+
+The end-to-end half runs the real ``tierset serve`` process (the same code path as in a
+container) against the session database, calls it over a real channel, scrapes its metrics
+port and reads its log output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import free_port
+from tierset import logs, metrics
+from tierset.config import Config
+from tierset.server import App, create_pool
+from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
+
+PASSWORD = "pw-Zq81-never-logged"
+TOKEN = "tok-5f0c-never-logged"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(port: int) -> Samples:
+    """Every sample on a metrics endpoint, over real HTTP, keyed by (name, labels)."""
+
+    def fetch() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+
+    text = await asyncio.to_thread(fetch)
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+# ---------------------------------------------------------------- the real `tierset serve`
+
+
+@dataclass
+class ServeProcess:
+    process: asyncio.subprocess.Process
+    grpc_port: int
+    metrics_port: int
+    log_file: Path
+    dsn: str
+
+    def log_text(self) -> str:
+        return self.log_file.read_text()
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
+
+
+def with_password(dsn: str) -> str:
+    """The DSN with our known password in it (the test PostgreSQL trusts local users)."""
+    parts = urlsplit(dsn)
+    if parts.password:
+        return dsn
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user or 'postgres'}:{PASSWORD}@{host}"))
+
+
+@pytest.fixture(scope="module")
+async def serve_process(
+    database_url: str, server: App, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServeProcess]:
+    """`tierset serve` on free ports, DEBUG logs to a file; SIGTERMed at the end."""
+    dsn = with_password(database_url)
+    grpc_port, metrics_port = free_port(), free_port()
+    log_file = tmp_path_factory.mktemp("serve") / "stderr.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
+        "TIERSET_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        "TIERSET_MIGRATE_ON_START": "false",  # the session server migrated this database
+        "TIERSET_LOG_LEVEL": "DEBUG",
+        "TIERSET_SHUTDOWN_GRACE_SECONDS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log_file.open("w") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tierset.cli", "serve", env=env, stderr=stderr
+        )
+    handle = ServeProcess(process, grpc_port, metrics_port, log_file, dsn)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for _ in range(100):
+                try:
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.aio.AioRpcError:
+                    pass
+                assert process.returncode is None, handle.log_text()
+                await asyncio.sleep(0.2)
+            else:
+                pytest.fail(f"tierset serve did not become healthy:\n{handle.log_text()}")
+        yield handle
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), timeout=15)
+
+
+@dataclass
+class Calls:
+    """What the module's calls to the real process sent and got back."""
+
+    failed_request_id: str
+    created_request_id: str
+
+
+@pytest.fixture(scope="module")
+async def calls(serve_process: ServeProcess) -> Calls:
+    """Two CreateAccount calls (OK) and one GetSettings for an unknown account (NOT_FOUND)."""
+    failed_id, created_id = "req-notfound-0001", "req-created-0001"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{serve_process.grpc_port}") as channel:
+        accounts = accounts_pb2_grpc.AccountServiceStub(channel)
+        settings = settings_pb2_grpc.SettingsServiceStub(channel)
+        for n, request_id in enumerate((created_id, None)):
+            metadata = (("x-request-id", request_id),) if request_id else ()
+            await accounts.CreateAccount(
+                accounts_pb2.CreateAccountRequest(account_id=0, display_name=f"obs {n}"),
+                metadata=(*metadata, ("authorization", f"Bearer {TOKEN}")),
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await settings.GetSettings(
+                settings_pb2.GetSettingsRequest(
+                    scope=settings_pb2.Scope(account_id=987_654_321_987), keys=["A.B"]
+                ),
+                metadata=(("x-request-id", failed_id), ("authorization", f"Bearer {TOKEN}")),
+            )
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    return Calls(failed_id, created_id)
+
+
+async def test_metrics_count_calls_by_method_and_code(serve_process, calls):
+    samples = await scrape(serve_process.metrics_port)
+    handled = "grpc_server_handled_total"
+    seconds = "grpc_server_handling_seconds_count"
+    account, settings = "tierset.v1.AccountService", "tierset.v1.SettingsService"
+    assert sample(
+        samples, handled, grpc_service=account, grpc_method="CreateAccount", grpc_code="OK"
+    ) == (2)
+    assert sample(
+        samples, handled, grpc_service=settings, grpc_method="GetSettings", grpc_code="NOT_FOUND"
+    ) == (1)
+    assert sample(samples, seconds, grpc_service=account, grpc_method="CreateAccount") == 2
+    assert sample(samples, seconds, grpc_service=settings, grpc_method="GetSettings") == 1
+    # A fresh process: exactly the calls made, nothing else under these names.
+    assert sample(
+        samples, handled, grpc_service=settings, grpc_method="GetSettings", grpc_code="OK"
+    ) == (0)
+
+
+async def test_metrics_show_pool_cache_and_auth_series(serve_process, calls):
+    samples = await scrape(serve_process.metrics_port)
+    names = {name for name, _ in samples}
+    assert sample(samples, "tierset_db_pool_max_connections") == 10  # the default pool size
+    in_use = sample(samples, "tierset_db_pool_connections", state="in_use")
+    idle = sample(samples, "tierset_db_pool_connections", state="idle")
+    assert in_use >= 0 and idle >= 1 and in_use + idle <= 10
+    assert ("tierset_db_pool_waiting", frozenset()) in samples
+    for counter in ("tierset_cache_hits", "tierset_cache_misses", "tierset_cache_invalidations"):
+        assert f"{counter}_total" in names
+    # Labelled by reason: the family is declared before the auth layer first counts one.
+    text = await asyncio.to_thread(
+        lambda: (
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{serve_process.metrics_port}/metrics", timeout=5
+            )
+            .read()
+            .decode()
+        )
+    )
+    for family in ("tierset_auth_failures_total", "http_server_requests_total"):
+        assert f"# TYPE {family} counter" in text
+
+
+async def test_log_lines_are_json_and_carry_the_request_id(serve_process, calls):
+    lines = serve_process.log_lines()  # json.loads of every line: each one parses
+    assert lines
+    for line in lines:
+        assert {"time", "level", "logger", "message", "request_id"} <= line.keys()
+    by_id = {line["request_id"]: line for line in lines if line.get("grpc_method")}
+    failed = by_id[calls.failed_request_id]
+    assert failed["grpc_method"] == "/tierset.v1.SettingsService/GetSettings"
+    assert failed["grpc_code"] == "NOT_FOUND"
+    assert by_id[calls.created_request_id]["grpc_code"] == "OK"
+    # The call sent without an id got a fresh one of its own.
+    generated = [
+        line["request_id"]
+        for line in lines
+        if line.get("grpc_method") == "/tierset.v1.AccountService/CreateAccount"
+        and line["request_id"] != calls.created_request_id
+    ]
+    assert generated and all(re.fullmatch(r"[0-9a-f]{32}", str(i)) for i in generated)
+
+
+async def test_no_secret_reaches_the_log(serve_process, calls):
+    # SIGTERM first, so the shutdown lines are in the file too.
+    serve_process.process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(serve_process.process.wait(), timeout=15) == 0
+    text = serve_process.log_text()
+    assert "shutting down" in text
+    for secret in (PASSWORD, TOKEN, serve_process.dsn):
+        assert secret not in text
+    # The DEBUG metadata lines did carry the authorization header, masked.
+    metadata_lines = [line for line in serve_process.log_lines() if "metadata" in line]
+    assert metadata_lines
+    assert all(
+        ["authorization", logs.MASK] in line["metadata"]  # type: ignore[operator]
+        for line in metadata_lines
+        if line["request_id"] in {calls.failed_request_id, calls.created_request_id}
+    )
+
+
+# ---------------------------------------------------------------- the redaction safeguard
+
+
+@pytest.fixture
+def captured_log() -> Iterator[Callable[[], list[dict[str, object]]]]:
+    """The real JSON handler on the root logger, writing to a buffer (the DSN registered)."""
+    import io
+
+    buffer = io.StringIO()
+    handler = logs.json_handler(buffer)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    logs.REDACTOR.add(f"postgresql://app:{PASSWORD}@db:5432/tierset")
+    logs.REDACTOR.add(PASSWORD)
+    try:
+        yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    finally:
+        root.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("message", "args", "extra"),
+    [
+        ("connecting to %s", (f"postgresql://app:{PASSWORD}@db:5432/tierset",), {}),
+        ("retrying with %s", (f"postgres://other:{TOKEN}@elsewhere/db",), {}),
+        ("headers %s", ({"authorization": f"Bearer {TOKEN}"},), {}),
+        ("got authorization: Bearer %s", (TOKEN,), {}),
+        ("x-api-key=%s", (TOKEN,), {}),
+        ("call", (), {"metadata": [("authorization", f"Basic {TOKEN}")]}),
+        ("call", (), {"api_key": TOKEN}),
+        ("password is %s", (PASSWORD,), {}),
+    ],
+)
+async def test_redaction_masks_secrets(captured_log, message, args, extra):
+    logging.getLogger("tierset.test").warning(message, *args, extra=extra)
+    (line,) = captured_log()
+    text = json.dumps(line)
+    assert PASSWORD not in text and TOKEN not in text
+    assert logs.MASK in text
+
+
+async def test_redaction_masks_secrets_in_tracebacks(captured_log):
+    try:
+        raise ConnectionError(f"cannot reach postgresql://app:{PASSWORD}@db:5432/tierset")
+    except ConnectionError:
+        logging.getLogger("tierset.test").exception("database down")
+    (line,) = captured_log()
+    assert "ConnectionError" in str(line["exception"])
+    assert PASSWORD not in json.dumps(line)
+
+
+# ---------------------------------------------------------------- pool and HTTP series
+
+
+async def test_pool_waiting_counts_callers_queued_for_a_connection(database_url):
+    pool = await create_pool(Config(pool_min_size=1, pool_max_size=1), database_url)
+    registry = CollectorRegistry()
+    endpoint = metrics.start_metrics_server("127.0.0.1:0", pool, registry)
+    try:
+        async with pool.acquire():
+            waiter = asyncio.ensure_future(pool.fetchval("SELECT 1"))
+            for _ in range(50):
+                if metrics.pool_waiting(pool):
+                    break
+                await asyncio.sleep(0.01)
+            busy = await scrape(endpoint.port)
+        assert await waiter == 1
+        calm = await scrape(endpoint.port)
+    finally:
+        endpoint.stop()
+        await pool.close()
+    assert sample(busy, "tierset_db_pool_waiting") == 1
+    assert sample(busy, "tierset_db_pool_connections", state="in_use") == 1
+    assert sample(calm, "tierset_db_pool_waiting") == 0
+    assert sample(calm, "tierset_db_pool_connections", state="idle") == 1
+
+
+async def _asgi_call(app: metrics.ASGIApp, method: str, path: str) -> int:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": []}
+    try:
+        await app(scope, receive, send)  # type: ignore[arg-type]
+    except RuntimeError:
+        return 500
+    return int(next(m["status"] for m in sent if m["type"] == "http.response.start"))  # type: ignore[call-overload]
+
+
+async def _tiny_app(scope, receive, send) -> None:
+    if scope["path"] == "/boom":
+        raise RuntimeError("app failed before responding")
+    status = 200 if scope["path"].startswith("/v1/settings/") else 404
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
+async def test_http_middleware_counts_by_method_route_and_status():
+    def route_of(scope):
+        return "/v1/settings/{key}" if scope["path"].startswith("/v1/settings/") else "unmatched"
+
+    app = metrics.HttpMetricsMiddleware(_tiny_app, route_of=route_of)
+
+    def count(method: str, route: str, status: str) -> float:
+        labels = {"method": method, "route": route, "status": status}
+        return REGISTRY.get_sample_value("http_server_requests_total", labels) or 0.0
+
+    before = {
+        "ok": count("GET", "/v1/settings/{key}", "200"),
+        "missing": count("GET", "unmatched", "404"),
+        "boom": count("POST", "unmatched", "500"),
+    }
+    for key in ("A.B", "C.D"):
+        assert await _asgi_call(app, "GET", f"/v1/settings/{key}") == 200
+    assert await _asgi_call(app, "GET", "/nope") == 404
+    assert await _asgi_call(app, "POST", "/boom") == 500
+    assert count("GET", "/v1/settings/{key}", "200") == before["ok"] + 2
+    assert count("GET", "unmatched", "404") == before["missing"] + 1
+    assert count("POST", "unmatched", "500") == before["boom"] + 1
