@@ -9,13 +9,14 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
 
-.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean
+.PHONY: help install run test check lint typecheck proto proto-check buf-lint deploy-check clean
 
 help:
 	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
 	@echo "make test         run the test suite (starts its own PostgreSQL)"
 	@echo "make check        ruff, mypy, buf lint, and a staleness check of the generated code"
 	@echo "make proto        regenerate src/tierset/v1 from protos/"
+	@echo "make deploy-check render deploy/overlays/*, validate against Kubernetes schemas, check policy"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# kubectl (for `kubectl kustomize`), the Kubernetes schemas and hadolint come from wheels in
+# the dev extra, so this needs no network beyond `make install`. `make test` runs it too.
+deploy-check: $(STAMP)
+	$(BIN)/pytest -q tests/test_deploy.py
 
 # Generated code is committed so that an install needs no protoc; `proto-check`
 # fails when it no longer matches protos/.

@@ -8,6 +8,7 @@ port and reads its log output.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -247,7 +248,6 @@ async def test_no_secret_reaches_the_log(serve_process, calls):
 @pytest.fixture
 def captured_log() -> Iterator[Callable[[], list[dict[str, object]]]]:
     """The real JSON handler on the root logger, writing to a buffer (the DSN registered)."""
-    import io
 
     buffer = io.StringIO()
     handler = logs.json_handler(buffer)
