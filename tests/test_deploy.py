@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -324,3 +325,30 @@ def test_pods_run_as_the_image_user(objects):
     (user,) = [args for op, args in dockerfile_instructions() if op == "USER"]
     for name, pod in workloads(objects):
         assert str(pod["securityContext"]["runAsUser"]) == user.split(":")[0], name
+
+
+def test_the_wheel_the_image_installs_ships_the_sql(tmp_path):
+    # The image installs the built wheel, not the source tree: the named queries and the
+    # migrations must be inside it, or `tierset migrate` and every query fail in a pod.
+    # Built from a copy, as the Dockerfile does, so no stale build/ folder can help.
+    tree = tmp_path / "tree"
+    for name in ("pyproject.toml", "README.md"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tree / name)
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"),
+            *("--no-build-isolation", "--wheel-dir", str(tmp_path), str(tree)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = tmp_path.glob("tierset-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    sql = ROOT / "src" / "tierset" / "sql"
+    wanted = {str(path.relative_to(ROOT / "src")) for path in sql.rglob("*.sql")}
+    assert "tierset/sql/queries.sql" in wanted
+    assert wanted <= names, sorted(wanted - names)
