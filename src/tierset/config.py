@@ -70,6 +70,12 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _positive(value: int, name: str) -> int:
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the processes need to know, typed."""
@@ -86,6 +92,13 @@ class Config:
     migrate_on_start: bool = True
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # Authentication: how long issued OAuth tokens live, and how long a verified
+    # credential is trusted without asking the database again (the longest a
+    # revocation can take to reach a process that missed its NOTIFY).
+    access_token_seconds: int = 3600
+    refresh_token_seconds: int = 30 * 24 * 3600
+    auth_cache_seconds: float = 5.0
+    auth_cache_size: int = 10_000
 
     @property
     def has_database(self) -> bool:
@@ -113,4 +126,14 @@ class Config:
                 env, "TIERSET_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             log_level=env.get("TIERSET_LOG_LEVEL", cls.log_level).upper(),
+            access_token_seconds=_positive(
+                _int(env, "TIERSET_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),
+                "TIERSET_ACCESS_TOKEN_SECONDS",
+            ),
+            refresh_token_seconds=_positive(
+                _int(env, "TIERSET_REFRESH_TOKEN_SECONDS", cls.refresh_token_seconds),
+                "TIERSET_REFRESH_TOKEN_SECONDS",
+            ),
+            auth_cache_seconds=_float(env, "TIERSET_AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
+            auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
         )
