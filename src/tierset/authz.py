@@ -111,10 +111,11 @@ def reset_current_principal(token: contextvars.Token[Principal]) -> None:
 
 def denied(permission: Permission) -> errors.TiersetError:
     """PERMISSION_DENIED naming the permission that was missing (never whose data it is)."""
+    where = "" if permission is Permission.PLATFORM else " on the account that owns it"
     return errors.TiersetError(
         grpc.StatusCode.PERMISSION_DENIED,
         "PERMISSION_DENIED",
-        f"permission denied: this needs {permission} on the account that owns it",
+        f"permission denied: this needs {permission}{where}",
         metadata={"permission": permission.value},
     )
 
