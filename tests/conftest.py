@@ -97,8 +97,13 @@ async def database_url(create_database: Callable[[], Awaitable[str]]) -> str:
 @pytest.fixture(scope="session")
 def server_config() -> Config:
     """The session server's configuration: an ephemeral port, a small pool."""
+    # A long auth cache, so that a revocation refused at once proves the NOTIFY path.
     return Config(
-        grpc_address="127.0.0.1:0", pool_min_size=1, pool_max_size=8, shutdown_grace_seconds=2.0
+        grpc_address="127.0.0.1:0",
+        pool_min_size=1,
+        pool_max_size=8,
+        shutdown_grace_seconds=2.0,
+        auth_cache_seconds=60.0,
     )
 
 

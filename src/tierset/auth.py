@@ -117,6 +117,19 @@ def parse_authorization(values: list[str]) -> _Presented:
     raise _malformed("unsupported scheme; use Bearer or Basic")
 
 
+def _check_presented(principal: Principal, presented: _Presented) -> Principal:
+    """The credential must fit how it was sent: tokens as Bearer, application
+    passwords as Basic with their own user's name (compared in constant time)."""
+    if presented.username is None:
+        if principal.credential_kind not in _BEARER_KINDS:
+            raise _invalid()
+    elif principal.credential_kind != Kind.APP_PASSWORD.value or not hmac.compare_digest(
+        principal.username.encode(), presented.username.encode()
+    ):
+        raise _invalid()
+    return principal
+
+
 @dataclass
 class _Cached:
     principal: Principal
@@ -143,20 +156,13 @@ class Authenticator:
             if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
                 self._cache.pop(key, None)
                 raise _expired()
-            return self._check_username(cached.principal, presented)
+            return _check_presented(cached.principal, presented)
         row = await self._credentials.principal_row(key)
         # The lookup compares digests of 256-bit secrets inside an index: timing
         # reveals nothing an attacker can steer. The username is compared in
-        # constant time below.
+        # constant time by _check_presented.
         if row is None or row["revoke_time"] is not None:
             raise _invalid()
-        expected = Kind.APP_PASSWORD.value if presented.username is not None else None
-        if (expected is None and row["kind"] not in _BEARER_KINDS) or (
-            expected is not None and row["kind"] != expected
-        ):
-            raise _invalid()
-        if row["expired"]:
-            raise _expired()
         principal = Principal(
             user_id=row["user_id"],
             username=row["username"],
@@ -165,16 +171,10 @@ class Authenticator:
             credential_kind=row["kind"],
             credential_id=row["credential_id"],
         )
-        principal = self._check_username(principal, presented)
+        principal = _check_presented(principal, presented)
+        if row["expired"]:
+            raise _expired()
         self._remember(key, principal, row["expire_time"])
-        return principal
-
-    @staticmethod
-    def _check_username(principal: Principal, presented: _Presented) -> Principal:
-        if presented.username is not None and not hmac.compare_digest(
-            principal.username.encode(), presented.username.encode()
-        ):
-            raise _invalid()
         return principal
 
     def _remember(self, key: bytes, principal: Principal, expires_at: datetime | None) -> None:
