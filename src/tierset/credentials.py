@@ -13,6 +13,7 @@ chosen by people, so they get argon2id (slow, salted, memory-hard).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 import uuid
@@ -48,9 +49,13 @@ CLIENT_SECRET_PREFIX = "tscs_"  # noqa: S105 - a prefix, not a secret
 MAX_USERNAME_CHARS = 150
 
 _hasher = argon2.PasswordHasher()
-# Verified against when the username is unknown, so that a wrong username
-# takes as long as a wrong password and does not reveal which users exist.
-_DECOY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """Verified against when the username is unknown, so that a wrong username
+    takes as long as a wrong password and does not reveal which users exist."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def new_secret(prefix: str) -> str:
@@ -73,7 +78,7 @@ async def verify_password(password_hash: str | None, password: str) -> bool:
 
     def check() -> bool:
         try:
-            return _hasher.verify(password_hash or _DECOY_HASH, password) and bool(password_hash)
+            return _hasher.verify(password_hash or _decoy_hash(), password) and bool(password_hash)
         except argon2.exceptions.VerificationError:
             return False
         except argon2.exceptions.InvalidHashError:
