@@ -3,6 +3,12 @@
 Set TEST_DATABASE_URL to use an existing (disposable) database instead of
 starting one. Tests share the server, so each one makes its own accounts,
 retailers and keys (see ``new_account``, ``new_retailer`` and ``unique_key``).
+
+Every call needs credentials. The session ``channel`` (and the stubs over it)
+sends a PLATFORM user's API token unless a call passes its own
+``authorization`` metadata; ``make_caller`` makes a user of any role in a
+fresh (or given) account and returns its ``metadata`` to pass per call;
+``anonymous_channel`` sends nothing.
 """
 
 from __future__ import annotations
@@ -14,15 +20,19 @@ import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
 
+from tierset.authz import Role
 from tierset.config import Config
+from tierset.credentials import CredentialStore, Kind
 from tierset.embedded import EmbeddedPostgres
 from tierset.server import App, start_app
+from tierset.store import Store
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -87,8 +97,13 @@ async def database_url(create_database: Callable[[], Awaitable[str]]) -> str:
 @pytest.fixture(scope="session")
 def server_config() -> Config:
     """The session server's configuration: an ephemeral port, a small pool."""
+    # A long auth cache, so that a revocation refused at once proves the NOTIFY path.
     return Config(
-        grpc_address="127.0.0.1:0", pool_min_size=1, pool_max_size=8, shutdown_grace_seconds=2.0
+        grpc_address="127.0.0.1:0",
+        pool_min_size=1,
+        pool_max_size=8,
+        shutdown_grace_seconds=2.0,
+        auth_cache_seconds=60.0,
     )
 
 
@@ -100,9 +115,96 @@ async def server(server_config: Config, database_url: str) -> AsyncIterator[App]
     await app.stop(server_config.shutdown_grace_seconds)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """A user made for a test, and the metadata that authenticates as it."""
+
+    account_id: int
+    user_id: int
+    username: str
+    token: str
+    token_id: int
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Pass as ``metadata=`` on a call to make it as this user."""
+        return (("authorization", f"Bearer {self.token}"),)
+
+
+_caller_ids = itertools.count(9_000_000)
+
+
+async def _make_caller(
+    pool: asyncpg.Pool, roles: frozenset[Role], account_id: int | None, password: str | None
+) -> Caller:
+    if account_id is None:
+        account_id = (await Store(pool).create_account(next(_caller_ids), "Caller account")).id
+    credentials = CredentialStore(pool)
+    user = await credentials.create_user(
+        account_id, f"user-{uuid.uuid4().hex[:12]}", password, roles
+    )
+    token = await credentials.issue(user.id, Kind.API_TOKEN, name="test")
+    return Caller(account_id, user.id, user.username, token.secret, token.id)
+
+
 @pytest.fixture(scope="session")
-async def channel(server: App) -> AsyncIterator[grpc.aio.Channel]:
-    """A real channel to the session server."""
+async def platform_caller(server: App) -> Caller:
+    """The PLATFORM user the session channel authenticates as."""
+    return await _make_caller(server.pool, frozenset({Role.PLATFORM}), None, None)
+
+
+MakeCaller = Callable[..., Awaitable[Caller]]
+
+
+@pytest.fixture
+def make_caller(server: App) -> MakeCaller:
+    """``await make_caller(Role.ADMIN, account_id=None, password=None)``: a user and its token.
+
+    Without `account_id` the user gets a fresh account of its own; `password`
+    (slow to hash, so only when a test needs the password grant) is optional.
+    """
+
+    async def make(
+        *roles: Role, account_id: int | None = None, password: str | None = None
+    ) -> Caller:
+        return await _make_caller(server.pool, frozenset(roles), account_id, password)
+
+    return make
+
+
+class _DefaultCredentials(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds an authorization header to calls that do not bring their own."""
+
+    def __init__(self, header: str) -> None:
+        self._header = header
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        metadata = list(client_call_details.metadata or ())
+        if not any(key == "authorization" for key, _ in metadata):
+            metadata.append(("authorization", self._header))
+        details = grpc.aio.ClientCallDetails(
+            client_call_details.method,
+            client_call_details.timeout,
+            grpc.aio.Metadata(*metadata),
+            client_call_details.credentials,
+            client_call_details.wait_for_ready,
+        )
+        return await continuation(details, request)
+
+
+@pytest.fixture(scope="session")
+async def channel(server: App, platform_caller: Caller) -> AsyncIterator[grpc.aio.Channel]:
+    """A real channel to the session server, authenticated as a PLATFORM user by default."""
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.port}",
+        interceptors=[_DefaultCredentials(f"Bearer {platform_caller.token}")],
+    ) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="session")
+async def anonymous_channel(server: App) -> AsyncIterator[grpc.aio.Channel]:
+    """A real channel that sends no credentials (calls may add their own metadata)."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
         yield opened
 

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
+from tests.conftest import Caller, free_port
 from tierset import logs, metrics
 from tierset.config import Config
 from tierset.server import App, create_pool
@@ -135,10 +135,11 @@ class Calls:
 
     failed_request_id: str
     created_request_id: str
+    token: str
 
 
 @pytest.fixture(scope="module")
-async def calls(serve_process: ServeProcess) -> Calls:
+async def calls(serve_process: ServeProcess, platform_caller: Caller) -> Calls:
     """Two CreateAccount calls (OK) and one GetSettings for an unknown account (NOT_FOUND)."""
     failed_id, created_id = "req-notfound-0001", "req-created-0001"
     async with grpc.aio.insecure_channel(f"127.0.0.1:{serve_process.grpc_port}") as channel:
@@ -148,17 +149,17 @@ async def calls(serve_process: ServeProcess) -> Calls:
             metadata = (("x-request-id", request_id),) if request_id else ()
             await accounts.CreateAccount(
                 accounts_pb2.CreateAccountRequest(account_id=0, display_name=f"obs {n}"),
-                metadata=(*metadata, ("authorization", f"Bearer {TOKEN}")),
+                metadata=(*metadata, *platform_caller.metadata),
             )
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await settings.GetSettings(
                 settings_pb2.GetSettingsRequest(
                     scope=settings_pb2.Scope(account_id=987_654_321_987), keys=["A.B"]
                 ),
-                metadata=(("x-request-id", failed_id), ("authorization", f"Bearer {TOKEN}")),
+                metadata=(("x-request-id", failed_id), *platform_caller.metadata),
             )
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
-    return Calls(failed_id, created_id)
+    return Calls(failed_id, created_id, platform_caller.token)
 
 
 async def test_metrics_count_calls_by_method_and_code(serve_process, calls):
@@ -230,7 +231,7 @@ async def test_no_secret_reaches_the_log(serve_process, calls):
     assert await asyncio.wait_for(serve_process.process.wait(), timeout=15) == 0
     text = serve_process.log_text()
     assert "shutting down" in text
-    for secret in (PASSWORD, TOKEN, serve_process.dsn):
+    for secret in (PASSWORD, calls.token, serve_process.dsn):
         assert secret not in text
     # The DEBUG metadata lines did carry the authorization header, masked.
     metadata_lines = [line for line in serve_process.log_lines() if "metadata" in line]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import grpc
 
-from tierset import errors
-from tierset.store import AccountRow, RetailerRow, Store
+from tierset import authz, errors
+from tierset.authz import Permission
+from tierset.store import AccountRow, RetailerRow, ScopeRef, Store
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc
+from tierset.values import Level
 
 MAX_NAME_CHARS = 200
 
@@ -54,6 +56,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
     async def CreateAccount(
         self, request: accounts_pb2.CreateAccountRequest, context: grpc.aio.ServicerContext
     ) -> accounts_pb2.CreateAccountResponse:
+        authz.require_platform(authz.current_principal())
         account_id = _check_id(request.account_id, "account_id", optional=True)
         row = await self._store.create_account(account_id, _check_name(request.display_name))
         return accounts_pb2.CreateAccountResponse(account=account_to_proto(row))
@@ -63,6 +66,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
     ) -> accounts_pb2.GetAccountResponse:
         account_id = _check_id(request.account_id, "account_id")
         assert account_id is not None
+        authz.require(authz.current_principal(), Permission.SETTINGS_VIEW, account_id)
         row = await self._store.get_account(account_id)
         return accounts_pb2.GetAccountResponse(account=account_to_proto(row))
 
@@ -72,6 +76,7 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
         retailer_id = _check_id(request.retailer_id, "retailer_id", optional=True)
         account_id = _check_id(request.account_id, "account_id")
         assert account_id is not None
+        authz.require(authz.current_principal(), Permission.RETAILERS_MANAGE, account_id)
         row = await self._store.create_retailer(
             retailer_id, account_id, _check_name(request.display_name)
         )
@@ -82,5 +87,11 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
     ) -> accounts_pb2.GetRetailerResponse:
         retailer_id = _check_id(request.retailer_id, "retailer_id")
         assert retailer_id is not None
+        await authz.authorize_scope(
+            authz.current_principal(),
+            Permission.SETTINGS_VIEW,
+            ScopeRef(Level.RETAILER, retailer_id),
+            self._store,
+        )
         row = await self._store.get_retailer(retailer_id)
         return accounts_pb2.GetRetailerResponse(retailer=retailer_to_proto(row))

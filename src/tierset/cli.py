@@ -1,4 +1,5 @@
-"""The ``tierset`` command: run the server, migrate, or run everything for development."""
+"""The ``tierset`` command: run the server, migrate, run everything for development, and
+administer accounts, users and credentials (see :mod:`tierset.admin`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import sys
 
 import asyncpg
 
-from tierset import logs
+from tierset import admin, logs
+from tierset.bootstrap import bootstrap_demo
 from tierset.config import Config, ConfigError
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.migrate import migrate
@@ -59,11 +61,23 @@ def command_migrate(config: Config) -> None:
     _run(_migrate(config.database_url.reveal() if config.database_url else None))
 
 
+async def _dev(config: Config, dsn: str | None) -> None:
+    """Migrates, creates the demo credentials on a first start, then serves."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as connection:
+            await migrate(connection)
+        await bootstrap_demo(pool, config.data_dir, config.grpc_address)
+    finally:
+        await pool.close()
+    await serve(config, dsn)
+
+
 def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, then serve."""
     dsn, embedded = _database(config)
     try:
-        _run(serve(config, dsn))
+        _run(_dev(config, dsn))
     finally:
         if embedded is not None:
             log.info("stopping embedded PostgreSQL")
@@ -84,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve gRPC against DATABASE_URL")
     sub.add_parser("migrate", help="apply pending SQL migrations and exit")
     sub.add_parser("dev", help="embedded PostgreSQL (unless DATABASE_URL is set) + gRPC")
+    admin.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
@@ -91,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"configuration error: {error}") from None
     logs.configure(config)
     try:
-        COMMANDS[args.command](config)
+        if hasattr(args, "admin_action"):
+            admin.run(args, config)
+        else:
+            COMMANDS[args.command](config)
     except EmbeddedPostgresError as error:
         print(error, file=sys.stderr)
         raise SystemExit(2) from None

@@ -70,6 +70,12 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _positive(value: int, name: str) -> int:
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the processes need to know, typed."""
@@ -90,6 +96,13 @@ class Config:
     # An empty address switches the endpoint off.
     metrics_address: str = "127.0.0.1:9090"
     gateway_metrics_address: str = "127.0.0.1:9091"
+    # Authentication: how long issued OAuth tokens live, and how long a verified
+    # credential is trusted without asking the database again (the longest a
+    # revocation can take to reach a process that missed its NOTIFY).
+    access_token_seconds: int = 3600
+    refresh_token_seconds: int = 30 * 24 * 3600
+    auth_cache_seconds: float = 5.0
+    auth_cache_size: int = 10_000
 
     @property
     def has_database(self) -> bool:
@@ -121,4 +134,14 @@ class Config:
             gateway_metrics_address=env.get(
                 "TIERSET_GATEWAY_METRICS_ADDRESS", cls.gateway_metrics_address
             ),
+            access_token_seconds=_positive(
+                _int(env, "TIERSET_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),
+                "TIERSET_ACCESS_TOKEN_SECONDS",
+            ),
+            refresh_token_seconds=_positive(
+                _int(env, "TIERSET_REFRESH_TOKEN_SECONDS", cls.refresh_token_seconds),
+                "TIERSET_REFRESH_TOKEN_SECONDS",
+            ),
+            auth_cache_seconds=_float(env, "TIERSET_AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
+            auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
         )

@@ -1,4 +1,9 @@
-"""gRPC handlers of IntegrationService: FluentCart's "Set Global Settings"."""
+"""gRPC handlers of IntegrationService: FluentCart's "Set Global Settings".
+
+"Global" means account-wide, as in a store: each account has its own
+configuration per integration, and a caller only ever reaches its own
+account's (reading them is management too: they hold API keys).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,17 @@ import json
 
 import grpc
 
-from tierset import errors, integrations
+from tierset import authz, errors, integrations
+from tierset.authz import Permission, Principal
 from tierset.store import Store
 from tierset.v1 import integrations_pb2, integrations_pb2_grpc
+
+
+def _caller_account(permission: Permission = Permission.INTEGRATIONS_MANAGE) -> int:
+    """The account whose integration settings the caller manages: its own."""
+    principal: Principal = authz.current_principal()
+    authz.require(principal, permission, principal.account_id)
+    return principal.account_id
 
 
 class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
@@ -20,6 +33,7 @@ class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
     async def SetGlobalSettings(
         self, request: integrations_pb2.SetGlobalSettingsRequest, context: grpc.aio.ServicerContext
     ) -> integrations_pb2.SetGlobalSettingsResponse:
+        account_id = _caller_account()
         entry = integrations.lookup(request.integration_name)
         if request.integration_id < 0:
             raise errors.bad_field("integration_id", "integration_id must be 0 or a saved id")
@@ -27,7 +41,7 @@ class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
             entry, integrations.decode_config(request.integration, request.data_type)
         )
         saved = await self._store.save_integration(
-            entry.name, json.dumps(config), request.integration_id
+            account_id, entry.name, json.dumps(config), request.integration_id
         )
         return integrations_pb2.SetGlobalSettingsResponse(
             message=integrations.SAVED,
@@ -44,8 +58,9 @@ class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
     async def GetGlobalSettings(
         self, request: integrations_pb2.GetGlobalSettingsRequest, context: grpc.aio.ServicerContext
     ) -> integrations_pb2.GetGlobalSettingsResponse:
+        account_id = _caller_account()
         entry = integrations.lookup(request.settings_key)
-        saved = await self._store.get_integration(entry.name)
+        saved = await self._store.get_integration(account_id, entry.name)
         config = entry.defaults() if saved is None else json.loads(saved.config)
         return integrations_pb2.GetGlobalSettingsResponse(
             integration_id=0 if saved is None else saved.id,

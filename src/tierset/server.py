@@ -18,7 +18,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tierset.accounts_api import AccountService
+from tierset.auth import Authenticator, AuthInterceptor
+from tierset.auth_api import AuthService
 from tierset.config import Config
+from tierset.credentials import CredentialStore
 from tierset.integrations_api import IntegrationService
 from tierset.interceptors import ErrorInterceptor
 from tierset.metrics import start_metrics_server
@@ -29,6 +32,8 @@ from tierset.store import Store
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
     integrations_pb2,
     integrations_pb2_grpc,
     settings_pb2,
@@ -41,6 +46,7 @@ SERVICE_NAMES = (
     settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
     accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
     integrations_pb2.DESCRIPTOR.services_by_name["IntegrationService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
 )
 
 
@@ -65,11 +71,13 @@ class App:
     health: health_aio.HealthServicer
     pool: asyncpg.Pool
     port: int
+    authenticator: Authenticator
 
     async def stop(self, grace: float) -> None:
         """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await self.authenticator.close()
         try:
             await asyncio.wait_for(self.pool.close(), timeout=grace)
         except TimeoutError:
@@ -87,8 +95,29 @@ async def start_app(config: Config, dsn: str | None) -> App:
             if applied:
                 log.info("applied migrations %s", applied)
         store = Store(pool)
-        # Observability first (outermost): it must see the status ErrorInterceptor settles on.
-        server = grpc.aio.server(interceptors=[ObservabilityInterceptor(), ErrorInterceptor()])
+        credentials = CredentialStore(pool)
+        authenticator = Authenticator(
+            credentials, config.auth_cache_seconds, config.auth_cache_size
+        )
+        # Observability outermost: it must see the status ErrorInterceptor settles on, and
+        # set the request id before anything logs. ErrorInterceptor before AuthInterceptor:
+        # it turns the refusals into rich statuses.
+        server = grpc.aio.server(
+            interceptors=[
+                ObservabilityInterceptor(),
+                ErrorInterceptor(),
+                AuthInterceptor(authenticator),
+            ]
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthService(
+                credentials,
+                authenticator,
+                config.access_token_seconds,
+                config.refresh_token_seconds,
+            ),
+            server,
+        )
         settings_pb2_grpc.add_SettingsServiceServicer_to_server(SettingsService(store), server)
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
         integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
@@ -104,13 +133,14 @@ async def start_app(config: Config, dsn: str | None) -> App:
         except RuntimeError as error:
             raise OSError(f"cannot listen on {config.grpc_address}: {error}") from None
         await server.start()
+        authenticator.listen(dsn)
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
         await pool.close()
         raise
     log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
-    return App(server, health_servicer, pool, port)
+    return App(server, health_servicer, pool, port, authenticator)
 
 
 async def wait_for_stop_signal() -> None:

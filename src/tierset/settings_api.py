@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import grpc
 
-from tierset import errors
+from tierset import authz, errors
+from tierset.authz import Permission
 from tierset.store import ScopeRef, Store, StoredSetting
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 from tierset.values import (
@@ -66,7 +67,9 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     ) -> settings_pb2.GetSettingsResponse:
         scope = scope_from_proto(request.scope)
         keys = check_keys(list(request.keys))
-        resolution = await self._store.resolve(scope, keys)
+        resolution = await authz.resolve_authorized(
+            authz.current_principal(), scope, keys, self._store
+        )
         return settings_pb2.GetSettingsResponse(
             settings=[setting_to_proto(s) for s in resolution.settings]
         )
@@ -75,6 +78,9 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
         self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.PutSettingResponse:
         scope = scope_from_proto(request.scope)
+        await authz.authorize_scope(
+            authz.current_principal(), Permission.SETTINGS_EDIT, scope, self._store
+        )
         key = check_key(request.key)
         setting_type = setting_type_from_proto(request.type)
         value_json = decode_value(key, setting_type, request.value)
@@ -88,6 +94,7 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     async def SetGlobal(
         self, request: settings_pb2.SetGlobalRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.SetGlobalResponse:
+        authz.require_platform(authz.current_principal())
         key = check_key(request.key)
         setting_type = setting_type_from_proto(request.type)
         value_json = decode_value(key, setting_type, request.value)

@@ -242,17 +242,20 @@ class Store:
         return RetailerRow(**dict(row))
 
     async def save_integration(
-        self, name: str, config_json: str, integration_id: int
+        self, account_id: int, name: str, config_json: str, integration_id: int
     ) -> IntegrationRow:
-        """Saves an integration's configuration by name (id 0) or by id.
+        """Saves an account's configuration of an integration by name (id 0) or by id.
 
-        Raises NOT_FOUND when `integration_id` is not a saved integration of that name.
+        Raises NOT_FOUND when `integration_id` is not a saved integration of that
+        name in that account (another account's id is as unknown as a made-up one).
         """
         if integration_id == 0:
-            row = await self._pool.fetchrow(query("upsert_integration_by_name"), name, config_json)
+            row = await self._pool.fetchrow(
+                query("upsert_integration_by_name"), account_id, name, config_json
+            )
         else:
             row = await self._pool.fetchrow(
-                query("update_integration_by_id"), integration_id, name, config_json
+                query("update_integration_by_id"), account_id, integration_id, name, config_json
             )
         if row is None:
             raise errors.not_found(
@@ -263,7 +266,12 @@ class Store:
             )
         return IntegrationRow(row["id"], name, row["config"], row["created"])
 
-    async def get_integration(self, name: str) -> IntegrationRow | None:
-        """The saved configuration of an integration, or None when none is saved."""
-        row = await self._pool.fetchrow(query("get_integration"), name)
+    async def get_integration(self, account_id: int, name: str) -> IntegrationRow | None:
+        """An account's saved configuration of an integration, or None when none is saved."""
+        row = await self._pool.fetchrow(query("get_integration"), account_id, name)
         return None if row is None else IntegrationRow(row["id"], row["name"], row["config"])
+
+    async def retailer_account(self, retailer_id: int) -> int | None:
+        """The account owning a retailer, or None when there is no such retailer."""
+        account_id = await self._pool.fetchval(query("retailer_account"), retailer_id)
+        return None if account_id is None else int(account_id)

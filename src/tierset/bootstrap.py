@@ -1,0 +1,124 @@
+"""First start of ``make run``: a demo account, retailer and users, and their credentials.
+
+Runs only while the database has no user at all. The credentials are printed
+once and written to ``<data dir>/demo-credentials.env`` (mode 0600), so that
+``source .data/demo-credentials.env`` makes the README's sample calls work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shlex
+from pathlib import Path
+
+import asyncpg
+
+from tierset import errors
+from tierset.authz import Role
+from tierset.credentials import CredentialStore, Kind, new_secret
+from tierset.store import Store
+
+DEMO_ACCOUNT_ID = 1111
+DEMO_RETAILER_ID = 2222
+DEMO_ADMIN = "demo-admin"
+DEMO_PLATFORM = "demo-platform"
+DEMO_CLIENT_ID = "demo-client"
+CREDENTIALS_FILE = "demo-credentials.env"
+
+
+async def _ensure_scopes(store: Store) -> None:
+    try:
+        await store.create_account(DEMO_ACCOUNT_ID, "Demo account")
+    except errors.TiersetError as error:
+        if error.reason != "ACCOUNT_EXISTS":
+            raise
+    try:
+        await store.create_retailer(DEMO_RETAILER_ID, DEMO_ACCOUNT_ID, "Demo retailer")
+    except errors.TiersetError as error:
+        if error.reason != "RETAILER_EXISTS":
+            raise
+
+
+async def bootstrap_demo(pool: asyncpg.Pool, data_dir: Path, grpc_address: str) -> Path | None:
+    """Creates the demo set-up unless any user exists; returns the credentials file."""
+    credentials = CredentialStore(pool)
+    if await credentials.count_users() > 0:
+        return None
+    await _ensure_scopes(Store(pool))
+    password = new_secret("")
+    admin = await credentials.create_user(
+        DEMO_ACCOUNT_ID, DEMO_ADMIN, password, frozenset({Role.ADMIN})
+    )
+    platform = await credentials.create_user(
+        DEMO_ACCOUNT_ID, DEMO_PLATFORM, None, frozenset({Role.PLATFORM})
+    )
+    token = await credentials.issue(admin.id, Kind.API_TOKEN, name="demo")
+    platform_token = await credentials.issue(platform.id, Kind.API_TOKEN, name="demo")
+    app_password = await credentials.issue(admin.id, Kind.APP_PASSWORD, name="demo")
+    client_id, client_secret = await credentials.create_oauth_client(DEMO_CLIENT_ID, "Demo client")
+    basic = base64.b64encode(f"{DEMO_ADMIN}:{app_password.secret}".encode()).decode()
+    values = {
+        "TIERSET_ADDRESS": grpc_address,
+        "TIERSET_ACCOUNT_ID": str(DEMO_ACCOUNT_ID),
+        "TIERSET_RETAILER_ID": str(DEMO_RETAILER_ID),
+        "TIERSET_USERNAME": DEMO_ADMIN,
+        "TIERSET_PASSWORD": password,
+        "TIERSET_TOKEN": token.secret,
+        "TIERSET_PLATFORM_TOKEN": platform_token.secret,
+        "TIERSET_APP_PASSWORD": app_password.secret,
+        "TIERSET_BASIC": basic,
+        "TIERSET_CLIENT_ID": client_id,
+        "TIERSET_CLIENT_SECRET": client_secret,
+    }
+    path = await asyncio.to_thread(write_credentials_file, data_dir, values)
+    print(_instructions(path, values), flush=True)
+    return path
+
+
+def write_credentials_file(data_dir: Path, values: dict[str, str]) -> Path:
+    """Writes the demo credentials as shell exports, readable by the owner only."""
+    path = data_dir / CREDENTIALS_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Created 0600 from the start: the secrets are never readable by others.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(
+            "# tierset demo credentials, written by the first `make run`. Keep them private.\n"
+            f"# {DEMO_ADMIN} is ADMIN of account {DEMO_ACCOUNT_ID} (TIERSET_TOKEN, the"
+            " application password, the password grant);\n"
+            f"# {DEMO_PLATFORM} is PLATFORM (TIERSET_PLATFORM_TOKEN: GLOBAL settings, accounts).\n"
+        )
+        for name, value in values.items():
+            out.write(f"export {name}={shlex.quote(value)}\n")
+    path.chmod(0o600)
+    return path
+
+
+def _instructions(path: Path, values: dict[str, str]) -> str:
+    return f"""
+================ tierset: first start ================
+Created account {DEMO_ACCOUNT_ID}, retailer {DEMO_RETAILER_ID}, users {DEMO_ADMIN} (ADMIN)
+and {DEMO_PLATFORM} (PLATFORM), and their credentials. Shown this once; they are
+also in {path} (mode 0600):
+
+  source {path}
+
+gRPC: send the metadata  authorization: Bearer $TIERSET_TOKEN
+  grpcurl -plaintext -H "authorization: Bearer $TIERSET_TOKEN" \\
+    -d '{{"scope": {{"retailer_id": {DEMO_RETAILER_ID}}}, "keys": ["PAYMENT.PROVIDER"]}}' \\
+    {values["TIERSET_ADDRESS"]} tierset.v1.SettingsService/GetSettings
+REST: send the same header (Authorization: Bearer $TIERSET_TOKEN), or HTTP Basic
+  with {DEMO_ADMIN} and $TIERSET_APP_PASSWORD (Authorization: Basic $TIERSET_BASIC),
+  or get a token from POST /oauth/token (grant_type=password, username, password,
+  client_id=$TIERSET_CLIENT_ID, client_secret, scope=api).
+
+  TIERSET_TOKEN={values["TIERSET_TOKEN"]}
+  TIERSET_PLATFORM_TOKEN={values["TIERSET_PLATFORM_TOKEN"]}
+  TIERSET_USERNAME={DEMO_ADMIN}  TIERSET_PASSWORD={values["TIERSET_PASSWORD"]}
+  TIERSET_APP_PASSWORD={values["TIERSET_APP_PASSWORD"]}
+  TIERSET_CLIENT_ID={values["TIERSET_CLIENT_ID"]}
+  TIERSET_CLIENT_SECRET={values["TIERSET_CLIENT_SECRET"]}
+======================================================
+"""

@@ -1,0 +1,307 @@
+"""Who may do what over gRPC: role x operation x own/other account, every cell asserted.
+
+A scope of another account answers PERMISSION_DENIED whether or not it
+exists; only PLATFORM (which may act on any account) ever learns NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+import pytest
+
+from tests.helpers import error_info
+from tierset.authz import Role
+from tierset.v1 import (
+    accounts_pb2,
+    integrations_pb2,
+    settings_pb2,
+)
+
+OK = grpc.StatusCode.OK
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+
+
+@dataclass
+class World:
+    """The caller's account and retailer, and another account's."""
+
+    own_account: int
+    own_retailer: int
+    other_account: int
+    other_retailer: int
+
+    def account(self, whose: str) -> int:
+        return self.own_account if whose == "own" else self.other_account
+
+    def retailer(self, whose: str) -> int:
+        return self.own_retailer if whose == "own" else self.other_retailer
+
+
+async def _get_settings_account(stubs, world, whose, key, md):
+    scope = settings_pb2.Scope(account_id=world.account(whose))
+    await stubs.settings.GetSettings(
+        settings_pb2.GetSettingsRequest(scope=scope, keys=[key]), metadata=md
+    )
+
+
+async def _get_settings_retailer(stubs, world, whose, key, md):
+    scope = settings_pb2.Scope(retailer_id=world.retailer(whose))
+    await stubs.settings.GetSettings(
+        settings_pb2.GetSettingsRequest(scope=scope, keys=[key]), metadata=md
+    )
+
+
+def _put(scope):
+    async def put(stubs, world, whose, key, md):
+        await stubs.settings.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=scope(world, whose),
+                key=key,
+                type=settings_pb2.SETTING_TYPE_INTEGER,
+                value=settings_pb2.SettingValue(integer_value=7),
+            ),
+            metadata=md,
+        )
+
+    return put
+
+
+_put_account = _put(lambda w, whose: settings_pb2.Scope(account_id=w.account(whose)))
+_put_retailer = _put(lambda w, whose: settings_pb2.Scope(retailer_id=w.retailer(whose)))
+
+
+async def _get_account(stubs, world, whose, key, md):
+    await stubs.accounts.GetAccount(
+        accounts_pb2.GetAccountRequest(account_id=world.account(whose)), metadata=md
+    )
+
+
+async def _get_retailer(stubs, world, whose, key, md):
+    await stubs.accounts.GetRetailer(
+        accounts_pb2.GetRetailerRequest(retailer_id=world.retailer(whose)), metadata=md
+    )
+
+
+async def _create_retailer(stubs, world, whose, key, md):
+    await stubs.accounts.CreateRetailer(
+        accounts_pb2.CreateRetailerRequest(
+            account_id=world.account(whose), display_name="New retailer"
+        ),
+        metadata=md,
+    )
+
+
+# operation → {(role, own/other): expected code}
+SCOPED = {
+    "GetSettings(account)": (_get_settings_account, {Role.VIEWER: "own", Role.ADMIN: "own"}),
+    "GetSettings(retailer)": (_get_settings_retailer, {Role.VIEWER: "own", Role.ADMIN: "own"}),
+    "PutSetting(account)": (_put_account, {Role.ADMIN: "own"}),
+    "PutSetting(retailer)": (_put_retailer, {Role.ADMIN: "own"}),
+    "GetAccount": (_get_account, {Role.VIEWER: "own", Role.ADMIN: "own"}),
+    "GetRetailer": (_get_retailer, {Role.VIEWER: "own", Role.ADMIN: "own"}),
+    "CreateRetailer": (_create_retailer, {Role.ADMIN: "own"}),
+}
+
+
+def _expected(allowed: dict[Role, str], role: Role, whose: str) -> grpc.StatusCode:
+    if role is Role.PLATFORM:
+        return OK  # PLATFORM acts on any account
+    return OK if allowed.get(role) == whose else DENIED
+
+
+SCOPED_CELLS = [
+    pytest.param(op, role, whose, _expected(allowed, role, whose), id=f"{op}-{role}-{whose}")
+    for op, (_, allowed) in SCOPED.items()
+    for role in Role
+    for whose in ("own", "other")
+]
+
+
+@dataclass
+class Stubs:
+    settings: object
+    accounts: object
+    integrations: object
+
+
+@pytest.fixture
+def stubs(settings_stub, accounts_stub, integrations_stub) -> Stubs:
+    return Stubs(settings_stub, accounts_stub, integrations_stub)
+
+
+@pytest.fixture
+async def world(new_account, new_retailer) -> World:
+    own, other = await new_account(), await new_account()
+    return World(own, await new_retailer(own), other, await new_retailer(other))
+
+
+async def _code(call) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        if error.code() is DENIED:
+            assert error_info(error).reason == "PERMISSION_DENIED"
+        return error.code()
+    return OK
+
+
+@pytest.mark.parametrize(("operation", "role", "whose", "expected"), SCOPED_CELLS)
+async def test_scoped_operation(
+    stubs, world, make_caller, unique_key, operation, role, whose, expected
+):
+    caller = await make_caller(role, account_id=world.own_account)
+    run, _ = SCOPED[operation]
+
+    code = await _code(run(stubs, world, whose, unique_key(), caller.metadata))
+
+    assert code == expected
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [(Role.VIEWER, DENIED), (Role.ADMIN, DENIED), (Role.PLATFORM, OK)]
+)
+async def test_set_global(settings_stub, make_caller, unique_key, role, expected):
+    caller = await make_caller(role)
+    request = settings_pb2.SetGlobalRequest(
+        key=unique_key(),
+        type=settings_pb2.SETTING_TYPE_BOOLEAN,
+        value=settings_pb2.SettingValue(boolean_value=True),
+    )
+    assert await _code(settings_stub.SetGlobal(request, metadata=caller.metadata)) == expected
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [(Role.VIEWER, DENIED), (Role.ADMIN, DENIED), (Role.PLATFORM, OK)]
+)
+async def test_create_account(accounts_stub, make_caller, next_id, role, expected):
+    caller = await make_caller(role)
+    request = accounts_pb2.CreateAccountRequest(account_id=next_id(), display_name="New")
+    assert await _code(accounts_stub.CreateAccount(request, metadata=caller.metadata)) == expected
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [(Role.VIEWER, DENIED), (Role.ADMIN, OK), (Role.PLATFORM, OK)]
+)
+@pytest.mark.parametrize("operation", ["SetGlobalSettings", "GetGlobalSettings"])
+async def test_integration_settings(integrations_stub, make_caller, operation, role, expected):
+    caller = await make_caller(role)
+    if operation == "SetGlobalSettings":
+        call = integrations_stub.SetGlobalSettings(
+            integrations_pb2.SetGlobalSettingsRequest(
+                integration_name="slack",
+                integration={"string_value": '{"enabled": false}'},
+                data_type=integrations_pb2.INTEGRATION_DATA_TYPE_STRINGIFY,
+            ),
+            metadata=caller.metadata,
+        )
+    else:
+        call = integrations_stub.GetGlobalSettings(
+            integrations_pb2.GetGlobalSettingsRequest(settings_key="slack"),
+            metadata=caller.metadata,
+        )
+    assert await _code(call) == expected
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.ADMIN])
+@pytest.mark.parametrize("scope_field", ["account_id", "retailer_id"])
+async def test_unknown_scope_is_denied_like_another_accounts(
+    settings_stub, world, make_caller, next_id, role, scope_field
+):
+    caller = await make_caller(role, account_id=world.own_account)
+    existing = world.other_account if scope_field == "account_id" else world.other_retailer
+    codes = []
+    for scope_id in (existing, next_id()):
+        request = settings_pb2.GetSettingsRequest(
+            scope=settings_pb2.Scope(**{scope_field: scope_id}), keys=["ANY.KEY"]
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await settings_stub.GetSettings(request, metadata=caller.metadata)
+        codes.append((raised.value.code(), raised.value.details()))
+
+    assert codes[0] == codes[1]
+    assert codes[0][0] == DENIED
+
+
+@pytest.mark.parametrize("scope_field", ["account_id", "retailer_id"])
+async def test_platform_learns_an_unknown_scope_does_not_exist(
+    settings_stub, make_caller, next_id, scope_field
+):
+    caller = await make_caller(Role.PLATFORM)
+    request = settings_pb2.GetSettingsRequest(
+        scope=settings_pb2.Scope(**{scope_field: next_id()}), keys=["ANY.KEY"]
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await settings_stub.GetSettings(request, metadata=caller.metadata)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_admin_reads_its_own_retailer_but_not_another_accounts(
+    settings_stub, world, make_caller, unique_key
+):
+    key = unique_key()
+    for retailer in (world.own_retailer, world.other_retailer):
+        await settings_stub.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=settings_pb2.Scope(retailer_id=retailer),
+                key=key,
+                type=settings_pb2.SETTING_TYPE_STRING,
+                value=settings_pb2.SettingValue(string_value=f"value of {retailer}"),
+            )
+        )
+    admin = await make_caller(Role.ADMIN, account_id=world.own_account)
+
+    own = await settings_stub.GetSettings(
+        settings_pb2.GetSettingsRequest(
+            scope=settings_pb2.Scope(retailer_id=world.own_retailer), keys=[key]
+        ),
+        metadata=admin.metadata,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await settings_stub.GetSettings(
+            settings_pb2.GetSettingsRequest(
+                scope=settings_pb2.Scope(retailer_id=world.other_retailer), keys=[key]
+            ),
+            metadata=admin.metadata,
+        )
+
+    assert [s.value.string_value for s in own.settings] == [f"value of {world.own_retailer}"]
+    assert raised.value.code() == DENIED
+    assert str(world.other_retailer) not in raised.value.details()
+
+
+@pytest.mark.parametrize(("role", "whose"), [(Role.VIEWER, "own"), (Role.ADMIN, "other")])
+async def test_refused_writes_write_nothing(db, stubs, world, make_caller, unique_key, role, whose):
+    caller = await make_caller(role, account_id=world.own_account)
+    key = unique_key()
+    for put in (_put_account, _put_retailer):
+        assert await _code(put(stubs, world, whose, key, caller.metadata)) == DENIED
+    assert await db.fetchval("SELECT count(*) FROM settings WHERE key = $1", key) == 0
+
+
+async def test_viewer_cannot_write_but_can_read_what_an_admin_wrote(
+    settings_stub, world, make_caller, unique_key
+):
+    viewer = await make_caller(Role.VIEWER, account_id=world.own_account)
+    admin = await make_caller(Role.ADMIN, account_id=world.own_account)
+    key = unique_key()
+    request = settings_pb2.PutSettingRequest(
+        scope=settings_pb2.Scope(account_id=world.own_account),
+        key=key,
+        type=settings_pb2.SETTING_TYPE_INTEGER,
+        value=settings_pb2.SettingValue(integer_value=3),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await settings_stub.PutSetting(request, metadata=viewer.metadata)
+    await settings_stub.PutSetting(request, metadata=admin.metadata)
+    read = await settings_stub.GetSettings(
+        settings_pb2.GetSettingsRequest(
+            scope=settings_pb2.Scope(retailer_id=world.own_retailer), keys=[key]
+        ),
+        metadata=viewer.metadata,
+    )
+
+    assert raised.value.code() == DENIED
+    assert error_info(raised.value).metadata["permission"] == "SETTINGS_EDIT"
+    assert [s.value.integer_value for s in read.settings] == [3]
