@@ -7,6 +7,7 @@ retailers and keys (see ``new_account``, ``new_retailer`` and ``unique_key``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -15,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -173,3 +175,38 @@ def new_retailer(
         return int(response.retailer.id)
 
     return make
+
+
+@dataclasses.dataclass
+class RunningServer:
+    """Another server process's worth of state (own pool, cache, listener) and stubs to it."""
+
+    app: App
+    settings: settings_pb2_grpc.SettingsServiceStub
+    accounts: accounts_pb2_grpc.AccountServiceStub
+
+
+@pytest.fixture
+async def start_server(
+    server_config: Config, database_url: str
+) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+    """Starts more servers on the session database, as other replicas would be; stops them after.
+
+    Keyword arguments override fields of the session server's Config.
+    """
+    started: list[tuple[App, grpc.aio.Channel]] = []
+
+    async def start(**overrides: Any) -> RunningServer:
+        app = await start_app(dataclasses.replace(server_config, **overrides), database_url)
+        opened = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}")
+        started.append((app, opened))
+        return RunningServer(
+            app,
+            settings_pb2_grpc.SettingsServiceStub(opened),
+            accounts_pb2_grpc.AccountServiceStub(opened),
+        )
+
+    yield start
+    for app, opened in started:
+        await opened.close()
+        await app.stop(0.5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 
@@ -13,6 +14,7 @@ from tierset.config import Config, ConfigError
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.migrate import migrate
 from tierset.server import serve
+from tierset.workers import run_workers
 
 log = logging.getLogger("tierset")
 
@@ -44,11 +46,23 @@ async def _migrate(dsn: str | None) -> None:
     print(f"applied migrations: {applied}" if applied else "schema is up to date")
 
 
+def _serve(config: Config, dsn: str | None) -> None:
+    """One server process, or `config.processes` of them sharing the port."""
+    if config.processes <= 1:
+        _run(serve(config, dsn))
+        return
+    if config.migrate_on_start:
+        _run(_migrate(dsn))
+    code = run_workers(config, dsn)
+    if code:
+        raise SystemExit(code)
+
+
 def command_serve(config: Config) -> None:
     """Serves gRPC against DATABASE_URL (or PG*)."""
     if not config.has_database:
         raise SystemExit("tierset serve needs DATABASE_URL (or PGHOST); `tierset dev` embeds one")
-    _run(serve(config, config.database_url.reveal() if config.database_url else None))
+    _serve(config, config.database_url.reveal() if config.database_url else None)
 
 
 def command_migrate(config: Config) -> None:
@@ -62,7 +76,7 @@ def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, then serve."""
     dsn, embedded = _database(config)
     try:
-        _run(serve(config, dsn))
+        _serve(config, dsn)
     finally:
         if embedded is not None:
             log.info("stopping embedded PostgreSQL")
@@ -80,14 +94,23 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tierset`` command."""
     parser = argparse.ArgumentParser(prog="tierset", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="serve gRPC against DATABASE_URL")
+    for name, text in (
+        ("serve", "serve gRPC against DATABASE_URL"),
+        ("dev", "embedded PostgreSQL (unless DATABASE_URL is set) + gRPC"),
+    ):
+        sub.add_parser(name, help=text).add_argument(
+            "--processes",
+            type=int,
+            help="server processes sharing the port (default TIERSET_PROCESSES, 1)",
+        )
     sub.add_parser("migrate", help="apply pending SQL migrations and exit")
-    sub.add_parser("dev", help="embedded PostgreSQL (unless DATABASE_URL is set) + gRPC")
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
     except ConfigError as error:
         raise SystemExit(f"configuration error: {error}") from None
+    if getattr(args, "processes", None) is not None:
+        config = dataclasses.replace(config, processes=args.processes)
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

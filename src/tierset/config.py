@@ -86,6 +86,10 @@ class Config:
     migrate_on_start: bool = True
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # Resolved reads each server process keeps; 0 turns the read cache off.
+    cache_max_entries: int = 10_000
+    # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
+    processes: int = 1
 
     @property
     def has_database(self) -> bool:
@@ -113,4 +117,6 @@ class Config:
                 env, "TIERSET_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             log_level=env.get("TIERSET_LOG_LEVEL", cls.log_level).upper(),
+            cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
+            processes=_int(env, "TIERSET_PROCESSES", cls.processes),
         )

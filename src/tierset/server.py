@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tierset.accounts_api import AccountService
+from tierset.cache import CachedStore, CacheListener, ResolutionCache
 from tierset.config import Config
 from tierset.integrations_api import IntegrationService
 from tierset.interceptors import ErrorInterceptor
@@ -34,6 +35,9 @@ from tierset.v1 import (
 )
 
 log = logging.getLogger(__name__)
+
+# Reads are right without the cache, so start-up waits only briefly for its listener.
+_LISTENER_START_TIMEOUT = 5.0
 
 SERVICE_NAMES = (
     settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
@@ -63,11 +67,16 @@ class App:
     health: health_aio.HealthServicer
     pool: asyncpg.Pool
     port: int
+    # The read cache and its change listener; None when TIERSET_CACHE_MAX_ENTRIES is 0.
+    cache: ResolutionCache | None = None
+    listener: CacheListener | None = None
 
     async def stop(self, grace: float) -> None:
         """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.listener is not None:
+            await self.listener.stop()
         try:
             await asyncio.wait_for(self.pool.close(), timeout=grace)
         except TimeoutError:
@@ -78,6 +87,8 @@ class App:
 async def start_app(config: Config, dsn: str | None) -> App:
     """Connects, migrates (unless told not to), and starts serving on `config.grpc_address`."""
     pool = await create_pool(config, dsn)
+    cache: ResolutionCache | None = None
+    listener: CacheListener | None = None
     try:
         if config.migrate_on_start:
             async with pool.acquire() as connection:
@@ -85,8 +96,16 @@ async def start_app(config: Config, dsn: str | None) -> App:
             if applied:
                 log.info("applied migrations %s", applied)
         store = Store(pool)
+        settings_store = store
+        if config.cache_max_entries > 0:
+            cache = ResolutionCache(config.cache_max_entries)
+            listener = CacheListener(dsn, cache)
+            listener.start()
+            settings_store = CachedStore(pool, cache)
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
-        settings_pb2_grpc.add_SettingsServiceServicer_to_server(SettingsService(store), server)
+        settings_pb2_grpc.add_SettingsServiceServicer_to_server(
+            SettingsService(settings_store), server
+        )
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
         integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
             IntegrationService(store), server
@@ -101,13 +120,17 @@ async def start_app(config: Config, dsn: str | None) -> App:
         except RuntimeError as error:
             raise OSError(f"cannot listen on {config.grpc_address}: {error}") from None
         await server.start()
+        if listener is not None and not await listener.wait_connected(_LISTENER_START_TIMEOUT):
+            log.warning("cache listener not connected yet; serving uncached until it is")
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
+        if listener is not None:
+            await listener.stop()
         await pool.close()
         raise
     log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
-    return App(server, health_servicer, pool, port)
+    return App(server, health_servicer, pool, port, cache, listener)
 
 
 async def wait_for_stop_signal() -> None:
