@@ -9,13 +9,14 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
 
-.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean
+.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean bench
 
 help:
 	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
 	@echo "make test         run the test suite (starts its own PostgreSQL)"
 	@echo "make check        ruff, mypy, buf lint, and a staleness check of the generated code"
 	@echo "make proto        regenerate src/tierset/v1 from protos/"
+	@echo "make bench        measure reads and writes against gRPC, SQL and etcd (results/)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,20 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# The benchmark (bench/run.py) needs etcd, the peer it is compared with, and the
+# `bench` extra (matplotlib, py-spy). Figures land in results/, never committed.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	@command -v etcd >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; \
+		else echo "make bench needs etcd: apt-get install etcd-server"; exit 1; fi; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Generated code is committed so that an install needs no protoc; `proto-check`
 # fails when it no longer matches protos/.
@@ -53,8 +68,8 @@ buf-lint: $(BUF)
 	$(BUF) lint
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
