@@ -9,7 +9,7 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
 
-.PHONY: help install run test check lint typecheck proto proto-check buf-lint deploy-check clean
+.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean bench deploy-check
 
 help:
 	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
@@ -17,6 +17,7 @@ help:
 	@echo "make check        ruff, mypy, buf lint, and a staleness check of the generated code"
 	@echo "make proto        regenerate src/tierset/v1 from protos/"
 	@echo "make deploy-check render deploy/overlays/*, validate against Kubernetes schemas, check policy"
+	@echo "make bench        measure reads and writes against gRPC, SQL and etcd (results/)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,19 @@ test: $(STAMP)
 # the dev extra, so this needs no network beyond `make install`. `make test` runs it too.
 deploy-check: $(STAMP)
 	$(BIN)/pytest -q tests/test_deploy.py
+# The benchmark (bench/run.py) needs etcd, the peer it is compared with, and the
+# `bench` extra (matplotlib, py-spy). Figures land in results/, never committed.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP)
+	@command -v etcd >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; \
+		else echo "make bench needs etcd: apt-get install etcd-server"; exit 1; fi; }
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Generated code is committed so that an install needs no protoc; `proto-check`
 # fails when it no longer matches protos/.
@@ -59,8 +73,8 @@ buf-lint: $(BUF)
 	$(BUF) lint
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -13,6 +13,7 @@ fresh (or given) account and returns its ``metadata`` to pass per call;
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import shutil
@@ -22,6 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import grpc
@@ -153,6 +155,15 @@ async def platform_caller(server: App) -> Caller:
     return await _make_caller(server.pool, frozenset({Role.PLATFORM}), None, None)
 
 
+async def make_caller_in(dsn: str, *roles: Role) -> Caller:
+    """A user and its token in another (already migrated) database, e.g. a subprocess's."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await _make_caller(pool, frozenset(roles), None, None)
+    finally:
+        await pool.close()
+
+
 MakeCaller = Callable[..., Awaitable[Caller]]
 
 
@@ -275,3 +286,41 @@ def new_retailer(
         return int(response.retailer.id)
 
     return make
+
+
+@dataclasses.dataclass
+class RunningServer:
+    """Another server process's worth of state (own pool, cache, listener) and stubs to it."""
+
+    app: App
+    settings: settings_pb2_grpc.SettingsServiceStub
+    accounts: accounts_pb2_grpc.AccountServiceStub
+
+
+@pytest.fixture
+async def start_server(
+    server_config: Config, database_url: str, platform_caller: Caller
+) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
+    """Starts more servers on the session database, as other replicas would be; stops them after.
+
+    Keyword arguments override fields of the session server's Config.
+    """
+    started: list[tuple[App, grpc.aio.Channel]] = []
+
+    async def start(**overrides: Any) -> RunningServer:
+        app = await start_app(dataclasses.replace(server_config, **overrides), database_url)
+        opened = grpc.aio.insecure_channel(
+            f"127.0.0.1:{app.port}",
+            interceptors=[_DefaultCredentials(f"Bearer {platform_caller.token}")],
+        )
+        started.append((app, opened))
+        return RunningServer(
+            app,
+            settings_pb2_grpc.SettingsServiceStub(opened),
+            accounts_pb2_grpc.AccountServiceStub(opened),
+        )
+
+    yield start
+    for app, opened in started:
+        await opened.close()
+        await app.stop(0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import sys
 
@@ -16,6 +17,7 @@ from tierset.config import Config, ConfigError
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.migrate import migrate
 from tierset.server import serve
+from tierset.workers import run_workers
 
 log = logging.getLogger("tierset")
 
@@ -47,11 +49,23 @@ async def _migrate(dsn: str | None) -> None:
     print(f"applied migrations: {applied}" if applied else "schema is up to date")
 
 
+def _serve(config: Config, dsn: str | None) -> None:
+    """One server process, or `config.processes` of them sharing the port."""
+    if config.processes <= 1:
+        _run(serve(config, dsn))
+        return
+    if config.migrate_on_start:
+        _run(_migrate(dsn))
+    code = run_workers(config, dsn)
+    if code:
+        raise SystemExit(code)
+
+
 def command_serve(config: Config) -> None:
     """Serves gRPC against DATABASE_URL (or PG*)."""
     if not config.has_database:
         raise SystemExit("tierset serve needs DATABASE_URL (or PGHOST); `tierset dev` embeds one")
-    _run(serve(config, config.database_url.reveal() if config.database_url else None))
+    _serve(config, config.database_url.reveal() if config.database_url else None)
 
 
 def command_migrate(config: Config) -> None:
@@ -61,8 +75,8 @@ def command_migrate(config: Config) -> None:
     _run(_migrate(config.database_url.reveal() if config.database_url else None))
 
 
-async def _dev(config: Config, dsn: str | None) -> None:
-    """Migrates, creates the demo credentials on a first start, then serves."""
+async def _prepare_dev(config: Config, dsn: str | None) -> None:
+    """Migrates and creates the demo credentials on a first start."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
         async with pool.acquire() as connection:
@@ -70,14 +84,14 @@ async def _dev(config: Config, dsn: str | None) -> None:
         await bootstrap_demo(pool, config.data_dir, config.grpc_address)
     finally:
         await pool.close()
-    await serve(config, dsn)
 
 
 def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, then serve."""
     dsn, embedded = _database(config)
     try:
-        _run(_dev(config, dsn))
+        _run(_prepare_dev(config, dsn))
+        _serve(config, dsn)
     finally:
         if embedded is not None:
             log.info("stopping embedded PostgreSQL")
@@ -95,15 +109,24 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tierset`` command."""
     parser = argparse.ArgumentParser(prog="tierset", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="serve gRPC against DATABASE_URL")
+    for name, text in (
+        ("serve", "serve gRPC against DATABASE_URL"),
+        ("dev", "embedded PostgreSQL (unless DATABASE_URL is set) + gRPC"),
+    ):
+        sub.add_parser(name, help=text).add_argument(
+            "--processes",
+            type=int,
+            help="server processes sharing the port (default TIERSET_PROCESSES, 1)",
+        )
     sub.add_parser("migrate", help="apply pending SQL migrations and exit")
-    sub.add_parser("dev", help="embedded PostgreSQL (unless DATABASE_URL is set) + gRPC")
     admin.add_commands(sub)
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
     except ConfigError as error:
         raise SystemExit(f"configuration error: {error}") from None
+    if getattr(args, "processes", None) is not None:
+        config = dataclasses.replace(config, processes=args.processes)
     logs.configure(config)
     try:
         if hasattr(args, "admin_action"):

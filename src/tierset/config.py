@@ -103,6 +103,10 @@ class Config:
     refresh_token_seconds: int = 30 * 24 * 3600
     auth_cache_seconds: float = 5.0
     auth_cache_size: int = 10_000
+    # Resolved reads each server process keeps; 0 turns the read cache off.
+    cache_max_entries: int = 10_000
+    # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
+    processes: int = 1
 
     @property
     def has_database(self) -> bool:
@@ -144,4 +148,6 @@ class Config:
             ),
             auth_cache_seconds=_float(env, "TIERSET_AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
             auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
+            cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
+            processes=_int(env, "TIERSET_PROCESSES", cls.processes),
         )

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from tierset.accounts_api import AccountService
 from tierset.auth import Authenticator, AuthInterceptor
 from tierset.auth_api import AuthService
+from tierset.cache import CachedStore, CacheListener, ResolutionCache
 from tierset.config import Config
 from tierset.credentials import CredentialStore
 from tierset.integrations_api import IntegrationService
@@ -42,6 +43,9 @@ from tierset.v1 import (
 
 log = logging.getLogger(__name__)
 
+# Reads are right without the cache, so start-up waits only briefly for its listener.
+_LISTENER_START_TIMEOUT = 5.0
+
 SERVICE_NAMES = (
     settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
     accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
@@ -50,12 +54,23 @@ SERVICE_NAMES = (
 )
 
 
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Resets nothing more when a connection goes back to the pool.
+
+    asyncpg still ends an open transaction and drops listeners; its default
+    also runs `RESET ALL; UNLISTEN *; ...`, a round trip after every query
+    (the profile of an uncached read showed it). tierset never changes session
+    state (only SET LOCAL and transaction-level locks), so that trip is skipped.
+    """
+
+
 async def create_pool(config: Config, dsn: str | None) -> asyncpg.Pool:
     """A pool whose every connection has the statement timeout set."""
     return await asyncpg.create_pool(
         dsn,
         min_size=config.pool_min_size,
         max_size=config.pool_max_size,
+        reset=_keep_session,
         server_settings={
             "application_name": "tierset",
             "statement_timeout": str(config.statement_timeout_ms),
@@ -72,12 +87,17 @@ class App:
     pool: asyncpg.Pool
     port: int
     authenticator: Authenticator
+    # The read cache and its change listener; None when TIERSET_CACHE_MAX_ENTRIES is 0.
+    cache: ResolutionCache | None = None
+    listener: CacheListener | None = None
 
     async def stop(self, grace: float) -> None:
         """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.authenticator.close()
+        if self.listener is not None:
+            await self.listener.stop()
         try:
             await asyncio.wait_for(self.pool.close(), timeout=grace)
         except TimeoutError:
@@ -88,6 +108,8 @@ class App:
 async def start_app(config: Config, dsn: str | None) -> App:
     """Connects, migrates (unless told not to), and starts serving on `config.grpc_address`."""
     pool = await create_pool(config, dsn)
+    cache: ResolutionCache | None = None
+    listener: CacheListener | None = None
     try:
         if config.migrate_on_start:
             async with pool.acquire() as connection:
@@ -95,6 +117,12 @@ async def start_app(config: Config, dsn: str | None) -> App:
             if applied:
                 log.info("applied migrations %s", applied)
         store = Store(pool)
+        settings_store = store
+        if config.cache_max_entries > 0:
+            cache = ResolutionCache(config.cache_max_entries)
+            listener = CacheListener(dsn, cache)
+            listener.start()
+            settings_store = CachedStore(pool, cache)
         credentials = CredentialStore(pool)
         authenticator = Authenticator(
             credentials, config.auth_cache_seconds, config.auth_cache_size
@@ -118,7 +146,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
             ),
             server,
         )
-        settings_pb2_grpc.add_SettingsServiceServicer_to_server(SettingsService(store), server)
+        settings_pb2_grpc.add_SettingsServiceServicer_to_server(
+            SettingsService(settings_store), server
+        )
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
         integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
             IntegrationService(store), server
@@ -134,13 +164,17 @@ async def start_app(config: Config, dsn: str | None) -> App:
             raise OSError(f"cannot listen on {config.grpc_address}: {error}") from None
         await server.start()
         authenticator.listen(dsn)
+        if listener is not None and not await listener.wait_connected(_LISTENER_START_TIMEOUT):
+            log.warning("cache listener not connected yet; serving uncached until it is")
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     except BaseException:
+        if listener is not None:
+            await listener.stop()
         await pool.close()
         raise
     log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
-    return App(server, health_servicer, pool, port, authenticator)
+    return App(server, health_servicer, pool, port, authenticator, cache, listener)
 
 
 async def wait_for_stop_signal() -> None:

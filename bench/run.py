@@ -1,0 +1,827 @@
+"""`make bench`: tierset's reads and writes against the limits of this machine.
+
+Starts an embedded PostgreSQL, seeds a realistic data set, and runs every
+workload for a fixed time at concurrency 64 from a separate load process
+(bench/load.py), next to three references measured in the same run:
+
+* a bare grpc.aio server answering same-sized bytes with no work (gRPC's limit),
+* the precedence SQL over asyncpg with no gRPC (the database's limit),
+* etcd, the peer, serving a Range of one key through its gRPC API.
+
+Prints one table with each workload's ratio to its baseline and to etcd, and
+writes JSON, a PNG chart and py-spy profiles under results/ (not committed).
+
+A workload is one line in `workloads()`: a name, which target serves it, the
+gRPC method and its requests. Adding one served by another target (the REST
+gateway, an authenticating server) means adding that target to `TARGETS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import pickle
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import grpc
+import uvloop
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tierset.embedded import EmbeddedPostgres
+from tierset.migrate import migrate
+from tierset.v1 import settings_pb2, settings_pb2_grpc
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = ROOT / "results"
+CONCURRENCY = 64
+
+ACCOUNTS, KEYS_PER_ACCOUNT, RETAILERS, GLOBALS = 1_000, 50, 10_000, 100
+OVERRIDING_EVERY, OVERRIDDEN_KEYS = 5, 10  # every 5th retailer overrides keys 1-10
+DISTINCT_REQUESTS = 1_000  # per read workload; all fit the default cache
+
+
+def key_name(n: int) -> str:
+    return f"BENCH.KEY.{n:03d}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --- the data set -----------------------------------------------------------
+
+
+async def create_database(admin_dsn: str, name: str) -> str:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+    connection = await asyncpg.connect(dsn)
+    try:
+        await migrate(connection)
+    finally:
+        await connection.close()
+    return dsn
+
+
+async def seed_main(dsn: str) -> int:
+    """1,000 accounts x 50 keys, 10,000 retailers (every 5th overrides 10 keys), 100 GLOBALs."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        # Loading, not serving: no server is listening yet, so skip the NOTIFY triggers.
+        await connection.execute("SET session_replication_role = replica")
+        await connection.execute(
+            "INSERT INTO accounts (id, display_name)"
+            " SELECT n, 'Account ' || n FROM generate_series(1, $1) n",
+            ACCOUNTS,
+        )
+        await connection.execute(
+            "INSERT INTO retailers (id, account_id, display_name)"
+            " SELECT n, (n - 1) % $1 + 1, 'Retailer ' || n FROM generate_series(1, $2) n",
+            ACCOUNTS,
+            RETAILERS,
+        )
+        rows: list[tuple[Any, ...]] = [
+            ("GLOBAL", None, None, key_name(k), "INTEGER", str(k)) for k in range(1, GLOBALS + 1)
+        ]
+        rows += [
+            ("ACCOUNT", a, None, key_name(k), "STRING", json.dumps(f"account {a} value {k}"))
+            for a in range(1, ACCOUNTS + 1)
+            for k in range(1, KEYS_PER_ACCOUNT + 1)
+        ]
+        rows += [
+            ("RETAILER", None, r, key_name(k), "JSON", json.dumps({"retailer": r, "key": k}))
+            for r in range(OVERRIDING_EVERY, RETAILERS + 1, OVERRIDING_EVERY)
+            for k in range(1, OVERRIDDEN_KEYS + 1)
+        ]
+        await connection.copy_records_to_table(
+            "settings",
+            records=rows,
+            columns=["level", "account_id", "retailer_id", "key", "type", "value"],
+        )
+        await connection.execute("VACUUM ANALYZE")
+        return len(rows)
+    finally:
+        await connection.close()
+
+
+async def seed_sized(dsn: str, accounts: int) -> int:
+    """`accounts` accounts with one retailer each and 50 ACCOUNT keys each, in SQL."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("SET session_replication_role = replica")
+        await connection.execute(
+            "INSERT INTO accounts (id, display_name)"
+            " SELECT n, 'A' || n FROM generate_series(1, $1) n",
+            accounts,
+        )
+        await connection.execute(
+            "INSERT INTO retailers (id, account_id, display_name)"
+            " SELECT n, n, 'R' || n FROM generate_series(1, $1) n",
+            accounts,
+        )
+        await connection.execute(
+            "INSERT INTO settings (level, account_id, key, type, value)"
+            " SELECT 'ACCOUNT', a, 'BENCH.KEY.' || lpad(k::text, 3, '0'), 'INTEGER',"
+            "        to_jsonb(a * 100 + k)"
+            "   FROM generate_series(1, $1) a, generate_series(1, $2) k",
+            accounts,
+            KEYS_PER_ACCOUNT,
+        )
+        await connection.execute("VACUUM ANALYZE")
+        return int(await connection.fetchval("SELECT count(*) FROM settings"))
+    finally:
+        await connection.close()
+
+
+# --- requests -----------------------------------------------------------------
+
+
+def read_requests(
+    level: str, keys: int, scopes: int, rng: random.Random
+) -> list[settings_pb2.GetSettingsRequest]:
+    made = []
+    for _ in range(DISTINCT_REQUESTS):
+        scope_id = rng.randint(1, scopes)
+        scope = (
+            settings_pb2.Scope(account_id=scope_id)
+            if level == "ACCOUNT"
+            else settings_pb2.Scope(retailer_id=scope_id)
+        )
+        # Keys across every level: overridden ones (1-10), account ones, GLOBAL-only ones.
+        names = [key_name(k) for k in rng.sample(range(1, GLOBALS + 1), keys)]
+        made.append(settings_pb2.GetSettingsRequest(scope=scope, keys=names))
+    return made
+
+
+def write_requests(rng: random.Random) -> list[settings_pb2.PutSettingRequest]:
+    return [
+        settings_pb2.PutSettingRequest(
+            scope=settings_pb2.Scope(account_id=rng.randint(1, ACCOUNTS)),
+            key=key_name(rng.randint(1, KEYS_PER_ACCOUNT)),
+            type=settings_pb2.SETTING_TYPE_STRING,
+            value=settings_pb2.SettingValue(string_value=f"written {n}"),
+        )
+        for n in range(DISTINCT_REQUESTS)
+    ]
+
+
+# --- targets: what serves a workload --------------------------------------------
+
+
+@dataclass
+class Running:
+    """A started target: where to send calls, and which processes do the serving."""
+
+    address: str
+    pids: list[int]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU of the processes and their children so far."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        for each in (pid, *_children(pid)):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+async def wait_healthy(address: str, deadline: float = 60) -> None:
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(address) as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.aio.AioRpcError:
+            pass
+        if time.monotonic() > give_up:
+            raise RuntimeError(f"{address} did not become healthy")
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def process(
+    command: list[str], env: dict[str, str] | None = None, log: Path | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    output = log.open("ab") if log else subprocess.DEVNULL
+    started = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=output, stderr=subprocess.STDOUT
+    )
+    try:
+        yield started
+    finally:
+        if started.returncode is None:
+            started.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(started.wait(), 20)
+            except TimeoutError:
+                started.kill()
+                await started.wait()
+        if log:
+            output.close()  # type: ignore[union-attr]
+
+
+def tierset_target(
+    database: str, cache: bool = True, processes: int = 1
+) -> Callable[[Bench], contextlib.AbstractAsyncContextManager[Running]]:
+    """A `tierset serve` on one of the bench databases."""
+
+    @contextlib.asynccontextmanager
+    async def start(bench: Bench) -> AsyncIterator[Running]:
+        address = f"127.0.0.1:{free_port()}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": bench.databases[database],
+            "TIERSET_GRPC_ADDRESS": address,
+            "TIERSET_CACHE_MAX_ENTRIES": "10000" if cache else "0",
+            "TIERSET_PROCESSES": str(processes),
+            "TIERSET_LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "-m", "tierset.cli", "serve"]
+        async with process(command, env, bench.work / "servers.log") as server:
+            await wait_healthy(address)
+            if processes > 1:
+                await asyncio.sleep(3)  # healthy is the first worker; let the others bind too
+            yield Running(address, [server.pid])
+
+    return start
+
+
+def bare_target(response_of: str) -> Callable[[Bench], Any]:
+    """The bare grpc.aio server, answering with the bytes of a real tierset response."""
+
+    @contextlib.asynccontextmanager
+    async def start(bench: Bench) -> AsyncIterator[Running]:
+        port = free_port()
+        response = bench.work / f"response-{response_of}.bin"
+        response.write_bytes(bench.responses[response_of])
+        command = [sys.executable, str(BENCH / "bare_server.py"), str(port), str(response)]
+        async with process(command, log=bench.work / "servers.log") as server:
+            address = f"127.0.0.1:{port}"
+            await wait_port(address)
+            yield Running(address, [server.pid])
+
+    return start
+
+
+async def wait_port(address: str) -> None:
+    host, port = address.rsplit(":", 1)
+    for _ in range(200):
+        with contextlib.suppress(OSError):
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {address}")
+
+
+@contextlib.asynccontextmanager
+async def etcd_target(bench: Bench) -> AsyncIterator[Running]:
+    """A single-member etcd on loopback with a temp data dir, holding one key."""
+    etcd = shutil.which("etcd")
+    if etcd is None:
+        raise RuntimeError("etcd is not installed (Debian: apt-get install etcd-server)")
+    client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
+    command = [
+        etcd,
+        "--name=bench",
+        f"--data-dir={bench.work / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=bench={peer}",
+        "--log-level=error",
+    ]
+    async with process(command, log=bench.work / "etcd.log") as server:
+        address = client.removeprefix("http://")
+        await wait_port(address)
+        kv = bench.etcd
+        async with grpc.aio.insecure_channel(address) as channel:
+            put = channel.unary_unary(
+                "/etcdserverpb.KV/Put",
+                request_serializer=kv.PutRequest.SerializeToString,
+                response_deserializer=kv.PutResponse.FromString,
+            )
+            value = json.dumps({"retailer": 5, "key": 1}).encode()
+            for _ in range(100):
+                try:
+                    await put(kv.PutRequest(key=b"BENCH.KEY.001", value=value), timeout=2)
+                    break
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.1)
+        yield Running(address, [server.pid])
+
+
+TARGETS: dict[str, Callable[[Bench], Any]] = {
+    "tierset": tierset_target("main"),
+    "tierset-uncached": tierset_target("main", cache=False),
+    "tierset-2proc": tierset_target("main", processes=2),
+    "tierset-2proc-uncached": tierset_target("main", cache=False, processes=2),
+    "tierset-10k": tierset_target("size_10k", cache=False),
+    "tierset-1m": tierset_target("size_1m", cache=False),
+    "bare-1key": bare_target("1 key"),
+    "bare-10keys": bare_target("10 keys"),
+    "etcd": etcd_target,
+}
+
+
+# --- workloads ------------------------------------------------------------------
+
+GET = "/tierset.v1.SettingsService/GetSettings"
+PUT = "/tierset.v1.SettingsService/PutSetting"
+BARE = "/bench.Bare/Answer"
+RANGE = "/etcdserverpb.KV/Range"
+
+
+@dataclass
+class Workload:
+    """One measured line of the table."""
+
+    name: str
+    target: str
+    method: str
+    requests: list[bytes]
+    # Which workloads it is compared with (names), and how it is labelled in the chart.
+    baselines: list[str] = field(default_factory=list)
+    kind: str = "tierset"
+    # gRPC metadata sent with every call (an authenticated read adds its token here).
+    metadata: list[tuple[str, str]] = field(default_factory=list)
+
+
+def workloads(bench: Bench) -> list[Workload]:
+    rng = random.Random(6)  # noqa: S311 - a reproducible data set, not a secret
+
+    def encoded(messages: list[Any]) -> list[bytes]:
+        return [m.SerializeToString() for m in messages]
+
+    reads = {
+        (level, keys): encoded(
+            read_requests(level, keys, ACCOUNTS if level == "ACCOUNT" else RETAILERS, rng)
+        )
+        for level in ("ACCOUNT", "RETAILER")
+        for keys in (1, 10)
+    }
+    sized = encoded(read_requests("RETAILER", 10, 200, rng))
+    range_request = bench.etcd.RangeRequest(key=b"BENCH.KEY.001").SerializeToString()
+    made = [
+        Workload("bare gRPC, 1-key response", "bare-1key", BARE, reads["RETAILER", 1], [], "limit"),
+        Workload(
+            "bare gRPC, 10-key response", "bare-10keys", BARE, reads["RETAILER", 10], [], "limit"
+        ),
+        Workload("etcd Range, 1 key", "etcd", RANGE, [range_request], [], "peer"),
+        Workload("raw SQL, 1 key", "sql", "", reads["RETAILER", 1], [], "limit"),
+        Workload("raw SQL, 10 keys", "sql", "", reads["RETAILER", 10], [], "limit"),
+    ]
+    for cached, target in ((True, "tierset"), (False, "tierset-uncached")):
+        label = "cached" if cached else "uncached"
+        for (level, keys), requests in reads.items():
+            bare = "bare gRPC, 1-key response" if keys == 1 else "bare gRPC, 10-key response"
+            sql = "raw SQL, 1 key" if keys == 1 else "raw SQL, 10 keys"
+            made.append(
+                Workload(
+                    f"GetSettings {keys} key{'s' if keys > 1 else ''} {level.lower()}, {label}",
+                    target,
+                    GET,
+                    requests,
+                    [bare] if cached else [bare, sql],
+                )
+            )
+    made += [
+        Workload("PutSetting", "tierset", PUT, encoded(write_requests(rng)), []),
+        Workload(
+            "GetSettings 1 key retailer, cached, 2 processes",
+            "tierset-2proc",
+            GET,
+            reads["RETAILER", 1],
+            ["GetSettings 1 key retailer, cached", "bare gRPC, 1-key response"],
+        ),
+        Workload(
+            "GetSettings 1 key retailer, uncached, 2 processes",
+            "tierset-2proc-uncached",
+            GET,
+            reads["RETAILER", 1],
+            ["GetSettings 1 key retailer, uncached", "bare gRPC, 1-key response"],
+        ),
+        Workload(
+            "GetSettings 10 keys retailer, uncached, 10k settings",
+            "tierset-10k",
+            GET,
+            sized,
+            [],
+        ),
+        Workload(
+            "GetSettings 10 keys retailer, uncached, 1M settings",
+            "tierset-1m",
+            GET,
+            sized,
+            ["GetSettings 10 keys retailer, uncached, 10k settings"],
+        ),
+    ]
+    return made
+
+
+# --- running ------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    work: Path
+    databases: dict[str, str] = field(default_factory=dict)
+    responses: dict[str, bytes] = field(default_factory=dict)
+    etcd: Any = None
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+async def drive(bench: Bench, workload: Workload, running: Running | None) -> dict[str, Any]:
+    """Runs one workload from a separate load process; returns its figures."""
+    spec: dict[str, Any] = {
+        "concurrency": CONCURRENCY,
+        "seconds": bench.args.seconds,
+        "warmup_seconds": bench.args.warmup,
+    }
+    if workload.target == "sql":
+        spec |= {
+            "dsn": bench.databases["main"],
+            "pool": 10,
+            "reads": [
+                [
+                    "ACCOUNT" if m.scope.HasField("account_id") else "RETAILER",
+                    m.scope.account_id or m.scope.retailer_id,
+                    list(m.keys),
+                ]
+                for m in map(settings_pb2.GetSettingsRequest.FromString, workload.requests)
+            ],
+        }
+        script = "sql_load.py"
+    else:
+        assert running is not None
+        requests_file = bench.work / "requests.pickle"
+        requests_file.write_bytes(pickle.dumps(workload.requests))
+        spec |= {
+            "target": running.address,
+            "method": workload.method,
+            "requests_file": str(requests_file),
+            "processes": bench.args.client_processes,
+            "metadata": workload.metadata,
+        }
+        script = "load.py"
+    spec_file = bench.work / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    cpu_before = cpu_seconds(running.pids) if running else 0.0
+    loader = await asyncio.create_subprocess_exec(
+        sys.executable, str(BENCH / script), str(spec_file), stdout=subprocess.PIPE
+    )
+    out, _ = await loader.communicate()
+    if loader.returncode:
+        raise RuntimeError(f"the load process failed on {workload.name}")
+    result: dict[str, Any] = json.loads(out)
+    if running:
+        # Includes the warm-up, as the client's figure does.
+        result["server_cpu_cores"] = (cpu_seconds(running.pids) - cpu_before) / (
+            bench.args.seconds + bench.args.warmup
+        )
+    return result
+
+
+async def capture_responses(bench: Bench, running: Running, made: list[Workload]) -> None:
+    """Real tierset responses, so that the bare server answers with the same bytes."""
+    async with grpc.aio.insecure_channel(running.address) as channel:
+        call = channel.unary_unary(GET)
+        for keys, name in ((1, "1 key"), (10, "10 keys")):
+            workload = next(
+                w
+                for w in made
+                if w.name == f"GetSettings {keys} {name.split()[1]} retailer, cached"
+            )
+            sizes = [(len(r := await call(q)), r) for q in workload.requests[:50]]
+            bench.responses[name] = max(sizes)[1]
+
+
+async def measure_propagation(bench: Bench, samples: int = 200) -> dict[str, Any]:
+    """Write through one server process, poll another until it reads the new value."""
+    async with (
+        TARGETS["tierset"](bench) as writer,
+        TARGETS["tierset"](bench) as reader,
+        grpc.aio.insecure_channel(writer.address) as write_channel,
+        grpc.aio.insecure_channel(reader.address) as read_channel,
+    ):
+        put = settings_pb2_grpc.SettingsServiceStub(write_channel).PutSetting
+        get = settings_pb2_grpc.SettingsServiceStub(read_channel).GetSettings
+        scope = settings_pb2.Scope(retailer_id=OVERRIDING_EVERY)
+        read = settings_pb2.GetSettingsRequest(scope=scope, keys=["BENCH.PROPAGATION"])
+        delays, polls = [], []
+        for n in range(samples):
+            await get(read)  # the reader holds the old value in its cache
+            await put(
+                settings_pb2.PutSettingRequest(
+                    scope=scope,
+                    key="BENCH.PROPAGATION",
+                    type=settings_pb2.SETTING_TYPE_INTEGER,
+                    value=settings_pb2.SettingValue(integer_value=n),
+                )
+            )
+            written = time.perf_counter()
+            tries = 0
+            while True:
+                tries += 1
+                reply = await get(read)
+                if reply.settings and reply.settings[0].value.integer_value == n:
+                    break
+            delays.append((time.perf_counter() - written) * 1000)
+            polls.append(tries)
+    delays.sort()
+    return {
+        "samples": samples,
+        "p50_ms": delays[len(delays) // 2],
+        "p99_ms": delays[int(len(delays) * 0.99)],
+        "max_ms": delays[-1],
+        "first_read_fresh": sum(1 for p in polls if p == 1) / samples,
+    }
+
+
+async def profile(bench: Bench, target: str, workload: Workload) -> dict[str, Any]:
+    """py-spy on the server while the load runs; the hottest functions by own time."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        return {"error": "py-spy not installed"}
+    out = RESULTS / f"profile-{target}.txt"
+    async with TARGETS[target](bench) as running:
+        recorder = await asyncio.create_subprocess_exec(
+            spy,
+            "record",
+            "--pid",
+            str(running.pids[0]),
+            "--duration",
+            str(int(bench.args.seconds + bench.args.warmup)),
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--nonblocking",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        await drive(bench, workload, running)
+        _, err = await recorder.communicate()
+    if recorder.returncode or not out.exists():
+        return {"error": err.decode(errors="replace").strip()[-300:]}
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+
+    def share(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(f, round(100 * c / total, 1)) for f, c in counter.most_common(15)]
+
+    return {"samples": total, "own_percent": share(own), "inclusive_percent": share(inclusive)}
+
+
+def load_etcd_protos(work: Path) -> Any:
+    """Generates the etcd KV messages from bench/etcd_kv.proto into a temp dir."""
+    out = work / "etcd_gen"
+    out.mkdir()
+    from grpc_tools import protoc
+
+    if protoc.main(["protoc", f"-I{BENCH}", f"--python_out={out}", str(BENCH / "etcd_kv.proto")]):
+        raise RuntimeError("protoc failed on bench/etcd_kv.proto")
+    sys.path.insert(0, str(out))
+    return importlib.import_module("etcd_kv_pb2")
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+
+
+async def main(args: argparse.Namespace) -> None:
+    begun = time.monotonic()
+    RESULTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="tierset-bench-"))
+    work.chmod(0o755)  # the embedded PostgreSQL may run as `postgres`
+    bench = Bench(args, work)
+    bench.etcd = load_etcd_protos(work)
+    cluster = EmbeddedPostgres(work / "pg", free_port())
+    try:
+        admin = cluster.start()
+        print(f"seeding ({machine()['nproc']} cores, {machine()['cpu']}) ...", flush=True)
+        bench.databases["main"] = await create_database(admin, "bench")
+        rows = {"main": await seed_main(bench.databases["main"])}
+        for name, accounts in (("size_10k", 200), ("size_1m", 20_000)):
+            bench.databases[name] = await create_database(admin, name)
+            rows[name] = await seed_sized(bench.databases[name], accounts)
+        print(f"seeded {rows} in {time.monotonic() - begun:.0f}s", flush=True)
+        connection = await asyncpg.connect(admin)
+        pg_version = await connection.fetchval("SHOW server_version")
+        await connection.close()
+
+        made = workloads(bench)
+        only = args.only
+        order: list[str] = []
+        for w in made:
+            if w.target not in order:
+                order.append(w.target)
+        # The bare servers answer with tierset's own bytes, so tierset goes first.
+        order.sort(key=lambda t: 0 if t == "tierset" else 1)
+        for target in order:
+            todo = [w for w in made if w.target == target and (not only or only in w.name)]
+            if not todo:
+                continue
+            starter = TARGETS.get(target)
+            async with starter(bench) if starter else contextlib.nullcontext() as running:
+                if target == "tierset":
+                    await capture_responses(bench, running, made)
+                for workload in todo:
+                    result = await drive(bench, workload, running)
+                    bench.results[workload.name] = result | {
+                        "kind": workload.kind,
+                        "baselines": workload.baselines,
+                    }
+                    print(
+                        f"  {workload.name:<55} {result['rps']:>8.0f}/s"
+                        f"  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms",
+                        flush=True,
+                    )
+        propagation = await measure_propagation(bench)
+        profiles = {}
+        if args.profile:
+            one_key = next(w for w in made if w.name == "GetSettings 1 key retailer, cached")
+            for target in ("tierset", "tierset-uncached"):
+                profiles[target] = await profile(bench, target, one_key)
+    finally:
+        cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    report(bench, propagation, profiles, pg_version, time.monotonic() - begun)
+
+
+def ratio(results: dict[str, dict[str, Any]], name: str, other: str) -> str:
+    if other not in results or not results[other]["rps"]:
+        return ""
+    return f"{results[name]['rps'] / results[other]['rps']:.2f}x {short(other)}"
+
+
+def short(name: str) -> str:
+    return (
+        name.replace("GetSettings ", "")
+        .replace("bare gRPC, ", "bare ")
+        .replace(" response", "")
+        .replace("retailer", "ret.")
+    )
+
+
+def report(
+    bench: Bench,
+    propagation: dict[str, Any],
+    profiles: dict[str, Any],
+    pg_version: str,
+    elapsed: float,
+) -> None:
+    results = bench.results
+    etcd = "etcd Range, 1 key"
+    lines = [
+        f"{'workload':<55} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7}"
+        f" {'cli cpu':>7}  vs baseline / vs etcd"
+    ]
+    for name, r in results.items():
+        compared = [ratio(results, name, b) for b in r["baselines"]]
+        if r["kind"] == "tierset":
+            compared.append(ratio(results, name, etcd))
+        errors = f"  ERRORS {r['errors']}" if r["errors"] else ""
+        lines.append(
+            f"{name:<55} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}"
+            f" {r.get('server_cpu_cores', 0):>7.2f} {r['client_cpu_cores']:>7.2f}  "
+            + ", ".join(c for c in compared if c)
+            + errors
+        )
+    lines.append(
+        f"write -> visible on another process ({propagation['samples']} writes):"
+        f" p50 {propagation['p50_ms']:.2f} ms, p99 {propagation['p99_ms']:.2f} ms,"
+        f" max {propagation['max_ms']:.2f} ms"
+    )
+    for target, found in profiles.items():
+        if "error" in found:
+            lines.append(f"profile {target}: {found['error']}")
+            continue
+        top = ", ".join(f"{f.split(' (')[0]} {p}%" for f, p in found["own_percent"][:6])
+        lines.append(f"profile {target} (own time): {top}")
+    info = machine() | {"postgresql": pg_version, "seconds_per_workload": bench.args.seconds}
+    lines.append(
+        f"machine: {info['nproc']} cores, {info['cpu']}; PostgreSQL {pg_version};"
+        f" concurrency {CONCURRENCY}; {bench.args.client_processes} client processes;"
+        f" {bench.args.seconds:.0f}s per workload; bench took {elapsed:.0f}s"
+    )
+    table = "\n".join(lines)
+    print("\n" + table)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    document = {
+        "machine": info,
+        "concurrency": CONCURRENCY,
+        "results": results,
+        "propagation": propagation,
+        "profiles": profiles,
+        "table": table,
+    }
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(json.dumps(document, indent=2))
+    chart(results, RESULTS / "latest.png")
+    print(f"\nwritten: results/bench-{stamp}.json, results/latest.json, results/latest.png")
+
+
+def chart(results: dict[str, dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    colours = {"limit": "#999999", "peer": "#d98c3a", "tierset": "#3a78d9"}
+    figure, axis = plt.subplots(figsize=(10, 0.35 * len(names) + 1.5))
+    axis.barh(
+        names,
+        [results[n]["rps"] for n in names],
+        color=[colours[results[n]["kind"]] for n in names],
+    )
+    axis.invert_yaxis()
+    axis.set_xlabel(f"requests per second at concurrency {CONCURRENCY}")
+    axis.set_title("tierset vs gRPC's limit (grey) and etcd (orange)")
+    for bar, name in zip(axis.patches, names, strict=True):
+        axis.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {results[name]['p99_ms']:.1f} ms p99",
+            va="center",
+            fontsize=7,
+        )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per workload")
+    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured time before it")
+    parser.add_argument(
+        "--client-processes", type=int, default=2, help="load client processes sharing the 64"
+    )
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--only", help="run only workloads whose name contains this")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    uvloop.run(main(arguments()))

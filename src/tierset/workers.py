@@ -1,0 +1,94 @@
+"""Several server processes on one port, to use more than one core.
+
+One Python process runs one event loop on one core. With TIERSET_PROCESSES=N
+the `tierset` command starts N worker processes that each run the whole
+server (its own pool, read cache and cache listener) bound to the same
+address: grpc.aio servers set SO_REUSEPORT on Linux (the `grpc.so_reuseport`
+channel option, on by default), so the kernel spreads new connections across
+the workers. Note that a gRPC client keeps one connection, so one client
+lands on one worker; many clients spread.
+
+The parent only supervises: it applies migrations once, forwards SIGTERM and
+SIGINT, and if a worker dies it stops the others and exits non-zero so the
+orchestrator restarts the whole group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import signal
+import threading
+from multiprocessing.process import BaseProcess
+
+from tierset.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def _worker_main(config: Config, dsn: str | None) -> None:
+    """A worker: the ordinary single-process server."""
+    from tierset.server import serve  # imported here: a spawned child starts clean
+
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we ship
+        asyncio.run(serve(config, dsn))
+    else:
+        uvloop.run(serve(config, dsn))
+
+
+def run_workers(config: Config, dsn: str | None) -> int:
+    """Runs `config.processes` servers on `config.grpc_address` until a signal; returns exit code.
+
+    Migrations must already be applied (each worker starts with migrate_on_start off).
+    """
+    if config.grpc_address.endswith(":0"):
+        raise ValueError("several processes need a fixed port, not :0")
+    worker_config = dataclasses.replace(config, processes=1, migrate_on_start=False)
+    # spawn, not fork: gRPC's core does not survive a fork of a process that used it.
+    context = multiprocessing.get_context("spawn")
+    workers: list[BaseProcess] = [
+        context.Process(target=_worker_main, args=(worker_config, dsn), name=f"tierset-{n}")
+        for n in range(config.processes)
+    ]
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for worker in workers:
+            worker.start()
+        log.info("started %d server processes on %s", len(workers), config.grpc_address)
+        while not stopping.is_set():
+            if any(not w.is_alive() for w in workers):
+                log.error("a server process exited; stopping the others")
+                break
+            stopping.wait(0.5)
+        return _stop(workers, config.shutdown_grace_seconds, failed=not stopping.is_set())
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _stop(workers: list[BaseProcess], grace: float, *, failed: bool) -> int:
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()  # SIGTERM: each worker shuts down gracefully
+    for worker in workers:
+        worker.join(grace + 5)
+        if worker.is_alive():
+            log.warning("%s did not stop in time; killing it", worker.name)
+            worker.kill()
+            worker.join()
+    if failed or any(w.exitcode not in (0, -signal.SIGTERM) for w in workers):
+        return 1
+    return 0
