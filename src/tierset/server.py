@@ -14,11 +14,12 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 from grpc_health.v1 import _async as health_aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tierset.accounts_api import AccountService
 from tierset.config import Config
+from tierset.health import DatabaseHealth
 from tierset.integrations_api import IntegrationService
 from tierset.interceptors import ErrorInterceptor
 from tierset.migrate import migrate
@@ -43,11 +44,13 @@ SERVICE_NAMES = (
 
 
 async def create_pool(config: Config, dsn: str | None) -> asyncpg.Pool:
-    """A pool whose every connection has the statement timeout set."""
+    """A pool whose connections give up on a silent database (connect, command, statement)."""
     return await asyncpg.create_pool(
         dsn,
         min_size=config.pool_min_size,
         max_size=config.pool_max_size,
+        timeout=config.db_connect_timeout_seconds,
+        command_timeout=config.db_command_timeout_seconds,
         server_settings={
             "application_name": "tierset",
             "statement_timeout": str(config.statement_timeout_ms),
@@ -63,9 +66,12 @@ class App:
     health: health_aio.HealthServicer
     pool: asyncpg.Pool
     port: int
+    database_health: DatabaseHealth | None = None
 
     async def stop(self, grace: float) -> None:
         """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
+        if self.database_health is not None:
+            await self.database_health.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         try:
@@ -84,7 +90,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
                 applied = await migrate(connection)
             if applied:
                 log.info("applied migrations %s", applied)
-        store = Store(pool)
+        store = Store(pool, acquire_timeout=config.pool_acquire_timeout_seconds)
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         settings_pb2_grpc.add_SettingsServiceServicer_to_server(SettingsService(store), server)
         accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
@@ -101,13 +107,20 @@ async def start_app(config: Config, dsn: str | None) -> App:
         except RuntimeError as error:
             raise OSError(f"cannot listen on {config.grpc_address}: {error}") from None
         await server.start()
-        for name in ("", *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        database_health = DatabaseHealth(
+            health_servicer,
+            store,
+            ("", *SERVICE_NAMES),
+            interval=config.health_probe_interval_seconds,
+            timeout=config.db_connect_timeout_seconds,
+        )
+        await database_health.report(serving=True)
+        database_health.start()
     except BaseException:
         await pool.close()
         raise
     log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
-    return App(server, health_servicer, pool, port)
+    return App(server, health_servicer, pool, port, database_health)
 
 
 async def wait_for_stop_signal() -> None:
