@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tierset.config import Config
 from tierset.embedded import EmbeddedPostgres
@@ -29,6 +30,16 @@ from tierset.v1 import (
     integrations_pb2_grpc,
     settings_pb2_grpc,
 )
+
+# Examples run against a real server: no per-example deadline (a shared CI box is
+# slow sometimes), and no example database written into the checkout.
+hypothesis_settings.register_profile("tierset", deadline=None, database=None)
+hypothesis_settings.load_profile("tierset")
+
+
+def open_channel(port: int) -> grpc.aio.Channel:
+    """A channel to a tierset server on 127.0.0.1; every test channel is made here."""
+    return grpc.aio.insecure_channel(f"127.0.0.1:{port}")
 
 
 def free_port() -> int:
@@ -103,8 +114,23 @@ async def server(server_config: Config, database_url: str) -> AsyncIterator[App]
 @pytest.fixture(scope="session")
 async def channel(server: App) -> AsyncIterator[grpc.aio.Channel]:
     """A real channel to the session server."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+    async with open_channel(server.port) as opened:
         yield opened
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[Callable[[Config, str], Awaitable[App]]]:
+    """Starts extra servers (for tests that stop, starve or break them); stops them after."""
+    started: list[tuple[App, Config]] = []
+
+    async def start(config: Config, dsn: str) -> App:
+        app = await start_app(config, dsn)
+        started.append((app, config))
+        return app
+
+    yield start
+    for app, config in started:
+        await app.stop(config.shutdown_grace_seconds)
 
 
 @pytest.fixture(scope="session")
