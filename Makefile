@@ -9,13 +9,14 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
 
-.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean
+.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean soak
 
 help:
 	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
 	@echo "make test         run the test suite (starts its own PostgreSQL)"
 	@echo "make check        ruff, mypy, buf lint, and a staleness check of the generated code"
 	@echo "make proto        regenerate src/tierset/v1 from protos/"
+	@echo "make soak         30 s of load with a PostgreSQL crash and restart; fails if a write is lost"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# Load at concurrency with PostgreSQL crashed (immediate stop) and restarted mid-run, on a
+# PostgreSQL and server of its own on 127.0.0.1. `make test` runs a 3-second form of it.
+soak: $(STAMP)
+	$(BIN)/python -m tierset.soak --seconds 30 --workers 16 --outage-seconds 3 --stop-mode immediate
 
 # Generated code is committed so that an install needs no protoc; `proto-check`
 # fails when it no longer matches protos/.

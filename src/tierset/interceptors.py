@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 # asyncpg's and the OS's ways of saying "the database is not there right now", by class:
 # refused or lost connections (OSError, class 08, InterfaceError for a closed connection),
 # a server shutting down or starting (57P01-57P03), out of connections (53300), a statement
-# timeout (57014), and TimeoutError from the connect, pool-acquire and command timeouts.
+# timeout (57014), TimeoutError from the connect, pool-acquire and command timeouts, and
+# InternalClientError, which asyncpg raises when PostgreSQL ends a session mid-call
+# (MagicStack/asyncpg#1069; the store discards that connection).
 _DATABASE_DOWN = (
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,

@@ -7,7 +7,9 @@ into domain results and :class:`~tierset.errors.TiersetError`.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -128,9 +130,17 @@ class Store:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
 
-    def _acquire(self) -> Any:
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
         """A pool connection; waiting longer than the acquire timeout raises TimeoutError."""
-        return self._pool.acquire(timeout=self._acquire_timeout)
+        async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+            try:
+                yield connection
+            except asyncpg.InternalClientError:
+                # asyncpg lost track of the protocol state, as it can when PostgreSQL ends
+                # the session mid-call (MagicStack/asyncpg#1069): never hand it out again.
+                connection.terminate()
+                raise
 
     async def _fetch(self, sql: str, *args: object) -> Any:
         async with self._acquire() as connection:
