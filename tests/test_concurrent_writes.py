@@ -47,12 +47,16 @@ async def test_unconditional_writers_to_many_keys_all_apply_in_some_order(
 
     final = await _read(settings_stub, scope, keys)
     for key in keys:
-        mine = [(r.version, r.created, text) for (k, text), r in zip(writes, results) if k == key]
+        mine = [
+            (r.version, r.created, text)
+            for (k, text), r in zip(writes, results, strict=True)
+            if k == key
+        ]
         assert sorted(version for version, _, _ in mine) == list(range(1, 13))
         assert sum(created for _, created, _ in mine) == 1
         last_text = max(mine)[2]
         assert (final[key].version, final[key].value.string_value) == (12, last_text)
-        assert len({r.id for (k, _), r in zip(writes, results) if k == key}) == 1
+        assert len({r.id for (k, _), r in zip(writes, results, strict=True) if k == key}) == 1
 
 
 async def test_writers_with_the_same_expected_version_have_exactly_one_winner(
@@ -111,7 +115,7 @@ async def test_mixed_writers_keep_versions_dense_and_conflicts_explained(
 
     applied = [
         (o.version, r.value.string_value)
-        for r, o in zip(requests, outcomes)
+        for r, o in zip(requests, outcomes, strict=True)
         if not isinstance(o, grpc.aio.AioRpcError)
     ]
     refused = [o for o in outcomes if isinstance(o, grpc.aio.AioRpcError)]

@@ -79,6 +79,8 @@ class App:
         except TimeoutError:
             log.warning("pool did not close within %.1fs; terminating connections", grace)
             self.pool.terminate()
+        else:
+            log.info("database pool closed")
 
 
 async def start_app(config: Config, dsn: str | None) -> App:
