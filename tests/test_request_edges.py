@@ -77,3 +77,12 @@ async def test_hostile_integration_bodies_are_refused_by_field(
     violations = field_violations(raised.value)
     assert any(f.startswith(field) and says in d for f, d in violations.items()), violations
     assert await db.fetchval("SELECT count(*) FROM integrations") == before
+
+
+async def test_an_unknown_data_type_number_is_invalid_argument(integrations_stub):
+    request = _stringified('{"enabled": false}')
+    request.data_type = 99  # proto3 enums are open: any number can arrive
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await integrations_stub.SetGlobalSettings(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(raised.value).keys() == {"data_type"}
