@@ -9,7 +9,7 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
 
-.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean bench deploy-check
+.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean bench deploy-check soak
 
 help:
 	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
@@ -18,6 +18,7 @@ help:
 	@echo "make proto        regenerate src/tierset/v1 from protos/"
 	@echo "make deploy-check render deploy/overlays/*, validate against Kubernetes schemas, check policy"
 	@echo "make bench        measure reads and writes against gRPC, SQL and etcd (results/)"
+	@echo "make soak         30 s of load with a PostgreSQL crash and restart; fails if a write is lost"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,11 @@ bench: $(BENCH_STAMP)
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; \
 		else echo "make bench needs etcd: apt-get install etcd-server"; exit 1; fi; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Load at concurrency with PostgreSQL crashed (immediate stop) and restarted mid-run, on a
+# PostgreSQL and server of its own on 127.0.0.1. `make test` runs a 3-second form of it.
+soak: $(STAMP)
+	$(BIN)/python -m tierset.soak --seconds 30 --workers 16 --outage-seconds 3 --stop-mode immediate
 
 # Generated code is committed so that an install needs no protoc; `proto-check`
 # fails when it no longer matches protos/.

@@ -28,7 +28,9 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from hypothesis import settings as hypothesis_settings
 
+from tierset import client
 from tierset.authz import Role
 from tierset.config import Config
 from tierset.credentials import CredentialStore, Kind
@@ -41,6 +43,19 @@ from tierset.v1 import (
     integrations_pb2_grpc,
     settings_pb2_grpc,
 )
+
+# Examples run against a real server: no per-example deadline (a shared CI box is
+# slow sometimes), and no example database written into the checkout.
+hypothesis_settings.register_profile("tierset", deadline=None, database=None)
+hypothesis_settings.load_profile("tierset")
+
+
+def open_channel(port: int, token: str | None = None) -> grpc.aio.Channel:
+    """A channel to a tierset server on 127.0.0.1; every test channel is made here.
+
+    With `token`, calls that bring no `authorization` of their own send it as a Bearer.
+    """
+    return client.insecure_channel(f"127.0.0.1:{port}", token)
 
 
 def free_port() -> int:
@@ -183,41 +198,34 @@ def make_caller(server: App) -> MakeCaller:
     return make
 
 
-class _DefaultCredentials(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Adds an authorization header to calls that do not bring their own."""
-
-    def __init__(self, header: str) -> None:
-        self._header = header
-
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
-        metadata = list(client_call_details.metadata or ())
-        if not any(key == "authorization" for key, _ in metadata):
-            metadata.append(("authorization", self._header))
-        details = grpc.aio.ClientCallDetails(
-            client_call_details.method,
-            client_call_details.timeout,
-            grpc.aio.Metadata(*metadata),
-            client_call_details.credentials,
-            client_call_details.wait_for_ready,
-        )
-        return await continuation(details, request)
-
-
 @pytest.fixture(scope="session")
 async def channel(server: App, platform_caller: Caller) -> AsyncIterator[grpc.aio.Channel]:
     """A real channel to the session server, authenticated as a PLATFORM user by default."""
-    async with grpc.aio.insecure_channel(
-        f"127.0.0.1:{server.port}",
-        interceptors=[_DefaultCredentials(f"Bearer {platform_caller.token}")],
-    ) as opened:
+    async with open_channel(server.port, platform_caller.token) as opened:
         yield opened
 
 
 @pytest.fixture(scope="session")
 async def anonymous_channel(server: App) -> AsyncIterator[grpc.aio.Channel]:
     """A real channel that sends no credentials (calls may add their own metadata)."""
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+    async with open_channel(server.port) as opened:
         yield opened
+
+
+@pytest.fixture
+async def start_app_with() -> AsyncIterator[Callable[[Config, str], Awaitable[App]]]:
+    """Starts extra servers with a config and database of the test's own (for tests that
+    stop, starve or break them); stops them after."""
+    started: list[tuple[App, Config]] = []
+
+    async def start(config: Config, dsn: str) -> App:
+        app = await start_app(config, dsn)
+        started.append((app, config))
+        return app
+
+    yield start
+    for app, config in started:
+        await app.stop(config.shutdown_grace_seconds)
 
 
 @pytest.fixture(scope="session")
@@ -309,10 +317,7 @@ async def start_server(
 
     async def start(**overrides: Any) -> RunningServer:
         app = await start_app(dataclasses.replace(server_config, **overrides), database_url)
-        opened = grpc.aio.insecure_channel(
-            f"127.0.0.1:{app.port}",
-            interceptors=[_DefaultCredentials(f"Bearer {platform_caller.token}")],
-        )
+        opened = open_channel(app.port, platform_caller.token)
         started.append((app, opened))
         return RunningServer(
             app,

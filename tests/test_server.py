@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.conftest import free_port
+from tests.conftest import free_port, open_channel
 from tierset import embedded
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
@@ -64,7 +64,7 @@ async def _serve_process(database_url: str, port: int) -> asyncio.subprocess.Pro
 
 
 async def _wait_serving(port: int) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with open_channel(port) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         for _ in range(100):
             try:

@@ -73,6 +73,11 @@ INVALID = [
     (T.SETTING_TYPE_JSON, V(json_value="{not json"), "not valid JSON"),
     (T.SETTING_TYPE_JSON, V(json_value="NaN"), "not valid JSON"),
     (T.SETTING_TYPE_JSON, V(json_value="1e999"), "not valid JSON"),
+    (T.SETTING_TYPE_JSON, V(json_value="1e-20000"), "decimal places"),
+    (T.SETTING_TYPE_JSON, V(json_value="1." + "0" * 20000), "more than 1000 digits"),
+    (T.SETTING_TYPE_JSON, V(json_value="[0.1e-99999]"), "decimal places"),
+    (T.SETTING_TYPE_JSON, V(json_value="1" * 5000), "more than 1000 digits"),
+    (T.SETTING_TYPE_INTEGER, V(json_value="9" * 1001), "more than 1000 digits"),
     (T.SETTING_TYPE_JSON, V(json_value='{"a": "\\u0000"}'), "NUL"),
     (T.SETTING_TYPE_JSON, V(json_value='["\\ud800"]'), "surrogate"),
     (

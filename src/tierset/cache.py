@@ -179,8 +179,10 @@ class CachedStore(Store):
     other processes learn of them through the notification.
     """
 
-    def __init__(self, pool: asyncpg.Pool, cache: ResolutionCache) -> None:
-        super().__init__(pool)
+    def __init__(
+        self, pool: asyncpg.Pool, cache: ResolutionCache, acquire_timeout: float | None = None
+    ) -> None:
+        super().__init__(pool, acquire_timeout)
         self.cache = cache
 
     async def resolve(self, scope: ScopeRef, keys: list[str]) -> Resolution:

@@ -89,6 +89,11 @@ class Config:
     pool_min_size: int = 2
     pool_max_size: int = 10
     statement_timeout_ms: int = 5000
+    # A database that stopped answering must cost a call seconds, not forever.
+    db_connect_timeout_seconds: float = 5.0
+    db_command_timeout_seconds: float = 10.0
+    pool_acquire_timeout_seconds: float = 5.0
+    health_probe_interval_seconds: float = 2.0
     migrate_on_start: bool = True
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
@@ -128,6 +133,18 @@ class Config:
             pool_max_size=_int(env, "TIERSET_POOL_MAX_SIZE", cls.pool_max_size),
             statement_timeout_ms=_int(
                 env, "TIERSET_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms
+            ),
+            db_connect_timeout_seconds=_float(
+                env, "TIERSET_DB_CONNECT_TIMEOUT_SECONDS", cls.db_connect_timeout_seconds
+            ),
+            db_command_timeout_seconds=_float(
+                env, "TIERSET_DB_COMMAND_TIMEOUT_SECONDS", cls.db_command_timeout_seconds
+            ),
+            pool_acquire_timeout_seconds=_float(
+                env, "TIERSET_POOL_ACQUIRE_TIMEOUT_SECONDS", cls.pool_acquire_timeout_seconds
+            ),
+            health_probe_interval_seconds=_float(
+                env, "TIERSET_HEALTH_PROBE_INTERVAL_SECONDS", cls.health_probe_interval_seconds
             ),
             migrate_on_start=_bool(env, "TIERSET_MIGRATE_ON_START", cls.migrate_on_start),
             shutdown_grace_seconds=_float(

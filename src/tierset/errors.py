@@ -17,6 +17,14 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 ERROR_DOMAIN = "tierset.dev"
 
+# A status travels in the response trailers, which gRPC caps at 16 KiB (and may refuse
+# from 8 KiB). Errors can echo client input, so what a client sees is clipped (in UTF-8
+# bytes) to stay far below that whatever the request held.
+MAX_MESSAGE_BYTES = 300
+MAX_FIELD_BYTES = 100
+MAX_DESCRIPTION_BYTES = 200
+MAX_VIOLATIONS = 10
+
 
 @dataclass(frozen=True)
 class FieldViolation:
@@ -72,29 +80,55 @@ def unavailable(message: str, reason: str = "BACKEND_UNAVAILABLE") -> TiersetErr
     return TiersetError(grpc.StatusCode.UNAVAILABLE, reason, message)
 
 
+def deadline_exceeded() -> TiersetError:
+    """The caller's deadline passed before the work was done; it was abandoned."""
+    return TiersetError(
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "DEADLINE_EXCEEDED",
+        "the call's deadline passed before it completed",
+    )
+
+
 def _pack(message: object) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)  # type: ignore[arg-type]
     return packed
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` as valid UTF-8 of at most `limit` bytes, with "..." when cut."""
+    encoded = text.encode("utf-8", "replace")  # an unpaired surrogate becomes "?"
+    if len(encoded) <= limit:
+        return encoded.decode("utf-8")
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
 def to_rpc_status(error: TiersetError) -> status_pb2.Status:
-    """Builds the ``google.rpc.Status`` for an error: one ErrorInfo, plus BadRequest if any."""
+    """Builds the ``google.rpc.Status`` for an error: one ErrorInfo, plus BadRequest if any.
+
+    Messages, fields and the number of violations are clipped (see ``MAX_*``) so the
+    status always fits in the trailers.
+    """
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+        reason=error.reason,
+        domain=ERROR_DOMAIN,
+        metadata={k: clip(v, MAX_FIELD_BYTES) for k, v in error.metadata.items()},
     )
     details = [_pack(info)]
     if error.violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=clip(v.field, MAX_FIELD_BYTES),
+                    description=clip(v.description, MAX_DESCRIPTION_BYTES),
                 )
-                for v in error.violations
+                for v in error.violations[:MAX_VIOLATIONS]
             ]
         )
         details.append(_pack(bad_request))
-    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    return status_pb2.Status(
+        code=error.code.value[0], message=clip(error.message, MAX_MESSAGE_BYTES), details=details
+    )
 
 
 def internal_status() -> status_pb2.Status:

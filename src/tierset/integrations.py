@@ -17,11 +17,14 @@ from google.protobuf import json_format, struct_pb2
 
 from tierset import errors
 from tierset.v1 import integrations_pb2
+from tierset.values import unstorable_text
 
 VALIDATION_FAILED = "Validation Failed, Please fill up the required fields."
 SAVED = "Integration has been successfully saved"
 OBJECT_TYPE = "order_integration"
 MAX_FIELD_CHARS = 2048
+# Three fields of at most 2,048 characters fit many times over; more is not a configuration.
+MAX_CONFIG_BYTES = 64 * 1024
 
 
 class Required(Enum):
@@ -113,12 +116,14 @@ def validate_config(integration: Integration, config: dict[str, Any]) -> dict[st
             violations.append(_violation(f.name, f"{f.label} must be true or false."))
         elif f.kind is str and not isinstance(value, str):
             violations.append(_violation(f.name, f"{f.label} must be a string."))
-        elif isinstance(value, str) and ("\x00" in value or len(value) > MAX_FIELD_CHARS):
+        elif isinstance(value, str) and (
+            len(value) > MAX_FIELD_CHARS or unstorable_text(value) is not None
+        ):
             violations.append(
                 _violation(
                     f.name,
                     f"{f.label} must be at most {MAX_FIELD_CHARS} characters "
-                    "with no NUL character.",
+                    "with no NUL character or unpaired surrogate.",
                 )
             )
     if violations:
@@ -126,6 +131,14 @@ def validate_config(integration: Integration, config: dict[str, Any]) -> dict[st
             VALIDATION_FAILED, violations, "INTEGRATION_VALIDATION_FAILED"
         )
     return config
+
+
+def _bad_integration(description: str) -> errors.TiersetError:
+    return errors.invalid_argument(
+        VALIDATION_FAILED,
+        [errors.FieldViolation("integration", description)],
+        "INTEGRATION_VALIDATION_FAILED",
+    )
 
 
 def decode_config(integration: struct_pb2.Value, data_type: int) -> dict[str, Any]:
@@ -143,40 +156,21 @@ def decode_config(integration: struct_pb2.Value, data_type: int) -> dict[str, An
         )
     if data_type == integrations_pb2.INTEGRATION_DATA_TYPE_STRINGIFY:
         if kind != "string_value":
-            raise errors.invalid_argument(
-                VALIDATION_FAILED,
-                [
-                    errors.FieldViolation(
-                        "integration",
-                        "Integration must be a JSON string when data_type is stringify.",
-                    )
-                ],
-                "INTEGRATION_VALIDATION_FAILED",
-            )
+            raise _bad_integration("Integration must be a JSON string when data_type is stringify.")
+        text = integration.string_value
+        if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+            raise _bad_integration(f"Integration must be at most {MAX_CONFIG_BYTES} bytes.")
         try:
-            decoded = json.loads(integration.string_value)
-        except ValueError:
+            decoded = json.loads(text)
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             decoded = None
         if not isinstance(decoded, dict):
-            raise errors.invalid_argument(
-                VALIDATION_FAILED,
-                [errors.FieldViolation("integration", "Integration must be a JSON object.")],
-                "INTEGRATION_VALIDATION_FAILED",
-            )
+            raise _bad_integration("Integration must be a JSON object.")
         return decoded
     if data_type == integrations_pb2.INTEGRATION_DATA_TYPE_OBJECT:
         if kind != "struct_value":
-            raise errors.invalid_argument(
-                VALIDATION_FAILED,
-                [
-                    errors.FieldViolation(
-                        "integration", "Integration must be an object when data_type is object."
-                    )
-                ],
-                "INTEGRATION_VALIDATION_FAILED",
-            )
-        decoded = json_format.MessageToDict(integration.struct_value)
-        return decoded
+            raise _bad_integration("Integration must be an object when data_type is object.")
+        return json_format.MessageToDict(integration.struct_value)
     raise errors.bad_field("data_type", "data_type must be stringify or object.")
 
 

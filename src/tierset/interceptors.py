@@ -1,19 +1,27 @@
 """Server interceptors: the one place where failures become gRPC statuses.
 
 Handlers raise :class:`~tierset.errors.TiersetError`; this turns it into a
-status with details. A lost database becomes UNAVAILABLE. Anything else is a
-bug: it is logged here with its stack trace and the client sees only
+status with details. A request that is not a valid message is INVALID_ARGUMENT.
+A handler gets at most the call's remaining time (its deadline), so a database
+call is cancelled, and its connection freed, when the client stops waiting:
+DEADLINE_EXCEEDED. A lost, silent or overloaded database (connection refused
+or lost, connect/acquire/command timeout, statement timeout, shutdown) becomes
+UNAVAILABLE: nothing was written and the call may be retried. Anything else is
+a bug: it is logged here with its stack trace and the client sees only
 "internal error".
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
@@ -21,17 +29,46 @@ from tierset import errors
 
 log = logging.getLogger(__name__)
 
-# asyncpg's and the OS's ways of saying "the database is not there right now".
+# asyncpg's and the OS's ways of saying "the database is not there right now", by class:
+# refused or lost connections (OSError, class 08, InterfaceError for a closed connection),
+# a server shutting down or starting (57P01-57P03), out of connections (53300), a statement
+# timeout (57014), TimeoutError from the connect, pool-acquire and command timeouts, and
+# InternalClientError, which asyncpg raises when PostgreSQL ends a session mid-call
+# (MagicStack/asyncpg#1069; the store discards that connection).
 _DATABASE_DOWN = (
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.QueryCanceledError,
     asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
     ConnectionError,
     OSError,
     TimeoutError,
 )
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    """Stands in for a request whose bytes are not a valid message of its type."""
+
+    reason: str
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Wraps a request deserializer so bad bytes reach the handler instead of failing as UNKNOWN."""
+    if deserialize is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except DecodeError as error:
+            return _Undecodable(str(error))
+
+    return parse
 
 
 async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
@@ -55,11 +92,18 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
 
         async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            deadline = asyncio.timeout(context.time_remaining())
             try:
-                return await inner(request, context)  # type: ignore[arg-type]
+                if isinstance(request, _Undecodable):
+                    raise errors.bad_field("request", f"not a valid request: {request.reason}")
+                async with deadline:
+                    return await inner(request, context)  # type: ignore[arg-type]
             except errors.TiersetError as error:
                 await abort_with(context, errors.to_rpc_status(error))
             except _DATABASE_DOWN as error:
+                if isinstance(error, TimeoutError) and deadline.expired():
+                    # The client's deadline, not the database: it has stopped waiting.
+                    await abort_with(context, errors.to_rpc_status(errors.deadline_exceeded()))
                 log.warning("%s: database unavailable: %s", method, type(error).__name__)
                 await abort_with(
                     context,
@@ -85,6 +129,6 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )

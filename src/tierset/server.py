@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 from grpc_health.v1 import _async as health_aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tierset.accounts_api import AccountService
@@ -23,6 +23,7 @@ from tierset.auth_api import AuthService
 from tierset.cache import CachedStore, CacheListener, ResolutionCache
 from tierset.config import Config
 from tierset.credentials import CredentialStore
+from tierset.health import DatabaseHealth
 from tierset.integrations_api import IntegrationService
 from tierset.interceptors import ErrorInterceptor
 from tierset.metrics import start_metrics_server
@@ -65,12 +66,14 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 
 
 async def create_pool(config: Config, dsn: str | None) -> asyncpg.Pool:
-    """A pool whose every connection has the statement timeout set."""
+    """A pool whose connections give up on a silent database (connect, command, statement)."""
     return await asyncpg.create_pool(
         dsn,
         min_size=config.pool_min_size,
         max_size=config.pool_max_size,
         reset=_keep_session,
+        timeout=config.db_connect_timeout_seconds,
+        command_timeout=config.db_command_timeout_seconds,
         server_settings={
             "application_name": "tierset",
             "statement_timeout": str(config.statement_timeout_ms),
@@ -90,9 +93,12 @@ class App:
     # The read cache and its change listener; None when TIERSET_CACHE_MAX_ENTRIES is 0.
     cache: ResolutionCache | None = None
     listener: CacheListener | None = None
+    database_health: DatabaseHealth | None = None
 
     async def stop(self, grace: float) -> None:
         """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
+        if self.database_health is not None:
+            await self.database_health.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.authenticator.close()
@@ -103,6 +109,8 @@ class App:
         except TimeoutError:
             log.warning("pool did not close within %.1fs; terminating connections", grace)
             self.pool.terminate()
+        else:
+            log.info("database pool closed")
 
 
 async def start_app(config: Config, dsn: str | None) -> App:
@@ -116,13 +124,13 @@ async def start_app(config: Config, dsn: str | None) -> App:
                 applied = await migrate(connection)
             if applied:
                 log.info("applied migrations %s", applied)
-        store = Store(pool)
+        store = Store(pool, acquire_timeout=config.pool_acquire_timeout_seconds)
         settings_store = store
         if config.cache_max_entries > 0:
             cache = ResolutionCache(config.cache_max_entries)
             listener = CacheListener(dsn, cache)
             listener.start()
-            settings_store = CachedStore(pool, cache)
+            settings_store = CachedStore(pool, cache, config.pool_acquire_timeout_seconds)
         credentials = CredentialStore(pool)
         authenticator = Authenticator(
             credentials, config.auth_cache_seconds, config.auth_cache_size
@@ -166,15 +174,22 @@ async def start_app(config: Config, dsn: str | None) -> App:
         authenticator.listen(dsn)
         if listener is not None and not await listener.wait_connected(_LISTENER_START_TIMEOUT):
             log.warning("cache listener not connected yet; serving uncached until it is")
-        for name in ("", *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        database_health = DatabaseHealth(
+            health_servicer,
+            store,
+            ("", *SERVICE_NAMES),
+            interval=config.health_probe_interval_seconds,
+            timeout=config.db_connect_timeout_seconds,
+        )
+        await database_health.report(serving=True)
+        database_health.start()
     except BaseException:
         if listener is not None:
             await listener.stop()
         await pool.close()
         raise
     log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
-    return App(server, health_servicer, pool, port, authenticator, cache, listener)
+    return App(server, health_servicer, pool, port, authenticator, cache, listener, database_health)
 
 
 async def wait_for_stop_signal() -> None:

@@ -7,11 +7,14 @@ into domain results and :class:`~tierset.errors.TiersetError`.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import asyncpg
 
@@ -123,17 +126,45 @@ def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
 class Store:
     """Reads and writes over one asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float | None = None) -> None:
         self._pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @contextlib.asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
+        """A pool connection; waiting longer than the acquire timeout raises TimeoutError."""
+        async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+            try:
+                yield connection
+            except asyncpg.InternalClientError:
+                # asyncpg lost track of the protocol state, as it can when PostgreSQL ends
+                # the session mid-call (MagicStack/asyncpg#1069): never hand it out again.
+                connection.terminate()
+                raise
+
+    async def _fetch(self, sql: str, *args: object) -> Any:
+        async with self._acquire() as connection:
+            return await connection.fetch(sql, *args)
+
+    async def _fetchrow(self, sql: str, *args: object) -> Any:
+        async with self._acquire() as connection:
+            return await connection.fetchrow(sql, *args)
+
+    async def _fetchval(self, sql: str, *args: object) -> Any:
+        async with self._acquire() as connection:
+            return await connection.fetchval(sql, *args)
+
+    async def ping(self) -> None:
+        """Returns when the database answers a trivial query; raises when it does not."""
+        async with self._acquire() as connection:
+            await connection.fetchval(query("ping"))
 
     async def resolve(self, scope: ScopeRef, keys: list[str]) -> Resolution:
         """Each key's most specific value for the scope, in one statement.
 
         Raises NOT_FOUND when the account or retailer does not exist.
         """
-        rows = await self._pool.fetch(
-            query("effective_settings"), scope.level.value, scope.id, keys
-        )
+        rows = await self._fetch(query("effective_settings"), scope.level.value, scope.id, keys)
         if not rows:
             raise _scope_not_found(scope)
         settings = [
@@ -167,7 +198,7 @@ class Store:
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
         args = (level.value, account_id, retailer_id, key, setting_type.value, value_json)
-        async with self._pool.acquire() as connection:
+        async with self._acquire() as connection:
             try:
                 if expected_version is None or expected_version == 0:
                     row = await connection.fetchrow(
@@ -200,7 +231,7 @@ class Store:
     async def create_account(self, account_id: int | None, display_name: str) -> AccountRow:
         """Creates an account; `account_id` None lets the database choose."""
         try:
-            row = await self._pool.fetchrow(query("create_account"), account_id, display_name)
+            row = await self._fetchrow(query("create_account"), account_id, display_name)
         except asyncpg.UniqueViolationError:
             raise errors.already_exists(
                 f"account {account_id} already exists",
@@ -211,7 +242,7 @@ class Store:
 
     async def get_account(self, account_id: int) -> AccountRow:
         """One account, or NOT_FOUND."""
-        row = await self._pool.fetchrow(query("get_account"), account_id)
+        row = await self._fetchrow(query("get_account"), account_id)
         if row is None:
             raise _scope_not_found(ScopeRef(Level.ACCOUNT, account_id))
         return AccountRow(**dict(row))
@@ -221,7 +252,7 @@ class Store:
     ) -> RetailerRow:
         """Registers a retailer under an account; NOT_FOUND if the account is unknown."""
         try:
-            row = await self._pool.fetchrow(
+            row = await self._fetchrow(
                 query("create_retailer"), retailer_id, account_id, display_name
             )
         except asyncpg.UniqueViolationError:
@@ -236,7 +267,7 @@ class Store:
 
     async def get_retailer(self, retailer_id: int) -> RetailerRow:
         """One retailer, or NOT_FOUND."""
-        row = await self._pool.fetchrow(query("get_retailer"), retailer_id)
+        row = await self._fetchrow(query("get_retailer"), retailer_id)
         if row is None:
             raise _scope_not_found(ScopeRef(Level.RETAILER, retailer_id))
         return RetailerRow(**dict(row))
@@ -250,11 +281,11 @@ class Store:
         name in that account (another account's id is as unknown as a made-up one).
         """
         if integration_id == 0:
-            row = await self._pool.fetchrow(
+            row = await self._fetchrow(
                 query("upsert_integration_by_name"), account_id, name, config_json
             )
         else:
-            row = await self._pool.fetchrow(
+            row = await self._fetchrow(
                 query("update_integration_by_id"), account_id, integration_id, name, config_json
             )
         if row is None:
@@ -268,10 +299,10 @@ class Store:
 
     async def get_integration(self, account_id: int, name: str) -> IntegrationRow | None:
         """An account's saved configuration of an integration, or None when none is saved."""
-        row = await self._pool.fetchrow(query("get_integration"), account_id, name)
+        row = await self._fetchrow(query("get_integration"), account_id, name)
         return None if row is None else IntegrationRow(row["id"], row["name"], row["config"])
 
     async def retailer_account(self, retailer_id: int) -> int | None:
         """The account owning a retailer, or None when there is no such retailer."""
-        account_id = await self._pool.fetchval(query("retailer_account"), retailer_id)
+        account_id = await self._fetchval(query("retailer_account"), retailer_id)
         return None if account_id is None else int(account_id)

@@ -10,7 +10,9 @@ Limits (documented in the README and the proto):
 * keys: 1..255 characters of ``A-Z a-z 0-9 . _ -``, starting with a letter
   or digit; at most 100 keys per read;
 * STRING: at most 4,096 characters; LOB: at most 1 MiB of UTF-8;
-* JSON: at most 1 MiB of JSON text, nested at most 32 deep;
+* JSON: at most 1 MiB of JSON text, nested at most 32 deep; numbers finite,
+  with at most 1,000 digits and 1,000 decimal places (PostgreSQL's numeric
+  refuses some longer ones, and Python's int() refuses over 4,300 digits);
 * INTEGER: -2**63 .. 2**63-1;
 * no NUL character anywhere (PostgreSQL text and jsonb cannot hold it).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -33,6 +36,7 @@ MAX_STRING_CHARS = 4096
 MAX_LOB_BYTES = 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
+MAX_NUMBER_DIGITS = 1000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -106,8 +110,8 @@ def check_keys(keys: list[str]) -> list[str]:
     return keys
 
 
-def _unstorable(text: str) -> str | None:
-    """Why PostgreSQL could not store this text, or None if it can."""
+def unstorable_text(text: str) -> str | None:
+    """Why PostgreSQL could not store this text (NUL, unpaired surrogate), or None."""
     if "\x00" in text:
         return "must not contain the NUL character (\\u0000)"
     try:
@@ -135,7 +139,7 @@ def _first_unstorable(value: Any) -> str | None:
     while stack:
         node = stack.pop()
         if isinstance(node, str):
-            problem = _unstorable(node)
+            problem = unstorable_text(node)
             if problem:
                 return problem
         elif isinstance(node, dict):
@@ -150,11 +154,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _finite_float(text: str) -> float:
+def _too_many_digits(text: str) -> ValueError:
+    return ValueError(
+        f"number {text[:40]} has more than {MAX_NUMBER_DIGITS} digits or decimal places"
+    )
+
+
+def _checked_float(text: str) -> float:
+    # `text` is a well-formed JSON number (the parser checked), so Decimal reads it exactly.
+    exact = Decimal(text).as_tuple()
+    decimal_places = -exact.exponent if isinstance(exact.exponent, int) else 0
+    if len(exact.digits) > MAX_NUMBER_DIGITS or decimal_places > MAX_NUMBER_DIGITS:
+        raise _too_many_digits(text)
     number = float(text)
     if not math.isfinite(number):
         raise ValueError(f"number {text[:40]} is out of range")
     return number
+
+
+def _checked_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _too_many_digits(text)
+    return int(text)
 
 
 def parse_json_text(text: str, key: str, field: str) -> Any:
@@ -162,7 +183,12 @@ def parse_json_text(text: str, key: str, field: str) -> Any:
     if len(text.encode("utf-8")) > MAX_JSON_BYTES:
         raise bad_field(field, f"{key}: JSON value is larger than {MAX_JSON_BYTES} bytes")
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            parse_float=_checked_float,
+            parse_int=_checked_int,
+        )
     except RecursionError:
         raise bad_field(
             field, f"{key}: JSON value is nested deeper than {MAX_JSON_DEPTH} levels"
@@ -205,7 +231,7 @@ def decode_value(key: str, setting_type: SettingType, value: settings_pb2.Settin
     if setting_type in (SettingType.STRING, SettingType.LOB):
         if not isinstance(candidate, str):
             raise wrong()
-        problem = _unstorable(candidate)
+        problem = unstorable_text(candidate)
         if problem:
             raise bad_field(field, f"{key}: value {problem}")
         if setting_type is SettingType.STRING and len(candidate) > MAX_STRING_CHARS:

@@ -30,6 +30,10 @@ SELECT scope.account_id AS scope_account_id,
   ) eff ON true
  ORDER BY array_position($3::text[], eff.key);
 
+-- name: ping
+-- The health probe's question: does the database answer at all?
+SELECT 1;
+
 -- name: upsert_setting
 -- Creates or updates one setting; `version` grows by one on update. With
 -- $7 = true the update half only fires when nothing exists yet, i.e. never,

@@ -1,0 +1,39 @@
+"""Client-side helpers for Python callers of the gRPC API (tools, tests, services)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+
+class DefaultAuthorization(grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds an ``authorization`` header to every unary call that does not bring its own."""
+
+    def __init__(self, header: str) -> None:
+        self._header = header
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        metadata = list(client_call_details.metadata or ())
+        if not any(key == "authorization" for key, _ in metadata):
+            metadata.append(("authorization", self._header))
+        details = grpc.aio.ClientCallDetails(
+            client_call_details.method,
+            client_call_details.timeout,
+            grpc.aio.Metadata(*metadata),
+            client_call_details.credentials,
+            client_call_details.wait_for_ready,
+        )
+        return await continuation(details, request)
+
+
+def insecure_channel(target: str, token: str | None = None) -> grpc.aio.Channel:
+    """A plaintext channel to `target`; with `token`, calls authenticate as its Bearer."""
+    if token is None:
+        return grpc.aio.insecure_channel(target)
+    return grpc.aio.insecure_channel(
+        target,
+        interceptors=[DefaultAuthorization(f"Bearer {token}")],  # type: ignore[list-item]
+    )

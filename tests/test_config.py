@@ -1,0 +1,30 @@
+"""Configuration: database timeouts and the health probe interval, typed, from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from tierset.config import Config, ConfigError
+
+TIMEOUTS = {
+    "TIERSET_DB_CONNECT_TIMEOUT_SECONDS": ("db_connect_timeout_seconds", 1.5),
+    "TIERSET_DB_COMMAND_TIMEOUT_SECONDS": ("db_command_timeout_seconds", 7.0),
+    "TIERSET_POOL_ACQUIRE_TIMEOUT_SECONDS": ("pool_acquire_timeout_seconds", 0.25),
+    "TIERSET_HEALTH_PROBE_INTERVAL_SECONDS": ("health_probe_interval_seconds", 3.0),
+}
+
+
+def test_timeouts_are_read_from_the_environment():
+    config = Config.from_env({name: str(value) for name, (_, value) in TIMEOUTS.items()})
+    assert {attr: getattr(config, attr) for attr, _ in TIMEOUTS.values()} == dict(TIMEOUTS.values())
+
+
+def test_timeouts_have_defaults():
+    config = Config.from_env({})
+    assert all(getattr(config, attr) > 0 for attr, _ in TIMEOUTS.values())
+
+
+@pytest.mark.parametrize("name", list(TIMEOUTS))
+def test_a_timeout_that_is_not_a_number_names_its_variable(name):
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env({name: "soon"})

@@ -1,0 +1,157 @@
+"""A small gRPC fuzz: generated messages, cut-off messages and random bytes go to every RPC
+of every tierset service, found from the generated descriptors so none is forgotten.
+Whatever arrives, the answer is never INTERNAL (a bug) nor UNKNOWN (an unhandled failure).
+
+It runs against a server and database of its own: fuzzed creates must not take ids or
+keys the other tests use."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import descriptor, json_format, message_factory, struct_pb2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tierset.v1
+from tests.conftest import make_caller_in, open_channel
+from tierset.authz import Role
+from tierset.config import Config
+from tierset.server import SERVICE_NAMES, start_app
+
+FD = descriptor.FieldDescriptor
+NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED}
+
+
+def _methods() -> list[descriptor.MethodDescriptor]:
+    found = []
+    for module_info in pkgutil.iter_modules(tierset.v1.__path__):
+        if module_info.name.endswith("_pb2"):
+            module = importlib.import_module(f"tierset.v1.{module_info.name}")
+            for service in module.DESCRIPTOR.services_by_name.values():
+                found.extend(service.methods)
+    return found
+
+
+METHODS = _methods()
+
+# Text with what hurts: NUL, non-ASCII, very long; protobuf itself refuses lone surrogates.
+texts = st.one_of(
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=40),
+    st.sampled_from(["", "webhook", "slack", "PAYMENT.PROVIDER", "a\x00b", "K" * 300]),
+)
+json_like = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+_INTEGERS = {
+    FD.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FD.TYPE_UINT64: (0, 2**64 - 1),
+    FD.TYPE_FIXED64: (0, 2**64 - 1),
+    FD.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FD.TYPE_UINT32: (0, 2**32 - 1),
+    FD.TYPE_FIXED32: (0, 2**32 - 1),
+}
+
+
+def _interesting_integers(low: int, high: int) -> st.SearchStrategy[int]:
+    return st.one_of(
+        st.integers(-3, 1_000_000).filter(lambda i: low <= i <= high),
+        st.sampled_from([low, high, 0, -1, 1]).filter(lambda i: low <= i <= high),
+        st.integers(low, high),
+    )
+
+
+def _scalar(field: descriptor.FieldDescriptor) -> st.SearchStrategy[Any]:
+    if field.type in _INTEGERS:
+        return _interesting_integers(*_INTEGERS[field.type])
+    if field.type == FD.TYPE_ENUM:
+        return st.integers(-2, 50)  # unknown numbers included: proto3 enums are open
+    if field.type == FD.TYPE_BOOL:
+        return st.booleans()
+    if field.type in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+        return st.floats(width=64 if field.type == FD.TYPE_DOUBLE else 32)
+    if field.type == FD.TYPE_STRING:
+        return texts
+    if field.type == FD.TYPE_BYTES:
+        return st.binary(max_size=40)
+    raise AssertionError(f"no strategy for {field.full_name}")
+
+
+def messages(message_descriptor: descriptor.Descriptor, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Messages of a type with any subset of fields set to awkward values."""
+    cls = message_factory.GetMessageClass(message_descriptor)
+    if message_descriptor.full_name == "google.protobuf.Value":
+        return json_like.map(lambda doc: json_format.ParseDict(doc, struct_pb2.Value()))
+    if depth > 3:
+        return st.just(cls())
+    fields: dict[str, st.SearchStrategy[Any]] = {}
+    for field in message_descriptor.fields:
+        if field.type == FD.TYPE_MESSAGE:
+            inner = messages(field.message_type, depth + 1)
+        else:
+            inner = _scalar(field)
+        is_repeated = field.is_repeated
+        fields[field.name] = st.lists(inner, max_size=4) if is_repeated else inner
+
+    def build(chosen: dict[str, Any]) -> Any:
+        message = cls()
+        for name, value in chosen.items():
+            field = message_descriptor.fields_by_name[name]
+            if isinstance(value, list):
+                getattr(message, name).extend(value)
+            elif field.type == FD.TYPE_MESSAGE:
+                getattr(message, name).CopyFrom(value)
+            else:
+                setattr(message, name, value)
+        return message
+
+    return st.fixed_dictionaries({}, optional=fields).map(build)
+
+
+def payloads(method: descriptor.MethodDescriptor) -> st.SearchStrategy[bytes]:
+    """Well-formed messages, the same cut short, and plain random bytes."""
+    whole = messages(method.input_type).map(lambda m: m.SerializeToString())
+    return st.one_of(
+        whole,
+        st.tuples(whole, st.integers(0, 64)).map(lambda t: t[0][: max(len(t[0]) - t[1], 0)]),
+        st.binary(max_size=120),
+    )
+
+
+@pytest.fixture(scope="module")
+async def fuzz_channel(create_database) -> AsyncIterator[grpc.aio.Channel]:
+    config = Config(grpc_address="127.0.0.1:0", pool_min_size=1, pool_max_size=4)
+    dsn = await create_database()
+    app = await start_app(config, dsn)
+    # Authenticated as PLATFORM, so the fuzz reaches every handler, not just the auth check.
+    platform = await make_caller_in(dsn, Role.PLATFORM)
+    async with open_channel(app.port, platform.token) as channel:
+        yield channel
+    await app.stop(1.0)
+
+
+def test_every_service_is_fuzzed():
+    assert {m.containing_service.full_name for m in METHODS} == set(SERVICE_NAMES)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
+@given(data=st.data())
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+async def test_no_input_makes_an_rpc_fail_as_a_bug(fuzz_channel, method, data):
+    payload = data.draw(payloads(method))
+    call = fuzz_channel.unary_unary(f"/{method.containing_service.full_name}/{method.name}")
+    try:
+        await call(payload, timeout=10)
+    except grpc.aio.AioRpcError as error:
+        assert error.code() not in NEVER, (error.code(), error.details())
