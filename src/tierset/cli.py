@@ -11,6 +11,7 @@ import asyncpg
 
 from tierset.config import Config, ConfigError
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from tierset.gateway import serve as gateway
 from tierset.migrate import migrate
 from tierset.server import serve
 
@@ -58,11 +59,18 @@ def command_migrate(config: Config) -> None:
     _run(_migrate(config.database_url.reveal() if config.database_url else None))
 
 
+def command_gateway(config: Config) -> None:
+    """Serves the REST gateway, calling the gRPC server at TIERSET_GRPC_TARGET."""
+    _run(gateway.serve(config))
+
+
 def command_dev(config: Config) -> None:
-    """Everything on one machine: embedded PostgreSQL unless configured, then serve."""
+    """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
+    REST gateway as a separate child process."""
     dsn, embedded = _database(config)
     try:
-        _run(serve(config, dsn))
+        with gateway.gateway_child(config):
+            _run(serve(config, dsn))
     finally:
         if embedded is not None:
             log.info("stopping embedded PostgreSQL")
@@ -73,6 +81,7 @@ COMMANDS = {
     "serve": command_serve,
     "migrate": command_migrate,
     "dev": command_dev,
+    "gateway": command_gateway,
 }
 
 
@@ -82,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="serve gRPC against DATABASE_URL")
     sub.add_parser("migrate", help="apply pending SQL migrations and exit")
-    sub.add_parser("dev", help="embedded PostgreSQL (unless DATABASE_URL is set) + gRPC")
+    sub.add_parser(
+        "dev", help="embedded PostgreSQL (unless DATABASE_URL is set) + gRPC + REST gateway"
+    )
+    sub.add_parser("gateway", help="serve the REST gateway, calling TIERSET_GRPC_TARGET")
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
