@@ -7,6 +7,8 @@ retailers and keys (see ``new_account``, ``new_retailer`` and ``unique_key``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import shutil
@@ -18,10 +20,12 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import httpx
 import pytest
 
 from tierset.config import Config
 from tierset.embedded import EmbeddedPostgres
+from tierset.gateway.serve import gateway_server
 from tierset.server import App, start_app
 from tierset.v1 import (
     accounts_pb2,
@@ -128,6 +132,12 @@ async def db(server: App) -> asyncpg.Pool:
     return server.pool
 
 
+@pytest.fixture
+async def clean_integrations(db: asyncpg.Pool) -> None:
+    """No saved integration: the catalogue holds one configuration per name, shared by tests."""
+    await db.execute("DELETE FROM integrations")
+
+
 _ids = itertools.count(5_000_000)
 
 
@@ -173,3 +183,50 @@ def new_retailer(
         return int(response.retailer.id)
 
     return make
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(config: Config) -> AsyncIterator[str]:
+    """A real REST gateway (uvicorn on a free port) in this event loop; yields its base URL."""
+    server = gateway_server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            raise AssertionError("the gateway stopped before it started")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.fixture(scope="session")
+def gateway_config(server: App) -> Config:
+    """The session gateway's configuration: a free port, calling the session server."""
+    return Config(
+        http_address="127.0.0.1:0",
+        grpc_target=f"127.0.0.1:{server.port}",
+        shutdown_grace_seconds=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def gateway(gateway_config: Config) -> AsyncIterator[str]:
+    """The session's REST gateway; its base URL."""
+    async with running_gateway(gateway_config) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+async def http(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the session gateway (no proxies from the environment)."""
+    async with httpx.AsyncClient(base_url=gateway, timeout=10, trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def rest_auth_headers() -> dict[str, str]:
+    """The credentials every REST call in the tests carries; none until auth (issue 4) lands."""
+    return {}

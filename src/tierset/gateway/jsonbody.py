@@ -9,6 +9,7 @@ and written back as they came, because the server stores JSON numbers exactly.
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -19,8 +20,19 @@ from tierset.gateway.errors import bad_request
 JSON_MEDIA_TYPE = "application/json"
 
 
+class _OutOfRange(ValueError):
+    """A JSON number that a double cannot hold (1e400 would become infinity)."""
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _OutOfRange(text)
+    return number
 
 
 def check_content_type(request: Request) -> None:
@@ -68,8 +80,12 @@ async def read_json(request: Request, max_bytes: int, *, exact_numbers: bool) ->
         return json.loads(
             text,
             parse_constant=_reject_constant,
-            parse_float=Decimal if exact_numbers else float,
+            parse_float=Decimal if exact_numbers else _finite_float,
         )
+    except _OutOfRange:
+        raise bad_request(
+            "body", "The request body has a number too large to represent.", "NUMBER_OUT_OF_RANGE"
+        ) from None
     except (ValueError, RecursionError):
         raise bad_request("body", "The request body is not valid JSON.", "MALFORMED_JSON") from None
 
