@@ -22,6 +22,7 @@ import asyncpg
 import grpc
 import httpx
 import pytest
+import uvicorn
 
 from tierset.config import Config
 from tierset.embedded import EmbeddedPostgres
@@ -186,20 +187,25 @@ def new_retailer(
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(config: Config) -> AsyncIterator[str]:
-    """A real REST gateway (uvicorn on a free port) in this event loop; yields its base URL."""
-    server = gateway_server(config)
+async def running_http_server(server: uvicorn.Server) -> AsyncIterator[str]:
+    """Serves `server` (uvicorn on a free port) in this event loop; yields its base URL."""
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
             serving.result()
-            raise AssertionError("the gateway stopped before it started")
+            raise AssertionError("the HTTP server stopped before it started")
         await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{server.port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await serving
+
+
+def running_gateway(config: Config) -> contextlib.AbstractAsyncContextManager[str]:
+    """A real REST gateway configured by `config`, serving in this event loop."""
+    return running_http_server(gateway_server(config))
 
 
 @pytest.fixture(scope="session")
