@@ -56,7 +56,7 @@ async def _stop(process: asyncio.subprocess.Process) -> str:
     return output.decode()
 
 
-async def test_tierset_gateway_serves_and_stops_on_sigterm(server, new_account):
+async def test_tierset_gateway_serves_and_stops_on_sigterm(server, new_account, rest_auth_headers):
     account = await new_account()
     port = free_port()
     process = await _start(
@@ -70,7 +70,9 @@ async def test_tierset_gateway_serves_and_stops_on_sigterm(server, new_account):
     await _wait_ready(base_url, process)
 
     async with httpx.AsyncClient(base_url=base_url, trust_env=False) as client:
-        response = await client.get(f"/api/v4.1/settings/account/{account}/K")
+        response = await client.get(
+            f"/api/v4.1/settings/account/{account}/K", headers=rest_auth_headers
+        )
     output = await _stop(process)
 
     assert response.json() == {"settings": []}
