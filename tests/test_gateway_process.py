@@ -9,8 +9,11 @@ import signal
 import sys
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
+from tierset.config import Config, ConfigError
+from tierset.gateway.serve import local_target
 
 
 async def _start(command: str, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -103,3 +106,45 @@ async def test_tierset_dev_runs_the_gateway_as_a_child_and_stops_it(database_url
     assert "gateway stopped" in output
     assert "Traceback" not in output
     assert await _refuses_connections(base_url)
+
+
+def test_the_gateway_is_configured_from_the_environment():
+    config = Config.from_env(
+        {
+            "TIERSET_HTTP_ADDRESS": "0.0.0.0:9090",
+            "TIERSET_GRPC_TARGET": "settings:50051",
+            "TIERSET_GATEWAY_DEADLINE_SECONDS": "2.5",
+            "TIERSET_HTTP_MAX_BODY_BYTES": "1024",
+        }
+    )
+
+    assert (config.http_address, config.grpc_target) == ("0.0.0.0:9090", "settings:50051")
+    assert (config.gateway_deadline_seconds, config.http_max_body_bytes) == (2.5, 1024)
+    assert Config.from_env({}).http_address == "127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("TIERSET_GATEWAY_DEADLINE_SECONDS", "0"),
+        ("TIERSET_GATEWAY_DEADLINE_SECONDS", "soon"),
+        ("TIERSET_HTTP_MAX_BODY_BYTES", "-1"),
+        ("TIERSET_HTTP_MAX_BODY_BYTES", "2MB"),
+    ],
+)
+def test_unusable_gateway_settings_are_refused_by_name(name, raw):
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("listen", "target"),
+    [
+        ("127.0.0.1:50051", "127.0.0.1:50051"),
+        ("0.0.0.0:6000", "127.0.0.1:6000"),
+        ("[::]:6000", "127.0.0.1:6000"),
+        ("[::1]:6000", "[::1]:6000"),
+    ],
+)
+def test_dev_points_its_gateway_at_its_own_grpc_address(listen, target):
+    assert local_target(listen) == target
