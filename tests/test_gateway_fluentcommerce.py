@@ -46,18 +46,22 @@ def _shape(body: dict) -> dict:
 async def sample_scopes(accounts_stub, settings_stub):
     """Account 1111 and its retailer 2222, as the reference's examples use, and the GLOBAL
     PAYMENT.CURRENCY default they read."""
-    for create in (
-        accounts_stub.CreateAccount(
-            accounts_pb2.CreateAccountRequest(account_id=1111, display_name="Sample account")
+    # One after the other: a grpc.aio call starts when it is made, and the retailer needs
+    # the account to exist.
+    for create, request in (
+        (
+            accounts_stub.CreateAccount,
+            accounts_pb2.CreateAccountRequest(account_id=1111, display_name="Sample account"),
         ),
-        accounts_stub.CreateRetailer(
+        (
+            accounts_stub.CreateRetailer,
             accounts_pb2.CreateRetailerRequest(
                 retailer_id=2222, account_id=1111, display_name="Sample retailer"
-            )
+            ),
         ),
     ):
         try:
-            await create
+            await create(request)
         except grpc.aio.AioRpcError as error:
             assert error.code() == grpc.StatusCode.ALREADY_EXISTS
     await settings_stub.SetGlobal(
