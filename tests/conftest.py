@@ -13,6 +13,8 @@ fresh (or given) account and returns its ``metadata`` to pass per call;
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import itertools
 import os
@@ -27,7 +29,9 @@ from typing import Any
 
 import asyncpg
 import grpc
+import httpx
 import pytest
+import uvicorn
 from hypothesis import settings as hypothesis_settings
 
 from tierset import client
@@ -35,6 +39,7 @@ from tierset.authz import Role
 from tierset.config import Config
 from tierset.credentials import CredentialStore, Kind
 from tierset.embedded import EmbeddedPostgres
+from tierset.gateway.serve import gateway_server
 from tierset.server import App, start_app
 from tierset.store import Store
 from tierset.v1 import (
@@ -249,6 +254,12 @@ async def db(server: App) -> asyncpg.Pool:
     return server.pool
 
 
+@pytest.fixture
+async def clean_integrations(db: asyncpg.Pool) -> None:
+    """No saved integration: the catalogue holds one configuration per name, shared by tests."""
+    await db.execute("DELETE FROM integrations")
+
+
 _ids = itertools.count(5_000_000)
 
 
@@ -329,3 +340,55 @@ async def start_server(
     for app, opened in started:
         await opened.close()
         await app.stop(0.5)
+
+
+@contextlib.asynccontextmanager
+async def running_http_server(server: uvicorn.Server) -> AsyncIterator[str]:
+    """Serves `server` (uvicorn on a free port) in this event loop; yields its base URL."""
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            raise AssertionError("the HTTP server stopped before it started")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def running_gateway(config: Config) -> contextlib.AbstractAsyncContextManager[str]:
+    """A real REST gateway configured by `config`, serving in this event loop."""
+    return running_http_server(gateway_server(config))
+
+
+@pytest.fixture(scope="session")
+def gateway_config(server: App) -> Config:
+    """The session gateway's configuration: a free port, calling the session server."""
+    return Config(
+        http_address="127.0.0.1:0",
+        grpc_target=f"127.0.0.1:{server.port}",
+        shutdown_grace_seconds=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def gateway(gateway_config: Config) -> AsyncIterator[str]:
+    """The session's REST gateway; its base URL."""
+    async with running_gateway(gateway_config) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+async def http(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the session gateway (no proxies from the environment)."""
+    async with httpx.AsyncClient(base_url=gateway, timeout=10, trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def rest_auth_headers(platform_caller: Caller) -> dict[str, str]:
+    """The credentials REST calls in the tests carry by default: the PLATFORM caller's token."""
+    return {"Authorization": f"Bearer {platform_caller.token}"}

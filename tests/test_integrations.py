@@ -33,11 +33,6 @@ def _request(name, config, data_type=STRINGIFY, integration_id=0):
     )
 
 
-@pytest.fixture
-async def clean_integrations(db):
-    await db.execute("DELETE FROM integrations")
-
-
 async def test_documented_sample_creates(integrations_stub, clean_integrations):
     response = await integrations_stub.SetGlobalSettings(
         _request("webhook", '{"api_key":"your-api-key","enabled":true}')

@@ -15,6 +15,7 @@ from tierset import admin, logs
 from tierset.bootstrap import bootstrap_demo
 from tierset.config import Config, ConfigError
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from tierset.gateway import serve as gateway
 from tierset.migrate import migrate
 from tierset.server import serve
 from tierset.workers import run_workers
@@ -86,12 +87,19 @@ async def _prepare_dev(config: Config, dsn: str | None) -> None:
         await pool.close()
 
 
+def command_gateway(config: Config) -> None:
+    """Serves the REST gateway, calling the gRPC server at TIERSET_GRPC_TARGET."""
+    _run(gateway.serve(config))
+
+
 def command_dev(config: Config) -> None:
-    """Everything on one machine: embedded PostgreSQL unless configured, then serve."""
+    """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
+    REST gateway as a separate child process."""
     dsn, embedded = _database(config)
     try:
         _run(_prepare_dev(config, dsn))
-        _serve(config, dsn)
+        with gateway.gateway_child(config):
+            _serve(config, dsn)
     finally:
         if embedded is not None:
             log.info("stopping embedded PostgreSQL")
@@ -102,6 +110,7 @@ COMMANDS = {
     "serve": command_serve,
     "migrate": command_migrate,
     "dev": command_dev,
+    "gateway": command_gateway,
 }
 
 
@@ -111,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("serve", "serve gRPC against DATABASE_URL"),
-        ("dev", "embedded PostgreSQL (unless DATABASE_URL is set) + gRPC"),
+        ("dev", "embedded PostgreSQL (unless DATABASE_URL is set) + gRPC + REST gateway"),
     ):
         sub.add_parser(name, help=text).add_argument(
             "--processes",
@@ -120,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     sub.add_parser("migrate", help="apply pending SQL migrations and exit")
     admin.add_commands(sub)
+    sub.add_parser("gateway", help="serve the REST gateway, calling TIERSET_GRPC_TARGET")
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()

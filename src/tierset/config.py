@@ -11,6 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+_Number = TypeVar("_Number", int, float)
 
 
 class Secret:
@@ -70,9 +73,9 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
-def _positive(value: int, name: str) -> int:
+def _positive(value: _Number, name: str) -> _Number:
     if value <= 0:
-        raise ConfigError(f"{name} must be positive, not {value}")
+        raise ConfigError(f"{name} must be greater than 0, not {value}")
     return value
 
 
@@ -112,6 +115,11 @@ class Config:
     cache_max_entries: int = 10_000
     # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
     processes: int = 1
+    # The REST gateway: where it listens, the gRPC server it calls, and its limits.
+    http_address: str = "127.0.0.1:8080"
+    grpc_target: str = "127.0.0.1:50051"
+    gateway_deadline_seconds: float = 5.0
+    http_max_body_bytes: int = 2 * 1024 * 1024
 
     @property
     def has_database(self) -> bool:
@@ -167,4 +175,14 @@ class Config:
             auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
             cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
             processes=_int(env, "TIERSET_PROCESSES", cls.processes),
+            http_address=env.get("TIERSET_HTTP_ADDRESS", cls.http_address),
+            grpc_target=env.get("TIERSET_GRPC_TARGET", cls.grpc_target),
+            gateway_deadline_seconds=_positive(
+                _float(env, "TIERSET_GATEWAY_DEADLINE_SECONDS", cls.gateway_deadline_seconds),
+                "TIERSET_GATEWAY_DEADLINE_SECONDS",
+            ),
+            http_max_body_bytes=_positive(
+                _int(env, "TIERSET_HTTP_MAX_BODY_BYTES", cls.http_max_body_bytes),
+                "TIERSET_HTTP_MAX_BODY_BYTES",
+            ),
         )

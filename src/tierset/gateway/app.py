@@ -1,0 +1,123 @@
+"""The gateway app: the routing table, the error handlers, and the gRPC channel's lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tierset.config import Config
+from tierset.gateway import errors, fluentcart, fluentcommerce, openapi, probes
+from tierset.gateway.calls import Backend, request_id
+from tierset.gateway.envelope import RequestEnvelope
+
+log = logging.getLogger("tierset.gateway")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _KeyList(Convertor[str]):
+    """A path segment that may be empty, so an empty key list reaches the server (a 400)."""
+
+    regex = "[^/]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("keylist", _KeyList())
+
+
+def route(path: str, **methods: Endpoint) -> Route:
+    """One path and its handler per method; other methods get the family's 405."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await methods[method](request)
+
+    return Route(path, dispatch, methods=list(methods), name=path)
+
+
+# The whole HTTP surface. Path parameters keep the reference's names.
+ROUTES = [
+    # Fluent Commerce Settings API
+    route(
+        "/api/v4.1/settings/account/{accountId}/{key:keylist}",
+        GET=fluentcommerce.get_account_settings,
+        PUT=fluentcommerce.put_account_setting,
+    ),
+    route(
+        "/api/v4.1/settings/retailer/{retailerId}/{key:keylist}",
+        GET=fluentcommerce.get_retailer_settings,
+        PUT=fluentcommerce.put_retailer_setting,
+    ),
+    # FluentCart integration settings
+    route(
+        "/wp-json/fluent-cart/v2/integration/global-settings",
+        GET=fluentcart.get_global_settings,
+        POST=fluentcart.save_global_settings,
+    ),
+    # Authentication (issue 4) adds its token endpoint here: route("/oauth/token", POST=...).
+    # Operations
+    route("/healthz", GET=probes.healthz),
+    route("/readyz", GET=probes.readyz),
+    route("/openapi.json", GET=openapi.serve),
+]
+
+
+async def _on_gateway_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, errors.GatewayError)
+    log.info("request %s: refused: %s", request_id(request), error.failure.reason)
+    return errors.response(error.failure, errors.family_of(request.url.path))
+
+
+async def _on_rpc_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, grpc.aio.AioRpcError)
+    failure = errors.from_rpc_error(error)
+    level = (
+        logging.WARNING if errors.STATUS_TABLE[failure.code].http_status >= 500 else logging.INFO
+    )
+    log.log(level, "request %s: gRPC %s %s", request_id(request), failure.code.name, failure.reason)
+    return errors.response(failure, errors.family_of(request.url.path))
+
+
+async def _on_http_exception(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    family = errors.family_of(request.url.path)
+    if error.status_code == 405:
+        allow = (error.headers or {}).get("Allow", "")
+        return errors.method_not_allowed(family, allow)
+    return errors.route_not_found(family, request.method, request.url.path)
+
+
+def create_app(config: Config) -> Starlette:
+    """The gateway, opening its channel to `config.grpc_target` for the app's lifetime."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with grpc.aio.insecure_channel(config.grpc_target) as channel:
+            app.state.backend = Backend.over(channel, config)
+            yield
+
+    return Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(RequestEnvelope)],
+        exception_handlers={
+            errors.GatewayError: _on_gateway_error,
+            grpc.aio.AioRpcError: _on_rpc_error,
+            HTTPException: _on_http_exception,
+        },
+        lifespan=lifespan,
+    )

@@ -1,0 +1,87 @@
+"""What wraps every request: its id, one log line, and the last line of defence.
+
+The envelope picks the request id (the client's ``X-Request-ID`` when sane,
+else a new one), returns it as a response header, and logs one line per
+request with it. It refuses a path or query that is not UTF-8 once
+percent-decoded (the family's 400), and turns anything that escapes a handler
+into the family's 500 — the stack trace goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import unquote_to_bytes
+
+import grpc
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tierset.gateway import errors
+from tierset.gateway.calls import REQUEST_ID_HEADER, request_id_from
+
+log = logging.getLogger("tierset.gateway")
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class RequestEnvelope:
+    """ASGI middleware around the whole app (inside it, handlers raise; nothing escapes it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = request_id_from(header.decode("latin-1"))
+        scope.setdefault("state", {})["request_id"] = request_id
+        path = scope["path"]
+        family = errors.family_of(path)
+        status = 0
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            raw_path = scope.get("raw_path") or path.encode("utf-8", "surrogateescape")
+            if not (_is_utf8(raw_path) and _is_utf8(scope.get("query_string", b""))):
+                failure = errors.Failure(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "The path or query is not valid UTF-8.",
+                    "BAD_PATH",
+                    (("path", "The path or query is not valid UTF-8."),),
+                )
+                await errors.response(failure, family)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request %s: unhandled error on %s %s", request_id, scope["method"], path)
+            if status:  # the response has begun; all that is left is to drop the connection
+                raise
+            failure = errors.Failure(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+            await errors.response(failure, family)(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s -> %s in %.1f ms request_id=%s",
+                scope["method"],
+                path[:200],
+                status,
+                (time.perf_counter() - started) * 1000,
+                request_id,
+            )

@@ -1,0 +1,213 @@
+"""gRPC status → HTTP status and body, for each path family: the gateway's one error table.
+
+Every failure the gateway answers with, whether the gRPC server returned it
+or the gateway found the request malformed before calling, is a
+:class:`Failure` (a gRPC code, a message, a reason and the wrong fields) and is
+rendered here, so the two path families answer consistently:
+
+* Fluent Commerce (``/api/...``): ``{"error": [{"code", "message"}], "message",
+  "code"}`` with one entry per wrong field, else one entry for the reason;
+* FluentCart (``/wp-json/...``): its documented 400 and 404 bodies, and
+  WordPress's ``{"code", "message", "data": {"status"}}`` for everything else.
+
+Messages are shown only when they were written for clients (the server's
+error vocabulary or the gateway's own); a status made by the gRPC transport
+(a refused connection, say) shows the table's fixed text instead, so no
+internal address or library message reaches a client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+from starlette.responses import JSONResponse
+
+from tierset.errors import ERROR_DOMAIN
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+# FluentCart's own words for the bodies its reference documents.
+FLUENTCART_VALIDATION_FAILED = "Validation Failed, Please fill up the required fields."
+FLUENTCART_NOT_FOUND = "Integration not found"
+WORDPRESS_FORBIDDEN = "Sorry, you are not allowed to do that."
+WORDPRESS_NO_ROUTE = "No route was found matching the URL and request method."
+
+
+class Family(Enum):
+    """A group of paths sharing one documented error shape."""
+
+    FLUENT_COMMERCE = "fluentcommerce"
+    FLUENTCART = "fluentcart"
+
+
+def family_of(path: str) -> Family:
+    """The family whose error shape a path answers with (FluentCart lives under /wp-json/)."""
+    return Family.FLUENTCART if path.startswith("/wp-json/") else Family.FLUENT_COMMERCE
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed request, as a gRPC status with its details."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str = ""
+    # (field, description) per wrong field, as google.rpc.BadRequest names them.
+    violations: tuple[tuple[str, str], ...] = ()
+    # False when the message came from the transport, not from code written for clients.
+    trusted: bool = True
+
+
+class GatewayError(Exception):
+    """A request the gateway cannot translate; rendered like a server failure."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+def bad_request(field: str, description: str, reason: str = "BAD_REQUEST") -> GatewayError:
+    """A malformed request, naming the one thing that is wrong with it."""
+    return GatewayError(
+        Failure(grpc.StatusCode.INVALID_ARGUMENT, description, reason, ((field, description),))
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    """How one gRPC code is answered over HTTP."""
+
+    http_status: int
+    # Fluent Commerce's top-level "message"; also the text shown when the failure's own
+    # message was not written for clients.
+    title: str
+
+
+# The table. The Fluent Commerce reference lists 400, 401, 403, 404 and 500 with these
+# titles; the other rows follow the usual gRPC/HTTP correspondence in the same shape.
+STATUS_TABLE: dict[grpc.StatusCode, Row] = {
+    # A failure claiming OK is a broken call, not a success.
+    grpc.StatusCode.OK: Row(500, "Status 500 Error"),
+    grpc.StatusCode.CANCELLED: Row(499, "Client Closed Request"),
+    grpc.StatusCode.UNKNOWN: Row(500, "Status 500 Error"),
+    grpc.StatusCode.INVALID_ARGUMENT: Row(400, "Bad Request"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: Row(504, "Gateway Timeout"),
+    grpc.StatusCode.NOT_FOUND: Row(404, "Not Found"),
+    grpc.StatusCode.ALREADY_EXISTS: Row(409, "Conflict"),
+    grpc.StatusCode.PERMISSION_DENIED: Row(403, "Forbidden"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: Row(429, "Too Many Requests"),
+    grpc.StatusCode.FAILED_PRECONDITION: Row(400, "Bad Request"),
+    grpc.StatusCode.ABORTED: Row(409, "Conflict"),
+    grpc.StatusCode.OUT_OF_RANGE: Row(400, "Bad Request"),
+    grpc.StatusCode.UNIMPLEMENTED: Row(501, "Not Implemented"),
+    grpc.StatusCode.INTERNAL: Row(500, "Status 500 Error"),
+    grpc.StatusCode.UNAVAILABLE: Row(503, "Service Unavailable"),
+    grpc.StatusCode.DATA_LOSS: Row(500, "Status 500 Error"),
+    grpc.StatusCode.UNAUTHENTICATED: Row(401, "Unauthorized"),
+}
+
+
+def _message(failure: Failure, row: Row) -> str:
+    return failure.message if failure.trusted and failure.message else row.title
+
+
+def fluent_commerce_body(failure: Failure, row: Row) -> dict[str, Any]:
+    """Fluent Commerce's failure body: one error per wrong field, else one for the reason."""
+    entries = [{"code": field, "message": description} for field, description in failure.violations]
+    if not entries:
+        entries = [{"code": failure.reason or failure.code.name, "message": _message(failure, row)}]
+    return {"error": entries, "message": row.title, "code": str(row.http_status)}
+
+
+def _fluentcart_field(field: str) -> str:
+    # The server names configuration fields inside the request ("integration.api_key");
+    # FluentCart names them alone ("api_key").
+    return field.removeprefix("integration.")
+
+
+def wordpress_error(code: str, message: str, status: int) -> dict[str, Any]:
+    """WordPress's WP_Error body, which FluentCart answers with for what it does not document."""
+    return {"code": code, "message": message, "data": {"status": status}}
+
+
+def fluentcart_body(failure: Failure, row: Row) -> dict[str, Any]:
+    """FluentCart's documented bodies for 400, 404, 401 and 403; WordPress's for the rest."""
+    status = row.http_status
+    if status == 400:
+        errors: dict[str, str] = {}
+        for field, description in failure.violations:
+            errors.setdefault(_fluentcart_field(field), description)
+        if not errors:
+            errors[failure.reason.lower() or "request"] = _message(failure, row)
+        return {"message": FLUENTCART_VALIDATION_FAILED, "errors": errors}
+    if status == 404:
+        return {"message": FLUENTCART_NOT_FOUND}
+    if status in (401, 403):
+        return wordpress_error("rest_forbidden", WORDPRESS_FORBIDDEN, status)
+    return wordpress_error(f"tierset_{failure.code.name.lower()}", _message(failure, row), status)
+
+
+def render(failure: Failure, family: Family) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and body answering `failure` on a path of `family`."""
+    row = STATUS_TABLE[failure.code]
+    if family is Family.FLUENTCART:
+        return row.http_status, fluentcart_body(failure, row)
+    return row.http_status, fluent_commerce_body(failure, row)
+
+
+def response(failure: Failure, family: Family) -> JSONResponse:
+    """`render` as a response."""
+    status, body = render(failure, family)
+    return JSONResponse(body, status_code=status)
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError) -> Failure:
+    """A failed call's status, with the ErrorInfo reason and BadRequest fields from its trailers."""
+    rich = None
+    trailers: Any = error.trailing_metadata() or ()
+    for key, value in trailers:
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            rich = status_pb2.Status.FromString(value)
+    if rich is None:
+        return Failure(error.code(), error.details() or "", trusted=False)
+    reason, trusted = "", False
+    violations: list[tuple[str, str]] = []
+    for detail in rich.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            reason, trusted = info.reason, info.domain == ERROR_DOMAIN
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request_detail = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request_detail)
+            violations.extend((v.field, v.description) for v in bad_request_detail.field_violations)
+    return Failure(error.code(), rich.message, reason, tuple(violations), trusted)
+
+
+def route_not_found(family: Family, method: str, path: str) -> JSONResponse:
+    """No route has this path: the family's 404 (WordPress's ``rest_no_route`` for FluentCart)."""
+    if family is Family.FLUENTCART:
+        return JSONResponse(wordpress_error("rest_no_route", WORDPRESS_NO_ROUTE, 404), 404)
+    failure = Failure(
+        grpc.StatusCode.NOT_FOUND, f"No route matches {method} {path[:200]}", "NOT_FOUND"
+    )
+    return response(failure, family)
+
+
+def method_not_allowed(family: Family, allow: str) -> JSONResponse:
+    """The path exists but not with this method: 405 in the family's shape, with Allow."""
+    headers = {"Allow": allow}
+    if family is Family.FLUENTCART:
+        return JSONResponse(
+            wordpress_error("rest_no_route", WORDPRESS_NO_ROUTE, 405), 405, headers=headers
+        )
+    body = {
+        "error": [{"code": "METHOD_NOT_ALLOWED", "message": f"Allowed methods: {allow}"}],
+        "message": "Method Not Allowed",
+        "code": "405",
+    }
+    return JSONResponse(body, 405, headers=headers)

@@ -1,0 +1,157 @@
+"""Fluent Commerce's Settings API paths, translated to SettingsService.
+
+``PUT /api/v4.1/settings/{account|retailer}/{id}/{key}`` with
+``{"setting": {"key", "value", "type"}}`` → PutSetting → ``{"id": "<id>"}``.
+``GET /api/v4.1/settings/{account|retailer}/{id}/{keys}`` (comma-separated)
+→ GetSettings → ``{"settings": [{"key", "value", "type", "level"}]}``, each
+value in its natural JSON form. Keys that exist at no level are left out; an
+unknown account or retailer is the server's NOT_FOUND (404).
+
+The value is sent as JSON text whatever the type, and the type by name: the
+server decides what is acceptable. The gateway only refuses what it cannot
+translate (a non-numeric id, a body that is not a setting, a body key that
+differs from the path key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tierset.gateway import jsonbody
+from tierset.gateway.calls import backend, call_options
+from tierset.gateway.errors import Failure, GatewayError, bad_request
+from tierset.v1 import settings_pb2
+
+log = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
+_TYPE_PREFIX = "SETTING_TYPE_"
+_LEVEL_PREFIX = "SETTING_LEVEL_"
+
+
+def _scope(request: Request, kind: str, param: str) -> settings_pb2.Scope:
+    raw = request.path_params[param]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 0 < int(raw) <= INT64_MAX:
+        raise bad_request(param, f"{param} must be a positive whole number.", "BAD_PATH")
+    return settings_pb2.Scope(**{kind: int(raw)})
+
+
+SETTING_TYPES = {
+    "LOB": settings_pb2.SETTING_TYPE_LOB,
+    "STRING": settings_pb2.SETTING_TYPE_STRING,
+    "INTEGER": settings_pb2.SETTING_TYPE_INTEGER,
+    "BOOLEAN": settings_pb2.SETTING_TYPE_BOOLEAN,
+    "JSON": settings_pb2.SETTING_TYPE_JSON,
+}
+
+
+def setting_type(name: Any) -> settings_pb2.SettingType:
+    """The enum for a type name ("JSON"); anything else is UNSPECIFIED, which the server refuses."""
+    if isinstance(name, str):
+        return SETTING_TYPES.get(name, settings_pb2.SETTING_TYPE_UNSPECIFIED)
+    return settings_pb2.SETTING_TYPE_UNSPECIFIED
+
+
+def _setting_from_body(body: Any, path_key: str) -> dict[str, Any]:
+    setting = body.get("setting") if isinstance(body, dict) else None
+    if not isinstance(setting, dict):
+        raise bad_request("setting", 'The body must be {"setting": {"key", "value", "type"}}.')
+    if "key" in setting and setting["key"] != path_key:
+        raise bad_request("setting.key", "setting.key must equal the key in the path.")
+    return setting
+
+
+async def _put(request: Request, kind: str, param: str) -> Response:
+    scope = _scope(request, kind, param)
+    key = request.path_params["key"]
+    body = await jsonbody.read_json(request, backend(request).max_body_bytes, exact_numbers=True)
+    setting = _setting_from_body(body, key)
+    value = settings_pb2.SettingValue()
+    if "value" in setting:
+        try:
+            value.json_value = jsonbody.dumps_exact(setting["value"])
+        except RecursionError:
+            raise bad_request("setting.value", "setting.value is nested too deeply.") from None
+    reply = await backend(request).settings.PutSetting(
+        settings_pb2.PutSettingRequest(
+            scope=scope, key=key, type=setting_type(setting.get("type")), value=value
+        ),
+        **call_options(request),
+    )
+    return JSONResponse({"id": str(reply.id)})
+
+
+def _value_json(setting: settings_pb2.Setting) -> str:
+    """A setting's value as JSON text in its natural form, numbers exact."""
+    kind = setting.value.WhichOneof("kind")
+    if kind == "integer_value":
+        return str(setting.value.integer_value)
+    if kind == "boolean_value":
+        return "true" if setting.value.boolean_value else "false"
+    if kind == "string_value":
+        return json.dumps(setting.value.string_value, ensure_ascii=False)
+    if kind == "json_value":
+        text = setting.value.json_value
+        try:
+            json.loads(text)  # spliced into the body as is, so it must be one JSON value
+        except ValueError:
+            log.error("server sent invalid JSON for key %s", setting.key)
+            raise GatewayError(
+                Failure(grpc.StatusCode.INTERNAL, "internal error", "BAD_UPSTREAM_VALUE")
+            ) from None
+        return text
+    return "null"
+
+
+def _entry_json(setting: settings_pb2.Setting) -> str:
+    fields = (
+        ("key", json.dumps(setting.key, ensure_ascii=False)),
+        ("value", _value_json(setting)),
+        (
+            "type",
+            json.dumps(settings_pb2.SettingType.Name(setting.type).removeprefix(_TYPE_PREFIX)),
+        ),
+        (
+            "level",
+            json.dumps(settings_pb2.SettingLevel.Name(setting.level).removeprefix(_LEVEL_PREFIX)),
+        ),
+    )
+    return "{" + ",".join(f'"{name}":{text}' for name, text in fields) + "}"
+
+
+async def _get(request: Request, kind: str, param: str) -> Response:
+    scope = _scope(request, kind, param)
+    joined = request.path_params["key"]
+    keys = joined.split(",") if joined else []
+    reply = await backend(request).settings.GetSettings(
+        settings_pb2.GetSettingsRequest(scope=scope, keys=keys), **call_options(request)
+    )
+    # Built as text so JSON values keep every digit (a float round-trip would not).
+    body = '{"settings":[' + ",".join(_entry_json(s) for s in reply.settings) + "]}"
+    return Response(body, media_type="application/json")
+
+
+async def put_account_setting(request: Request) -> Response:
+    """PUT /api/v4.1/settings/account/{accountId}/{key}"""
+    return await _put(request, "account_id", "accountId")
+
+
+async def put_retailer_setting(request: Request) -> Response:
+    """PUT /api/v4.1/settings/retailer/{retailerId}/{key}"""
+    return await _put(request, "retailer_id", "retailerId")
+
+
+async def get_account_settings(request: Request) -> Response:
+    """GET /api/v4.1/settings/account/{accountId}/{keys}"""
+    return await _get(request, "account_id", "accountId")
+
+
+async def get_retailer_settings(request: Request) -> Response:
+    """GET /api/v4.1/settings/retailer/{retailerId}/{keys}"""
+    return await _get(request, "retailer_id", "retailerId")

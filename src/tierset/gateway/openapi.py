@@ -1,0 +1,307 @@
+"""The OpenAPI 3 document of exactly the paths the gateway serves, at /openapi.json.
+
+Built from small helpers so each path reads as its documented contract;
+``tests/test_gateway_openapi.py`` checks the paths and methods against the
+routing table and runs schemathesis against a live gateway with it.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tierset.gateway.errors import FLUENTCART_NOT_FOUND, FLUENTCART_VALIDATION_FAILED
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+SETTING_TYPES = ["LOB", "STRING", "INTEGER", "BOOLEAN", "JSON"]
+LEVELS = ["GLOBAL", "ACCOUNT", "RETAILER"]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _response(description: str, schema: Schema) -> Schema:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}},
+        "content": {JSON: {"schema": schema}},
+    }
+
+
+def _fluent_commerce_errors() -> Schema:
+    error = _ref("FluentCommerceError")
+    return {
+        "400": _response("Bad Request: a malformed request or a value the type refuses", error),
+        "401": _response("Unauthorized", error),
+        "403": _response("Forbidden", error),
+        "404": _response("Not Found: an unknown account or retailer", error),
+        "default": _response("Any other failure, same shape (see the README's table)", error),
+    }
+
+
+def _fluentcart_errors() -> Schema:
+    return {
+        "400": _response("Validation failed", _ref("FluentCartValidationError")),
+        "401": _response("Not authenticated", _ref("WordPressError")),
+        "403": _response("Not allowed", _ref("WordPressError")),
+        "404": _response("Unknown integration name or id", _ref("FluentCartNotFound")),
+        "default": _response("Any other failure", _ref("WordPressError")),
+    }
+
+
+def _scope_id(name: str, what: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": f"The {what}'s id.",
+        "schema": {"type": "integer", "format": "int64", "minimum": 1},
+    }
+
+
+_KEY = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "description": "PUT: the setting's key. GET: one or more keys, comma-separated.",
+    "schema": {"type": "string"},
+}
+
+
+def _settings_path(level: str, id_name: str) -> Schema:
+    return {
+        "parameters": [_scope_id(id_name, level), _KEY],
+        "put": {
+            "operationId": f"put{level.title()}Setting",
+            "summary": f"Create or update a {level.upper()}-level setting.",
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref("SettingBody")}}},
+            "responses": {
+                "200": _response("The id of the setting created or updated", _ref("SettingId")),
+                **_fluent_commerce_errors(),
+            },
+        },
+        "get": {
+            "operationId": f"get{level.title()}Settings",
+            "summary": f"The effective settings of the given keys for a {level}. Keys that "
+            "exist at no level are left out.",
+            "responses": {
+                "200": _response("The settings found, in the order asked", _ref("Settings")),
+                **_fluent_commerce_errors(),
+            },
+        },
+    }
+
+
+def _object(properties: Schema, required: list[str], closed: bool = True) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "required": required}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+_SCHEMAS: Schema = {
+    "SettingBody": _object(
+        {
+            "setting": _object(
+                {
+                    "key": {"type": "string", "description": "Must equal the key in the path."},
+                    "value": {"description": "Any JSON value the type accepts."},
+                    "type": {"type": "string", "enum": SETTING_TYPES},
+                },
+                ["value", "type"],
+                closed=False,
+            )
+        },
+        ["setting"],
+        closed=False,
+    ),
+    "SettingId": _object({"id": {"type": "string", "pattern": "^[0-9]+$"}}, ["id"]),
+    "Settings": _object(
+        {
+            "settings": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "key": {"type": "string"},
+                        "value": {"description": "The value in its natural JSON form."},
+                        "type": {"type": "string", "enum": SETTING_TYPES},
+                        "level": {"type": "string", "enum": LEVELS},
+                    },
+                    ["key", "value", "type", "level"],
+                ),
+            }
+        },
+        ["settings"],
+    ),
+    "FluentCommerceError": _object(
+        {
+            "error": {
+                "type": "array",
+                "minItems": 1,
+                "items": _object(
+                    {"code": {"type": "string"}, "message": {"type": "string"}},
+                    ["code", "message"],
+                ),
+            },
+            "message": {"type": "string"},
+            "code": {"type": "string", "pattern": "^[0-9]{3}$"},
+        },
+        ["error", "message", "code"],
+    ),
+    "IntegrationBody": _object(
+        {
+            "integration_name": {"type": "string", "example": "webhook"},
+            "integration": {
+                "description": "A JSON string (data_type stringify) or an object (object).",
+                "oneOf": [{"type": "string"}, {"type": "object"}],
+            },
+            "integration_id": {
+                "type": "integer",
+                "format": "int64",
+                "description": "0 creates; an existing id updates.",
+            },
+            "data_type": {"type": "string", "enum": ["stringify", "object"]},
+        },
+        ["integration_name", "integration"],
+        closed=False,
+    ),
+    "IntegrationSaved": _object(
+        {
+            "message": {"type": "string"},
+            "integration_id": {"type": "integer"},
+            "integration_name": {"type": "string"},
+            "created": {"type": "boolean"},
+            "feedData": _object(
+                {
+                    "meta_key": {"type": "string"},
+                    "meta_value": {"type": "object"},
+                    "object_type": {"type": "string", "enum": ["order_integration"]},
+                },
+                ["meta_key", "meta_value", "object_type"],
+            ),
+        },
+        ["message", "integration_id", "integration_name", "created", "feedData"],
+    ),
+    "IntegrationSettings": _object(
+        {
+            "integration_id": {"type": "integer", "description": "0 when nothing is saved."},
+            "integration_name": {"type": "string"},
+            "settings": {"type": "object"},
+        },
+        ["integration_id", "integration_name", "settings"],
+    ),
+    "FluentCartValidationError": _object(
+        {
+            "message": {"type": "string", "enum": [FLUENTCART_VALIDATION_FAILED]},
+            "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+        ["message", "errors"],
+    ),
+    "FluentCartNotFound": _object(
+        {"message": {"type": "string", "enum": [FLUENTCART_NOT_FOUND]}}, ["message"]
+    ),
+    "WordPressError": _object(
+        {
+            "code": {"type": "string"},
+            "message": {"type": "string"},
+            "data": _object({"status": {"type": "integer"}}, ["status"]),
+        },
+        ["code", "message", "data"],
+    ),
+    "Probe": _object({"status": {"type": "string"}}, ["status"]),
+}
+
+_INTEGRATION_PATH: Schema = {
+    "post": {
+        "operationId": "setIntegrationGlobalSettings",
+        "summary": "Save or update an integration's global settings.",
+        "requestBody": {"required": True, "content": {JSON: {"schema": _ref("IntegrationBody")}}},
+        "responses": {
+            "200": _response("Settings saved successfully", _ref("IntegrationSaved")),
+            **_fluentcart_errors(),
+        },
+    },
+    "get": {
+        "operationId": "getIntegrationGlobalSettings",
+        "summary": "An integration's saved settings (its defaults when none are saved).",
+        "parameters": [
+            {
+                "name": "settings_key",
+                "in": "query",
+                "required": True,
+                "description": "The integration's name, e.g. webhook.",
+                "schema": {"type": "string"},
+            }
+        ],
+        "responses": {
+            "200": _response("The saved settings", _ref("IntegrationSettings")),
+            **_fluentcart_errors(),
+        },
+    },
+}
+
+
+def _probe(summary: str, codes: dict[str, str]) -> Schema:
+    return {
+        "get": {
+            "operationId": summary.split()[0].lower(),
+            "summary": summary,
+            "responses": {code: _response(text, _ref("Probe")) for code, text in codes.items()},
+        }
+    }
+
+
+@cache
+def document() -> Schema:
+    """The OpenAPI document (built once)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "tierset REST gateway",
+            "version": "1",
+            "description": "Fluent Commerce's Settings API and FluentCart's integration "
+            "global settings over tierset's gRPC API. Every response carries X-Request-ID; "
+            "the Authorization header is passed to the gRPC server unchanged.",
+        },
+        "paths": {
+            "/api/v4.1/settings/account/{accountId}/{key}": _settings_path("account", "accountId"),
+            "/api/v4.1/settings/retailer/{retailerId}/{key}": _settings_path(
+                "retailer", "retailerId"
+            ),
+            "/wp-json/fluent-cart/v2/integration/global-settings": _INTEGRATION_PATH,
+            "/healthz": _probe("Healthz: the process answers.", {"200": "Alive"}),
+            "/readyz": _probe(
+                "Readyz: the gRPC server reports SERVING.",
+                {"200": "Ready", "503": "The gRPC server is not serving"},
+            ),
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document.",
+                    "responses": {"200": _response("OpenAPI 3 document", {"type": "object"})},
+                }
+            },
+        },
+        "components": {
+            "schemas": _SCHEMAS,
+            "headers": {
+                "XRequestId": {
+                    "description": "The request id: the client's X-Request-ID when it is 1-128 "
+                    "characters of A-Z a-z 0-9 . _ : -, else a new one. Sent to gRPC as "
+                    "x-request-id and logged.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+    }
+
+
+async def serve(request: Request) -> Response:
+    """GET /openapi.json"""
+    return JSONResponse(document())

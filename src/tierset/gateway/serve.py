@@ -1,0 +1,97 @@
+"""Running the gateway: under uvicorn in this process, or as a child of ``tierset dev``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Generator, Iterator
+
+import uvicorn
+
+from tierset.config import Config
+from tierset.gateway.app import create_app
+
+log = logging.getLogger("tierset.gateway")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn without its own signal handling: whoever runs it decides when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when configured as 0)."""
+        return int(self.servers[0].sockets[0].getsockname()[1])
+
+
+def gateway_server(config: Config) -> GatewayServer:
+    """A uvicorn server for the gateway on `config.http_address`; call ``serve()`` to run it."""
+    host, port = split_address(config.http_address)
+    return GatewayServer(
+        uvicorn.Config(
+            create_app(config),
+            host=host,
+            port=port,
+            lifespan="on",
+            log_config=None,  # the process's logging is configured once, by the CLI
+            access_log=False,  # the envelope logs each request with its id
+            server_header=False,
+            ws="none",
+            timeout_graceful_shutdown=int(config.shutdown_grace_seconds) or 1,
+        )
+    )
+
+
+async def serve(config: Config) -> None:
+    """Serves the gateway until SIGTERM or SIGINT, then finishes in-flight requests."""
+    server = gateway_server(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
+    log.info("serving REST on %s, calling gRPC at %s", config.http_address, config.grpc_target)
+    await server.serve()
+    log.info("gateway stopped")
+
+
+def local_target(grpc_address: str) -> str:
+    """Where a process on this machine reaches a server listening on `grpc_address`."""
+    host, port = split_address(grpc_address)
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a listen address, turned into a target
+        host = "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@contextlib.contextmanager
+def gateway_child(config: Config) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs ``tierset gateway`` as a separate process calling this process's gRPC server.
+
+    It is stopped with SIGTERM (then killed after the grace period) when the block ends.
+    """
+    # The child inherits this environment (its configuration), aimed at our gRPC address.
+    env = {**os.environ, "TIERSET_GRPC_TARGET": local_target(config.grpc_address)}
+    child = subprocess.Popen([sys.executable, "-m", "tierset.cli", "gateway"], env=env)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=config.shutdown_grace_seconds + 5)
+            except subprocess.TimeoutExpired:
+                log.warning("gateway did not stop in time; killing it")
+                child.kill()
+                child.wait()

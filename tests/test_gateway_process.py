@@ -1,0 +1,150 @@
+"""The gateway as processes: `tierset gateway` alone, and `tierset dev` running it as a child
+beside the gRPC server, each stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tierset.config import Config, ConfigError
+from tierset.gateway.serve import local_target
+
+
+async def _start(command: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tierset.cli",
+        command,
+        env={**os.environ, "TIERSET_SHUTDOWN_GRACE_SECONDS": "2", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def _wait_ready(base_url: str, process: asyncio.subprocess.Process) -> None:
+    async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=2) as client:
+        for _ in range(150):
+            if process.returncode is not None:
+                break
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    process.kill()
+    output, _ = await process.communicate()
+    raise AssertionError(f"{base_url} never became ready:\n{output.decode()[-4000:]}")
+
+
+async def _refuses_connections(base_url: str) -> bool:
+    async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=2) as client:
+        try:
+            await client.get("/healthz")
+        except httpx.ConnectError:
+            return True
+    return False
+
+
+async def _stop(process: asyncio.subprocess.Process) -> str:
+    process.send_signal(signal.SIGTERM)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+    return output.decode()
+
+
+async def test_tierset_gateway_serves_and_stops_on_sigterm(server, new_account, rest_auth_headers):
+    account = await new_account()
+    port = free_port()
+    process = await _start(
+        "gateway",
+        {
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{port}",
+            "TIERSET_GRPC_TARGET": f"127.0.0.1:{server.port}",
+        },
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    await _wait_ready(base_url, process)
+
+    async with httpx.AsyncClient(base_url=base_url, trust_env=False) as client:
+        response = await client.get(
+            f"/api/v4.1/settings/account/{account}/K", headers=rest_auth_headers
+        )
+    output = await _stop(process)
+
+    assert response.json() == {"settings": []}
+    assert process.returncode == 0, output
+    assert "gateway stopped" in output
+    assert "Traceback" not in output
+
+
+async def test_tierset_dev_runs_the_gateway_as_a_child_and_stops_it(database_url):
+    grpc_port, http_port = free_port(), free_port()
+    process = await _start(
+        "dev",
+        {
+            "DATABASE_URL": database_url,
+            "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{http_port}",
+            # Whatever the environment says, dev's gateway calls dev's own gRPC server.
+            "TIERSET_GRPC_TARGET": "127.0.0.1:1",
+        },
+    )
+    base_url = f"http://127.0.0.1:{http_port}"
+    await _wait_ready(base_url, process)  # ready means: the child reached dev's gRPC server
+
+    output = await _stop(process)
+
+    assert process.returncode == 0, output
+    assert "serving gRPC" in output and "serving REST" in output
+    assert "gateway stopped" in output
+    assert "Traceback" not in output
+    assert await _refuses_connections(base_url)
+
+
+def test_the_gateway_is_configured_from_the_environment():
+    config = Config.from_env(
+        {
+            "TIERSET_HTTP_ADDRESS": "0.0.0.0:9090",
+            "TIERSET_GRPC_TARGET": "settings:50051",
+            "TIERSET_GATEWAY_DEADLINE_SECONDS": "2.5",
+            "TIERSET_HTTP_MAX_BODY_BYTES": "1024",
+        }
+    )
+
+    assert (config.http_address, config.grpc_target) == ("0.0.0.0:9090", "settings:50051")
+    assert (config.gateway_deadline_seconds, config.http_max_body_bytes) == (2.5, 1024)
+    assert Config.from_env({}).http_address == "127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("TIERSET_GATEWAY_DEADLINE_SECONDS", "0"),
+        ("TIERSET_GATEWAY_DEADLINE_SECONDS", "soon"),
+        ("TIERSET_HTTP_MAX_BODY_BYTES", "-1"),
+        ("TIERSET_HTTP_MAX_BODY_BYTES", "2MB"),
+    ],
+)
+def test_unusable_gateway_settings_are_refused_by_name(name, raw):
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env({name: raw})
+
+
+@pytest.mark.parametrize(
+    ("listen", "target"),
+    [
+        ("127.0.0.1:50051", "127.0.0.1:50051"),
+        ("0.0.0.0:6000", "127.0.0.1:6000"),
+        ("[::]:6000", "127.0.0.1:6000"),
+        ("[::1]:6000", "[::1]:6000"),
+    ],
+)
+def test_dev_points_its_gateway_at_its_own_grpc_address(listen, target):
+    assert local_target(listen) == target
