@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import free_port, open_channel
 from tierset import embedded
+from tierset.server import start_app
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 
@@ -94,3 +96,9 @@ def test_missing_binaries_say_how_to_get_postgres(monkeypatch, tmp_path):
         EmbeddedPostgres(tmp_path, free_port())
     assert "apt-get install postgresql" in str(raised.value)
     assert "DATABASE_URL" in str(raised.value)
+
+
+async def test_a_second_server_cannot_take_a_port_in_use(server, server_config, database_url):
+    taken = dataclasses.replace(server_config, grpc_address=f"127.0.0.1:{server.port}")
+    with pytest.raises(OSError, match="cannot listen"):
+        await start_app(taken, database_url)

@@ -143,7 +143,10 @@ async def start_app(config: Config, dsn: str | None) -> App:
                 ObservabilityInterceptor(),
                 ErrorInterceptor(),
                 AuthInterceptor(authenticator),
-            ]
+            ],
+            # grpc turns SO_REUSEPORT on by default, which lets a second server started by
+            # mistake share the port silently; only the worker processes may share it.
+            options=[("grpc.so_reuseport", int(config.processes > 1))],
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthService(

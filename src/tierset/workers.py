@@ -51,7 +51,8 @@ def run_workers(config: Config, dsn: str | None) -> int:
     """
     if config.grpc_address.endswith(":0"):
         raise ValueError("several processes need a fixed port, not :0")
-    worker_config = dataclasses.replace(config, processes=1, migrate_on_start=False)
+    # Each worker keeps `processes` (> 1: it shares the port) but leaves migrating to us.
+    worker_config = dataclasses.replace(config, migrate_on_start=False)
     # spawn, not fork: gRPC's core does not survive a fork of a process that used it.
     context = multiprocessing.get_context("spawn")
     workers: list[BaseProcess] = [
