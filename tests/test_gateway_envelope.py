@@ -19,10 +19,10 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from tests.conftest import running_gateway, running_http_server
-from tierset.gateway.envelope import RequestEnvelope
-from tierset.gateway.serve import GatewayServer
 from tierset.auth import Authenticator, AuthInterceptor
 from tierset.credentials import CredentialStore
+from tierset.gateway.envelope import RequestEnvelope
+from tierset.gateway.serve import GatewayServer
 from tierset.interceptors import ErrorInterceptor
 from tierset.settings_api import SettingsService
 from tierset.store import Store

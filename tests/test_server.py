@@ -15,8 +15,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import free_port, open_channel
 from tierset import embedded
-from tierset.server import start_app
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from tierset.server import start_app
 
 
 async def test_health_reports_serving_for_each_service(channel):
