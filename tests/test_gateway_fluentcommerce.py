@@ -127,6 +127,11 @@ async def test_account_get_sample_answers_as_documented(send, sample_scopes):
             {"key": "PAYMENT.CURRENCY", "value": CURRENCIES, "type": "JSON", "level": "GLOBAL"},
         ]
     }
+    # Byte for byte as documented: the value comes back exactly as it was sent (compact JSON).
+    assert (
+        '{"key":"PAYMENT.PROVIDER","value":' + PROVIDERS + ',"type":"JSON","level":"ACCOUNT"}'
+        in response.text
+    )
 
 
 async def test_retailer_put_and_get_samples_answer_as_documented(send, sample_scopes):

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from tierset import errors
-from tierset.values import Level, SettingType
+from tierset.values import Level, SettingType, compact_json
 
 
 @cache
@@ -172,7 +172,7 @@ class Store:
                 id=row["id"],
                 key=row["key"],
                 type=SettingType(row["type"]),
-                value=row["value"],
+                value=compact_json(row["value"]) if row["type"] == "JSON" else row["value"],
                 level=Level(row["level"]),
                 version=row["version"],
                 update_time=row["update_time"],

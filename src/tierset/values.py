@@ -253,6 +253,16 @@ def decode_value(key: str, setting_type: SettingType, value: settings_pb2.Settin
     return json.dumps(candidate, ensure_ascii=False, separators=(",", ":"))
 
 
+# A JSON string token (escapes included), or a run of JSON whitespace outside strings.
+_STRING_OR_SPACE = re.compile(r'("(?:[^"\\]|\\.)*")|[ \t\n\r]+')
+
+
+def compact_json(text: str) -> str:
+    """The same JSON text without insignificant whitespace (PostgreSQL's jsonb output puts
+    a space after every ',' and ':'); numbers and strings are left exactly as they are."""
+    return _STRING_OR_SPACE.sub(lambda match: match.group(1) or "", text)
+
+
 def encode_value(setting_type: SettingType, stored_json: str) -> settings_pb2.SettingValue:
     """Turns a stored JSON text into the proto field that matches the type."""
     if setting_type is SettingType.JSON:
