@@ -250,12 +250,14 @@ async def test_password_grant_issues_a_working_bearer_token(
     )
 
 
-@pytest.mark.parametrize("who", ["wrong password", "unknown user"])
+@pytest.mark.parametrize("who", ["wrong password", "unknown user", "NUL in username"])
 async def test_bad_credentials_are_invalid_grant(auth_stub, make_caller, oauth_client, who):
     caller = await make_caller(Role.ADMIN, password=PASSWORD)
-    username, password = (
-        (caller.username, "not the password") if who == "wrong password" else ("ghost", PASSWORD)
-    )
+    username, password = {
+        "wrong password": (caller.username, "not the password"),
+        "unknown user": ("ghost", PASSWORD),
+        "NUL in username": ("gh\x00st", PASSWORD),
+    }[who]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await auth_stub.CreateToken(_password_grant(oauth_client, username, password))
     assert raised.value.code() == UNAUTHENTICATED
@@ -268,6 +270,7 @@ async def test_bad_credentials_are_invalid_grant(auth_stub, make_caller, oauth_c
     [
         ({"client_secret": "tscs_wrong"}, UNAUTHENTICATED, "INVALID_CLIENT", None),
         ({"client_id": "no-such-client"}, UNAUTHENTICATED, "INVALID_CLIENT", None),
+        ({"client_id": "nul\x00client"}, UNAUTHENTICATED, "INVALID_CLIENT", None),
         (
             {"grant_type": "client_credentials"},
             grpc.StatusCode.INVALID_ARGUMENT,

@@ -111,6 +111,17 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                         errors.unavailable("the settings database is unavailable")
                     ),
                 )
+            except asyncpg.DataError as error:
+                # SQLSTATE class 22: a value PostgreSQL cannot take (a NUL byte, a number out
+                # of range). Values come from the request, so it is the caller's to fix; the
+                # rules should have caught it first, hence the warning.
+                log.warning("%s: data the database refused: %s", method, type(error).__name__)
+                await abort_with(
+                    context,
+                    errors.to_rpc_status(
+                        errors.bad_field("request", "a value in the request cannot be stored")
+                    ),
+                )
             except asyncpg.PostgresError as error:
                 # A statement the store should have prevented; the SQLSTATE helps, the text may
                 # echo data, so only the class is logged.
