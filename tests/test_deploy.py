@@ -124,6 +124,30 @@ def test_prod_runs_postgres_through_cloudnativepg():
         assert (ref["name"], ref["key"]) == (f"{name}-app", "uri"), workload
 
 
+# Connections a server process opens besides its pool: the read cache's and the
+# credential revocations' LISTEN connections (cache.CacheListener, auth.Authenticator).
+LISTEN_CONNECTIONS_PER_PROCESS = 2
+# PostgreSQL's superuser_reserved_connections default, not available to tierset.
+RESERVED_CONNECTIONS = 3
+# The migration Job (one connection) and one `tierset` admin command (a pool of 2).
+OTHER_CONNECTIONS = 1 + 2
+
+
+def test_prod_server_pods_at_full_scale_fit_in_max_connections():
+    objects = render("prod")
+    (cluster,) = [o for o in objects if o["apiVersion"] == CNPG and o["kind"] == "Cluster"]
+    max_connections = int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
+    config = Config.from_env(config_data(objects))
+    (hpa,) = [
+        h
+        for h in of_kind(objects, "HorizontalPodAutoscaler")
+        if h["spec"]["scaleTargetRef"]["name"] == "tierset-server"
+    ]
+    per_process = config.pool_max_size + LISTEN_CONNECTIONS_PER_PROCESS
+    needed = hpa["spec"]["maxReplicas"] * config.processes * per_process + OTHER_CONNECTIONS
+    assert needed <= max_connections - RESERVED_CONNECTIONS, (needed, max_connections)
+
+
 def test_dev_has_no_operator_resources():
     assert not [o for o in render("dev") if o["apiVersion"] == CNPG]
 
