@@ -22,6 +22,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from tierset.config import Config
+from tierset.metrics import split_address
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 OVERLAYS = ("dev", "prod")
@@ -121,6 +124,30 @@ def test_prod_runs_postgres_through_cloudnativepg():
         assert (ref["name"], ref["key"]) == (f"{name}-app", "uri"), workload
 
 
+# Connections a server process opens besides its pool: the read cache's and the
+# credential revocations' LISTEN connections (cache.CacheListener, auth.Authenticator).
+LISTEN_CONNECTIONS_PER_PROCESS = 2
+# PostgreSQL's superuser_reserved_connections default, not available to tierset.
+RESERVED_CONNECTIONS = 3
+# The migration Job (one connection) and one `tierset` admin command (a pool of 2).
+OTHER_CONNECTIONS = 1 + 2
+
+
+def test_prod_server_pods_at_full_scale_fit_in_max_connections():
+    objects = render("prod")
+    (cluster,) = [o for o in objects if o["apiVersion"] == CNPG and o["kind"] == "Cluster"]
+    max_connections = int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
+    config = Config.from_env(config_data(objects))
+    (hpa,) = [
+        h
+        for h in of_kind(objects, "HorizontalPodAutoscaler")
+        if h["spec"]["scaleTargetRef"]["name"] == "tierset-server"
+    ]
+    per_process = config.pool_max_size + LISTEN_CONNECTIONS_PER_PROCESS
+    needed = hpa["spec"]["maxReplicas"] * config.processes * per_process + OTHER_CONNECTIONS
+    assert needed <= max_connections - RESERVED_CONNECTIONS, (needed, max_connections)
+
+
 def test_dev_has_no_operator_resources():
     assert not [o for o in render("dev") if o["apiVersion"] == CNPG]
 
@@ -194,6 +221,101 @@ def test_processes_and_their_addresses(objects):
     assert config["TIERSET_HTTP_ADDRESS"] == "0.0.0.0:8080"
     assert config["TIERSET_METRICS_ADDRESS"] == "0.0.0.0:9090"
     assert config["TIERSET_GATEWAY_METRICS_ADDRESS"] == "0.0.0.0:9091"
+
+
+class RecordingEnv(dict[str, str]):
+    """An environment that notes every variable name looked up in it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+
+def container_variables(objects: list[Object]) -> dict[str, str]:
+    """Every variable a tierset container is given: the ConfigMap's, then its own `env`."""
+    variables = config_data(objects)
+    for _, pod in workloads(objects):
+        for container in pod["containers"]:
+            for entry in container.get("env", []):
+                variables[entry["name"]] = entry.get("value", "postgresql://u@db/tierset")
+    return variables
+
+
+def test_every_variable_the_manifests_set_is_one_config_reads(objects):
+    # A misspelt or retired name would be ignored silently and the default used instead.
+    variables = container_variables(objects)
+    env = RecordingEnv(variables)
+    config = Config.from_env(env)  # and every value parses
+    assert {name for name in variables if name.startswith("TIERSET_")}
+    assert set(variables) <= env.read, sorted(set(variables) - env.read)
+    assert config.migrate_on_start is False
+    assert config.database_url is not None
+
+
+@pytest.mark.parametrize(
+    ("deployment", "variable", "port_name"),
+    [
+        ("tierset-server", "TIERSET_GRPC_ADDRESS", "grpc"),
+        ("tierset-server", "TIERSET_METRICS_ADDRESS", "metrics"),
+        ("tierset-gateway", "TIERSET_HTTP_ADDRESS", "http"),
+        ("tierset-gateway", "TIERSET_GATEWAY_METRICS_ADDRESS", "metrics"),
+    ],
+)
+def test_each_process_listens_on_the_ports_its_pod_declares(
+    objects, deployment, variable, port_name
+):
+    host, port = split_address(config_data(objects)[variable])
+    assert host == "0.0.0.0", f"{variable}: only reachable from inside its own pod"  # noqa: S104
+    template = named(objects, "Deployment", deployment)["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    declared = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert declared[port_name] == port
+    if port_name == "metrics":
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+
+
+def test_the_gateway_calls_every_server_pod_through_the_headless_service(objects):
+    target = config_data(objects)["TIERSET_GRPC_TARGET"]
+    match = re.fullmatch(r"dns:///([a-z0-9-]+):([0-9]+)", target)
+    assert match, target
+    service = named(objects, "Service", match.group(1))
+    assert service["spec"]["clusterIP"] == "None"  # one address per pod, not one virtual IP
+    server = named(objects, "Deployment", "tierset-server")["spec"]["template"]
+    assert service["spec"]["selector"].items() <= server["metadata"]["labels"].items()
+    assert int(match.group(2)) in {p["port"] for p in service["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("deployment", ["tierset-server", "tierset-gateway"])
+def test_only_labelled_scrapers_reach_the_metrics_port(objects, deployment):
+    template = named(objects, "Deployment", deployment)["spec"]["template"]
+    (container,) = template["spec"]["containers"]
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "metrics"]
+    (policy,) = [
+        p
+        for p in of_kind(objects, "NetworkPolicy")
+        if p["spec"]["podSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    ]
+    (rule,) = [
+        r for r in policy["spec"]["ingress"] if {"port": port, "protocol": "TCP"} in r["ports"]
+    ]
+    assert rule["from"] == [
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"tierset.dev/metrics-scraper": "true"}},
+        }
+    ]
 
 
 # ------------------------------------------------------------------ many replicas

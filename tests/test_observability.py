@@ -1,13 +1,15 @@
 """Observability: metrics over real HTTP, JSON log lines with request ids, no secrets in logs.
 
-The end-to-end half runs the real ``tierset serve`` process (the same code path as in a
-container) against the session database, calls it over a real channel, scrapes its metrics
-port and reads its log output.
+The end-to-end half runs the real ``tierset serve`` and ``tierset gateway`` processes (the
+same code paths as in a container) against the session database, calls them over a real
+channel and real HTTP, scrapes both metrics ports and reads both processes' log output.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import io
 import json
 import logging
@@ -22,16 +24,27 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Caller, free_port
+from tests.helpers import error_info
 from tierset import logs, metrics
+from tierset.authz import Role
 from tierset.config import Config
+from tierset.credentials import CredentialStore, Kind
 from tierset.server import App, create_pool
-from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
+from tierset.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    settings_pb2,
+    settings_pb2_grpc,
+)
 
 PASSWORD = "pw-Zq81-never-logged"
 TOKEN = "tok-5f0c-never-logged"
@@ -225,22 +238,274 @@ async def test_log_lines_are_json_and_carry_the_request_id(serve_process, calls)
     assert generated and all(re.fullmatch(r"[0-9a-f]{32}", str(i)) for i in generated)
 
 
-async def test_no_secret_reaches_the_log(serve_process, calls):
-    # SIGTERM first, so the shutdown lines are in the file too.
-    serve_process.process.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(serve_process.process.wait(), timeout=15) == 0
-    text = serve_process.log_text()
-    assert "shutting down" in text
-    for secret in (PASSWORD, calls.token, serve_process.dsn):
-        assert secret not in text
+# ---------------------------------------------------------------- auth failures, counted
+
+
+async def _refused_call(
+    channel: grpc.aio.Channel, reason: str, caller: Caller, expired_token: str, viewer: Caller
+) -> grpc.aio.AioRpcError:
+    """One real call the server refuses for `reason`; returns its error."""
+    settings = settings_pb2_grpc.SettingsServiceStub(channel)
+    read = settings_pb2.GetSettingsRequest(
+        scope=settings_pb2.Scope(account_id=caller.account_id), keys=["A.B"]
+    )
+    sent: dict[str, tuple[tuple[str, str], ...]] = {
+        "CREDENTIALS_MISSING": (),
+        "CREDENTIALS_MALFORMED": (("authorization", "Digest username=someone"),),
+        "CREDENTIALS_INVALID": (("authorization", "Bearer tsk_never_issued_0123456789"),),
+        "CREDENTIALS_EXPIRED": (("authorization", f"Bearer {expired_token}"),),
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        if reason in sent:
+            await settings.GetSettings(read, metadata=sent[reason])
+        elif reason == "PERMISSION_DENIED":  # a VIEWER writing
+            await settings.PutSetting(
+                settings_pb2.PutSettingRequest(
+                    scope=settings_pb2.Scope(account_id=viewer.account_id),
+                    key="A.B",
+                    type=settings_pb2.SETTING_TYPE_INTEGER,
+                    value=settings_pb2.SettingValue(integer_value=1),
+                ),
+                metadata=viewer.metadata,
+            )
+        else:  # INVALID_CLIENT: the token endpoint, with a client that does not exist
+            await auth_pb2_grpc.AuthServiceStub(channel).CreateToken(
+                auth_pb2.CreateTokenRequest(
+                    grant_type="password",
+                    client_id="no-such-client",
+                    client_secret="wrong",
+                    username="nobody",
+                    password="wrong",
+                )
+            )
+    return raised.value
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        ("CREDENTIALS_MISSING", grpc.StatusCode.UNAUTHENTICATED),
+        ("CREDENTIALS_MALFORMED", grpc.StatusCode.UNAUTHENTICATED),
+        ("CREDENTIALS_INVALID", grpc.StatusCode.UNAUTHENTICATED),
+        ("CREDENTIALS_EXPIRED", grpc.StatusCode.UNAUTHENTICATED),
+        ("PERMISSION_DENIED", grpc.StatusCode.PERMISSION_DENIED),
+        ("INVALID_CLIENT", grpc.StatusCode.UNAUTHENTICATED),
+    ],
+)
+async def test_refused_calls_are_counted_by_reason(
+    serve_process, platform_caller, make_caller, server, reason, code
+):
+    viewer = await make_caller(Role.VIEWER)
+    expired = await CredentialStore(server.pool).issue(
+        viewer.user_id, Kind.ACCESS_TOKEN, ttl_seconds=-60
+    )
+    before = await scrape(serve_process.metrics_port)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{serve_process.grpc_port}") as channel:
+        error = await _refused_call(channel, reason, platform_caller, expired.secret, viewer)
+    after = await scrape(serve_process.metrics_port)
+
+    assert (error.code(), error_info(error).reason) == (code, reason)
+    failures = "tierset_auth_failures_total"
+    assert sample(after, failures, reason=reason) == sample(before, failures, reason=reason) + 1
+    others = {labels for name, labels in after if name == failures} - {
+        frozenset({("reason", reason)})
+    }
+    for labels in others:  # nothing else was counted for this one call
+        assert after[(failures, labels)] == before.get((failures, labels), 0.0)
+
+
+# ---------------------------------------------------------------- the real `tierset gateway`
+
+
+@dataclass
+class GatewayProcess:
+    process: asyncio.subprocess.Process
+    base_url: str
+    metrics_port: int
+    log_file: Path
+
+    def log_text(self) -> str:
+        return self.log_file.read_text()
+
+    def log_lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+async def gateway_process(
+    serve_process: ServeProcess, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[GatewayProcess]:
+    """`tierset gateway` calling the `tierset serve` above, DEBUG logs to a file."""
+    http_port, metrics_port = free_port(), free_port()
+    log_file = tmp_path_factory.mktemp("gateway") / "stderr.log"
+    env = {
+        **os.environ,
+        "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{http_port}",
+        "TIERSET_GRPC_TARGET": f"127.0.0.1:{serve_process.grpc_port}",
+        "TIERSET_GATEWAY_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        "TIERSET_LOG_LEVEL": "DEBUG",
+        "TIERSET_SHUTDOWN_GRACE_SECONDS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log_file.open("w") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tierset.cli", "gateway", env=env, stderr=stderr
+        )
+    handle = GatewayProcess(process, f"http://127.0.0.1:{http_port}", metrics_port, log_file)
+    try:
+        async with httpx.AsyncClient(base_url=handle.base_url, trust_env=False) as client:
+            for _ in range(100):
+                assert process.returncode is None, handle.log_text()
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz", timeout=1)).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"tierset gateway did not become ready:\n{handle.log_text()}")
+        yield handle
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), timeout=15)
+
+
+ACCOUNT_ROUTE = "/api/v4.1/settings/account/{accountId}/{key:keylist}"
+FLUENTCART_ROUTE = "/wp-json/fluent-cart/v2/integration/global-settings"
+
+
+@dataclass
+class RestCalls:
+    """What the module's REST calls sent: the secrets they carried, by name."""
+
+    secrets: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+async def rest_calls(
+    gateway_process: GatewayProcess, platform_caller: Caller, server: App
+) -> RestCalls:
+    """A PUT (Bearer, X-Request-ID abc), a FluentCart GET (Basic application password),
+    a GET without credentials (401), an unknown path (404) and a DELETE (405)."""
+    app_password = await CredentialStore(server.pool).issue(
+        platform_caller.user_id, Kind.APP_PASSWORD, name="observability"
+    )
+    basic = base64.b64encode(f"{platform_caller.username}:{app_password.secret}".encode()).decode()
+    bearer = {"Authorization": f"Bearer {platform_caller.token}"}
+    path = f"/api/v4.1/settings/account/{platform_caller.account_id}/OBS.KEY"
+    async with httpx.AsyncClient(base_url=gateway_process.base_url, trust_env=False) as client:
+        put = await client.put(
+            path,
+            json={"setting": {"key": "OBS.KEY", "value": 7, "type": "INTEGER"}},
+            headers={**bearer, "X-Request-ID": "abc"},
+        )
+        assert put.status_code == 200, put.text
+        assert put.headers["X-Request-ID"] == "abc"
+        cart = await client.get(
+            FLUENTCART_ROUTE,
+            params={"settings_key": "webhook"},
+            headers={"Authorization": f"Basic {basic}", "X-Request-ID": "req-cart-0001"},
+        )
+        assert cart.status_code == 200, cart.text
+        anonymous = await client.get(path, headers={"X-Request-ID": "req-anon-0001"})
+        assert anonymous.status_code == 401
+        assert (await client.get("/no/such/path", headers=bearer)).status_code == 404
+        assert (await client.delete(path, headers=bearer)).status_code == 405
+    return RestCalls(
+        {
+            "bearer token": platform_caller.token,
+            "application password": app_password.secret,
+            "Basic header value": basic,
+        }
+    )
+
+
+async def test_gateway_metrics_count_requests_by_method_route_and_status(
+    gateway_process, rest_calls
+):
+    samples = await scrape(gateway_process.metrics_port)
+    requests = "http_server_requests_total"
+    assert sample(samples, requests, method="PUT", route=ACCOUNT_ROUTE, status="200") == 1
+    assert sample(samples, requests, method="GET", route=FLUENTCART_ROUTE, status="200") == 1
+    assert sample(samples, requests, method="GET", route=ACCOUNT_ROUTE, status="401") == 1
+    assert sample(samples, requests, method="GET", route="unmatched", status="404") == 1
+    assert sample(samples, requests, method="DELETE", route=ACCOUNT_ROUTE, status="405") == 1
+    # Labels are templates: no series carries a raw path with an id in it.
+    routes = {dict(labels).get("route") for name, labels in samples if name == requests}
+    assert all(r == "unmatched" or str(r).startswith("/") for r in routes)
+    assert not [r for r in routes if re.search(r"/\d+/", str(r))]
+
+
+async def test_gateway_metrics_time_requests_in_a_histogram(gateway_process, rest_calls):
+    samples = await scrape(gateway_process.metrics_port)
+    seconds = "http_server_request_duration_seconds"
+    put = {"method": "PUT", "route": ACCOUNT_ROUTE}
+    assert sample(samples, f"{seconds}_count", **put) == 1
+    assert sample(samples, f"{seconds}_bucket", **put, le="+Inf") == 1
+    assert sample(samples, f"{seconds}_bucket", **put, le="10.0") == 1
+    assert sample(samples, f"{seconds}_sum", **put) > 0
+    buckets = [labels for name, labels in samples if name == f"{seconds}_bucket"]
+    assert {dict(b)["le"] for b in buckets} >= {"0.001", "0.1", "1.0", "+Inf"}
+
+
+async def test_gateway_metrics_are_the_gateways_own(gateway_process, rest_calls):
+    names = {name for name, _ in await scrape(gateway_process.metrics_port)}
+    assert "process_cpu_seconds_total" in names
+    # The server's families never move in a gateway: its endpoint leaves them out.
+    assert not [n for n in names if n.startswith(("grpc_server_", "tierset_"))]
+
+
+async def test_the_request_id_reaches_every_line_of_both_processes(
+    gateway_process, serve_process, rest_calls
+):
+    gateway_lines = gateway_process.log_lines()  # every line parses as JSON
+    access = [line for line in gateway_lines if "http_status" in line]
+    by_id = {line["request_id"]: line for line in access}
+    assert by_id["abc"]["http_method"] == "PUT" and by_id["abc"]["http_status"] == 200
+    assert by_id["req-cart-0001"]["http_status"] == 200
+    assert by_id["req-anon-0001"]["http_status"] == 401
+    # Every line written while serving a request carries its id, not only the access line.
+    refusals = [line for line in gateway_lines if "UNAUTHENTICATED" in str(line["message"])]
+    assert refusals and all(line["request_id"] == "req-anon-0001" for line in refusals)
+    # The gateway passed each id to the server, whose lines for that call carry it too.
+    server_lines = {
+        (line["request_id"], line.get("grpc_method"), line.get("grpc_code"))
+        for line in serve_process.log_lines()
+    }
+    assert ("abc", "/tierset.v1.SettingsService/PutSetting", "OK") in server_lines
+    assert (
+        "req-cart-0001",
+        "/tierset.v1.IntegrationService/GetGlobalSettings",
+        "OK",
+    ) in server_lines
+    assert (
+        "req-anon-0001",
+        "/tierset.v1.SettingsService/GetSettings",
+        "UNAUTHENTICATED",
+    ) in server_lines
+
+
+async def test_no_secret_reaches_either_log(serve_process, gateway_process, calls, rest_calls):
+    # SIGTERM first (the gateway, then the server), so the shutdown lines are in too.
+    for process in (gateway_process.process, serve_process.process):
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    server_text, gateway_text = serve_process.log_text(), gateway_process.log_text()
+    assert "shutting down" in server_text and "gateway stopped" in gateway_text
+    secrets = {
+        "database password": PASSWORD,
+        "DATABASE_URL": serve_process.dsn,
+        "gRPC bearer token": calls.token,
+        **rest_calls.secrets,
+    }
+    for name, secret in secrets.items():
+        assert secret not in server_text, f"the server logged the {name}"
+        assert secret not in gateway_text, f"the gateway logged the {name}"
     # The DEBUG metadata lines did carry the authorization header, masked.
     metadata_lines = [line for line in serve_process.log_lines() if "metadata" in line]
-    assert metadata_lines
-    assert all(
-        ["authorization", logs.MASK] in line["metadata"]  # type: ignore[operator]
-        for line in metadata_lines
-        if line["request_id"] in {calls.failed_request_id, calls.created_request_id}
-    )
+    ids = {calls.failed_request_id, calls.created_request_id, "abc", "req-cart-0001"}
+    checked = [line for line in metadata_lines if line["request_id"] in ids]
+    assert len(checked) == len(ids)
+    assert all(["authorization", logs.MASK] in line["metadata"] for line in checked)  # type: ignore[operator]
 
 
 # ---------------------------------------------------------------- the redaction safeguard

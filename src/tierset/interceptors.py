@@ -25,9 +25,13 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from tierset import errors
+from tierset import errors, metrics
 
 log = logging.getLogger(__name__)
+
+# Refusals counted in tierset_auth_failures_total by reason: bad or missing credentials
+# (AuthInterceptor, the OAuth grants) and permissions the caller lacks (authz).
+_AUTH_REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
 # asyncpg's and the OS's ways of saying "the database is not there right now", by class:
 # refused or lost connections (OSError, class 08, InterfaceError for a closed connection),
@@ -99,6 +103,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 async with deadline:
                     return await inner(request, context)  # type: ignore[arg-type]
             except errors.TiersetError as error:
+                if error.code in _AUTH_REFUSALS:
+                    metrics.AUTH_FAILURES.labels(error.reason).inc()
                 await abort_with(context, errors.to_rpc_status(error))
             except _DATABASE_DOWN as error:
                 if isinstance(error, TimeoutError) and deadline.expired():

@@ -9,6 +9,7 @@ Prometheus scrapes, not sampled.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -16,9 +17,20 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import asyncpg
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
 
 # Latency buckets from 1 ms to 10 s: a settings read is milliseconds, a timeout is 5 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,9 +64,27 @@ CACHE_INVALIDATIONS = Counter(
 )
 AUTH_FAILURES = Counter(
     "tierset_auth_failures",
-    "Calls refused for lack of valid credentials, by reason.",
+    "Calls refused for missing or bad credentials, or for lack of permission, by reason.",
     ["reason"],
 )
+
+
+def gateway_registry() -> CollectorRegistry:
+    """What the gateway's endpoint serves: its HTTP series and its process's resources.
+
+    The server-side families (gRPC, pool, cache, auth) live in the same module but never
+    move in a gateway process; leaving them out keeps its scrape free of misleading zeros.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (
+        HTTP_REQUESTS,
+        HTTP_REQUEST_SECONDS,
+        PROCESS_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        GC_COLLECTOR,
+    ):
+        registry.register(collector)
+    return registry
 
 
 def split_method(full_method: str) -> tuple[str, str]:
@@ -154,6 +184,24 @@ def start_metrics_server(
     return MetricsServer(httpd, registry, collectors)
 
 
+def serve_if_configured(
+    address: str, pool: asyncpg.Pool | None = None, registry: CollectorRegistry = REGISTRY
+) -> MetricsServer | None:
+    """The endpoint on `address`, or None when it is empty (switched off) or cannot bind.
+
+    A port already in use is logged, not fatal: metrics must never keep the API down.
+    """
+    if not address:
+        return None
+    try:
+        endpoint = start_metrics_server(address, pool, registry)
+    except (OSError, ValueError) as error:
+        log.error("cannot serve metrics on %s: %s", address, error)
+        return None
+    log.info("serving metrics on %s", address)
+    return endpoint
+
+
 # ASGI types, spelled out so this module needs no web framework.
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -172,11 +220,23 @@ def starlette_route(scope: Scope) -> str:
     route = scope.get("route")
     if route is not None and hasattr(route, "path"):
         return str(route.path)
+    partial = None
     for candidate in getattr(scope.get("app"), "routes", ()):
         match, _ = candidate.matches(scope)
         if match.name == "FULL":
             return str(candidate.path)
-    return UNMATCHED_ROUTE
+        if match.name == "PARTIAL" and partial is None:
+            partial = str(candidate.path)  # the path matched, the method did not: a 405
+    return partial or UNMATCHED_ROUTE
+
+
+# Any other method a client invents is counted as OTHER: labels must stay a bounded set.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """`method` as a label value: a standard method, else ``OTHER``."""
+    return method if method in HTTP_METHODS else "OTHER"
 
 
 class HttpMetricsMiddleware:
@@ -206,6 +266,6 @@ class HttpMetricsMiddleware:
         try:
             await self._app(scope, receive, send_and_note_status)
         finally:
-            method, route = scope.get("method", "GET"), self._route_of(scope)
+            method, route = method_label(scope.get("method", "GET")), self._route_of(scope)
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)

@@ -19,10 +19,16 @@ from tierset.config import Config
 from tierset.gateway import errors, fluentcart, fluentcommerce, openapi, probes
 from tierset.gateway.calls import Backend, request_id
 from tierset.gateway.envelope import RequestEnvelope
+from tierset.metrics import HttpMetricsMiddleware
 
 log = logging.getLogger("tierset.gateway")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+# TIERSET_GRPC_TARGET may name every server pod (Kubernetes: dns:///<headless service>);
+# round_robin spreads calls over all of them. The default, pick_first, would send every
+# call of this gateway to one pod over its single HTTP/2 connection.
+CHANNEL_OPTIONS = (("grpc.lb_policy_name", "round_robin"),)
 
 
 class _KeyList(Convertor[str]):
@@ -107,13 +113,16 @@ def create_app(config: Config) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with grpc.aio.insecure_channel(config.grpc_target) as channel:
+        async with grpc.aio.insecure_channel(
+            config.grpc_target, options=CHANNEL_OPTIONS
+        ) as channel:
             app.state.backend = Backend.over(channel, config)
             yield
 
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(RequestEnvelope)],
+        # Metrics outermost, so every response counts, by route template (never raw path).
+        middleware=[Middleware(HttpMetricsMiddleware), Middleware(RequestEnvelope)],
         exception_handlers={
             errors.GatewayError: _on_gateway_error,
             grpc.aio.AioRpcError: _on_rpc_error,

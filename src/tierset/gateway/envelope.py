@@ -1,8 +1,10 @@
 """What wraps every request: its id, one log line, and the last line of defence.
 
 The envelope picks the request id (the client's ``X-Request-ID`` when sane,
-else a new one), returns it as a response header, and logs one line per
-request with it. It refuses a path or query that is not UTF-8 once
+else a new one), returns it as a response header, and makes it the
+``request_id`` of every log line written while the request is served
+(:data:`tierset.logs.REQUEST_ID`, as the gRPC server does), ending with one
+access line. It refuses a path or query that is not UTF-8 once
 percent-decoded (the family's 400), and turns anything that escapes a handler
 into the family's 500 — the stack trace goes to the log, never to the client.
 """
@@ -16,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 import grpc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tierset import logs
 from tierset.gateway import errors
 from tierset.gateway.calls import REQUEST_ID_HEADER, request_id_from
 
@@ -43,6 +46,7 @@ class RequestEnvelope:
         header = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
         request_id = request_id_from(header.decode("latin-1"))
         scope.setdefault("state", {})["request_id"] = request_id
+        context_token = logs.REQUEST_ID.set(request_id)
         path = scope["path"]
         family = errors.family_of(path)
         status = 0
@@ -77,11 +81,19 @@ class RequestEnvelope:
             failure = errors.Failure(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
             await errors.response(failure, family)(scope, receive, send_with_id)
         finally:
+            duration_ms = (time.perf_counter() - started) * 1000
             log.info(
                 "%s %s -> %s in %.1f ms request_id=%s",
                 scope["method"],
                 path[:200],
                 status,
-                (time.perf_counter() - started) * 1000,
+                duration_ms,
                 request_id,
+                extra={
+                    "http_method": scope["method"],
+                    "http_path": path[:200],
+                    "http_status": status,
+                    "duration_ms": duration_ms,
+                },
             )
+            logs.REQUEST_ID.reset(context_token)

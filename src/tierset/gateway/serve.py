@@ -13,6 +13,7 @@ from collections.abc import Generator, Iterator
 
 import uvicorn
 
+from tierset import metrics
 from tierset.config import Config
 from tierset.gateway.app import create_app
 
@@ -63,7 +64,14 @@ async def serve(config: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, setattr, server, "should_exit", True)
     log.info("serving REST on %s, calling gRPC at %s", config.http_address, config.grpc_target)
-    await server.serve()
+    endpoint = metrics.serve_if_configured(
+        config.gateway_metrics_address, registry=metrics.gateway_registry()
+    )
+    try:
+        await server.serve()
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
     log.info("gateway stopped")
 
 
