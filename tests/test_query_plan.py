@@ -17,14 +17,18 @@ def _nodes(node: dict) -> list[dict]:
 async def test_precedence_query_uses_the_level_scope_key_index(db, new_account, new_retailer):
     account = await new_account()
     retailer = await new_retailer(account)
-    # Enough rows that, without the index, the planner would have to scan them all.
-    await db.execute(
-        """INSERT INTO settings (level, account_id, key, type, value)
-           SELECT 'ACCOUNT', $1, 'PLAN.KEY.' || n, 'STRING', '"x"'
-             FROM generate_series(1, 20000) AS n""",
-        account,
-    )
-    await db.execute("ANALYZE settings")
+    # Enough rows that, without the index, the planner would have to scan them all. The
+    # seeding is set-up, not a request: it may outlast the server's statement timeout when
+    # the machine is busy.
+    async with db.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL statement_timeout = 0")
+        await connection.execute(
+            """INSERT INTO settings (level, account_id, key, type, value)
+               SELECT 'ACCOUNT', $1, 'PLAN.KEY.' || n, 'STRING', '"x"'
+                 FROM generate_series(1, 20000) AS n""",
+            account,
+        )
+        await connection.execute("ANALYZE settings")
 
     explained = await db.fetchval(
         "EXPLAIN (FORMAT JSON) " + query("effective_settings"),
