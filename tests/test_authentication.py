@@ -13,7 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.helpers import error_info, field_violations
-from tierset.auth import is_anonymous
+from tierset import errors
+from tierset.auth import Authenticator, is_anonymous
 from tierset.authz import Role
 from tierset.config import Config
 from tierset.credentials import CredentialStore, Kind
@@ -189,6 +190,53 @@ async def test_api_token_works_until_revoked(anonymous_settings, make_caller, db
         await asyncio.sleep(0.05)
     else:
         pytest.fail("a revoked API token was still accepted after 2.5 s")
+
+
+class _PausedLookup(CredentialStore):
+    """The real credential store, holding each lookup's answer until the test releases it."""
+
+    def __init__(self, pool) -> None:
+        super().__init__(pool)
+        self.looked_up = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def principal_row(self, secret_digest):
+        row = await super().principal_row(secret_digest)
+        self.looked_up.set()
+        await self.release.wait()
+        return row
+
+
+async def test_a_revocation_during_a_lookup_is_not_undone_by_the_cache(make_caller, db):
+    caller = await make_caller(Role.VIEWER)
+    credentials = _PausedLookup(db)
+    authenticator = Authenticator(credentials, cache_seconds=60, cache_size=10)
+    in_flight = asyncio.ensure_future(authenticator.authenticate([f"Bearer {caller.token}"]))
+    await credentials.looked_up.wait()
+
+    # Revoked, and the notification heard, while the lookup's answer is on its way back.
+    revoked = await CredentialStore(db).revoke(caller.token_id, Kind.API_TOKEN)
+    authenticator.forget(revoked)
+    credentials.release.set()
+    await in_flight  # it read the credential before the revocation: this one call passes
+
+    credentials.looked_up.clear()
+    with pytest.raises(errors.TiersetError) as raised:
+        await authenticator.authenticate([f"Bearer {caller.token}"])
+    assert raised.value.reason == "CREDENTIALS_INVALID"
+
+
+@pytest.mark.parametrize(
+    ("method", "anonymous"),
+    [
+        ("/tierset.v1.AuthService/CreateToken", True),
+        ("/tierset.v1.AuthService/CreateTokenForAnyone", False),
+        ("/grpc.health.v1.Health/Check", True),
+        ("/tierset.v1.SettingsService/GetSettings", False),
+    ],
+)
+def test_only_named_methods_are_anonymous(method, anonymous):
+    assert is_anonymous(method) is anonymous
 
 
 async def test_application_passwords_over_basic(anonymous_settings, make_caller, db):

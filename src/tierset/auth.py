@@ -41,14 +41,15 @@ log = logging.getLogger(__name__)
 
 REVOCATION_CHANNEL = "tierset_credentials_revoked"
 
-# Callable without credentials: health, reflection, and the RPC that issues tokens
-# (it checks the credentials in its request itself).
-ANONYMOUS_PREFIXES = (
+# Callable without credentials: health and reflection (whole services), and the one RPC
+# that issues tokens (it checks the credentials in its request itself). Named exactly, so
+# a new RPC is never anonymous by accident of its name.
+ANONYMOUS_SERVICES = (
     "/grpc.health.v1.Health/",
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
-    "/tierset.v1.AuthService/CreateToken",
 )
+ANONYMOUS_METHODS = frozenset({"/tierset.v1.AuthService/CreateToken"})
 
 _BEARER_KINDS = frozenset({Kind.ACCESS_TOKEN.value, Kind.API_TOKEN.value})
 
@@ -145,6 +146,9 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        # Grows with every revocation heard; a lookup that overlapped one is not cached,
+        # since the revocation may be of the very credential it was looking up.
+        self._generation = 0
         self._listener: asyncio.Task[None] | None = None
 
     async def authenticate(self, values: list[str]) -> Principal:
@@ -157,6 +161,7 @@ class Authenticator:
                 self._cache.pop(key, None)
                 raise _expired()
             return _check_presented(cached.principal, presented)
+        generation = self._generation
         row = await self._credentials.principal_row(key)
         # The lookup compares digests of 256-bit secrets inside an index: timing
         # reveals nothing an attacker can steer. The username is compared in
@@ -174,11 +179,13 @@ class Authenticator:
         principal = _check_presented(principal, presented)
         if row["expired"]:
             raise _expired()
-        self._remember(key, principal, row["expire_time"])
+        self._remember(key, principal, row["expire_time"], generation)
         return principal
 
-    def _remember(self, key: bytes, principal: Principal, expires_at: datetime | None) -> None:
-        if self._cache_seconds <= 0 or self._cache_size <= 0:
+    def _remember(
+        self, key: bytes, principal: Principal, expires_at: datetime | None, generation: int
+    ) -> None:
+        if self._cache_seconds <= 0 or self._cache_size <= 0 or generation != self._generation:
             return
         self._cache[key] = _Cached(principal, time.monotonic() + self._cache_seconds, expires_at)
         self._cache.move_to_end(key)
@@ -190,11 +197,13 @@ class Authenticator:
         doomed = set(credential_ids)
         if not doomed:
             return
+        self._generation += 1
         for key in [k for k, v in self._cache.items() if v.principal.credential_id in doomed]:
             del self._cache[key]
 
     def forget_all(self) -> None:
         """Empties the cache (a revocation too large to list, or a missed notification)."""
+        self._generation += 1
         self._cache.clear()
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -245,7 +254,7 @@ class Authenticator:
 
 def is_anonymous(method: str) -> bool:
     """Whether a full method name may be called without credentials."""
-    return method.startswith(ANONYMOUS_PREFIXES)
+    return method in ANONYMOUS_METHODS or method.startswith(ANONYMOUS_SERVICES)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
