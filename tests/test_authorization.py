@@ -93,6 +93,28 @@ async def _create_retailer(stubs, world, whose, key, md):
     )
 
 
+async def test_only_platform_chooses_retailer_ids(
+    stubs, make_caller, new_account, new_retailer, next_id
+):
+    """An ADMIN cannot probe other accounts' retailer ids by trying to take them."""
+    admin = await make_caller(Role.ADMIN)
+    someone_elses = await new_retailer(await new_account())
+    for wanted in (someone_elses, next_id()):  # taken elsewhere, or free: the same answer
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stubs.accounts.CreateRetailer(
+                accounts_pb2.CreateRetailerRequest(
+                    retailer_id=wanted, account_id=admin.account_id, display_name="Mine"
+                ),
+                metadata=admin.metadata,
+            )
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    chosen_by_server = await stubs.accounts.CreateRetailer(
+        accounts_pb2.CreateRetailerRequest(account_id=admin.account_id, display_name="Mine"),
+        metadata=admin.metadata,
+    )
+    assert chosen_by_server.retailer.account_id == admin.account_id
+
+
 # operation → {(role, own/other): expected code}
 SCOPED = {
     "GetSettings(account)": (_get_settings_account, {Role.VIEWER: "own", Role.ADMIN: "own"}),

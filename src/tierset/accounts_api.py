@@ -76,7 +76,12 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
         retailer_id = _check_id(request.retailer_id, "retailer_id", optional=True)
         account_id = _check_id(request.account_id, "account_id")
         assert account_id is not None
-        authz.require(authz.current_principal(), Permission.RETAILERS_MANAGE, account_id)
+        principal = authz.current_principal()
+        authz.require(principal, Permission.RETAILERS_MANAGE, account_id)
+        if retailer_id is not None:
+            # Retailer ids are global: letting an account's ADMIN choose one would tell it,
+            # by ALREADY_EXISTS, which ids other accounts hold. Only PLATFORM chooses ids.
+            authz.require_platform(principal)
         row = await self._store.create_retailer(
             retailer_id, account_id, _check_name(request.display_name)
         )
