@@ -271,8 +271,8 @@ def method_not_allowed(family: Family, allow: str) -> JSONResponse:
     """The path exists but not with this method: 405 in the family's shape, with Allow."""
     headers = {"Allow": allow}
     if family is Family.OAUTH:
-        body = {"error": "invalid_request", "error_description": f"Allowed methods: {allow}"}
-        return JSONResponse(body, 405, headers={**headers, **OAUTH_NO_STORE})
+        oauth_body = {"error": "invalid_request", "error_description": f"Allowed methods: {allow}"}
+        return JSONResponse(oauth_body, 405, headers={**headers, **OAUTH_NO_STORE})
     if family is Family.FLUENTCART:
         return JSONResponse(
             wordpress_error("rest_no_route", WORDPRESS_NO_ROUTE, 405), 405, headers=headers
