@@ -392,3 +392,9 @@ async def http(gateway: str) -> AsyncIterator[httpx.AsyncClient]:
 def rest_auth_headers(platform_caller: Caller) -> dict[str, str]:
     """The credentials REST calls in the tests carry by default: the PLATFORM caller's token."""
     return {"Authorization": f"Bearer {platform_caller.token}"}
+
+
+@pytest.fixture
+async def oauth_client(db: asyncpg.Pool) -> tuple[str, str]:
+    """A registered OAuth client: (client_id, client_secret)."""
+    return await CredentialStore(db).create_oauth_client(None, "Test client")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -46,3 +47,8 @@ def field_violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
 
 
 __all__ = ["error_info", "field_violations", "json_value", "rich_status", "rpc_status"]
+
+
+def basic_authorization(username: str, password: str) -> str:
+    """An ``Authorization: Basic`` value, as a WordPress application-password client sends it."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()

@@ -72,11 +72,6 @@ def auth_stub(anonymous_channel) -> auth_pb2_grpc.AuthServiceStub:
     return auth_pb2_grpc.AuthServiceStub(anonymous_channel)
 
 
-@pytest.fixture
-async def oauth_client(db) -> tuple[str, str]:
-    return await CredentialStore(db).create_oauth_client(None, "Test client")
-
-
 def _password_grant(client, username, password=PASSWORD, **extra):
     fields = {
         "grant_type": "password",

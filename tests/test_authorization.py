@@ -127,14 +127,15 @@ SCOPED = {
 }
 
 
-def _expected(allowed: dict[Role, str], role: Role, whose: str) -> grpc.StatusCode:
+def expected_code(allowed: dict[Role, str], role: Role, whose: str) -> grpc.StatusCode:
+    """The code a cell of SCOPED must answer (the REST matrix reuses it)."""
     if role is Role.PLATFORM:
         return OK  # PLATFORM acts on any account
     return OK if allowed.get(role) == whose else DENIED
 
 
 SCOPED_CELLS = [
-    pytest.param(op, role, whose, _expected(allowed, role, whose), id=f"{op}-{role}-{whose}")
+    pytest.param(op, role, whose, expected_code(allowed, role, whose), id=f"{op}-{role}-{whose}")
     for op, (_, allowed) in SCOPED.items()
     for role in Role
     for whose in ("own", "other")
@@ -203,9 +204,11 @@ async def test_create_account(accounts_stub, make_caller, next_id, role, expecte
     assert await _code(accounts_stub.CreateAccount(request, metadata=caller.metadata)) == expected
 
 
-@pytest.mark.parametrize(
-    ("role", "expected"), [(Role.VIEWER, DENIED), (Role.ADMIN, OK), (Role.PLATFORM, OK)]
-)
+# Integration settings are the caller's account's: only who asks matters.
+INTEGRATION_SETTINGS = {Role.VIEWER: DENIED, Role.ADMIN: OK, Role.PLATFORM: OK}
+
+
+@pytest.mark.parametrize(("role", "expected"), INTEGRATION_SETTINGS.items())
 @pytest.mark.parametrize("operation", ["SetGlobalSettings", "GetGlobalSettings"])
 async def test_integration_settings(integrations_stub, make_caller, operation, role, expected):
     caller = await make_caller(role)

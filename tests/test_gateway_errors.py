@@ -206,3 +206,33 @@ async def test_a_call_past_its_deadline_is_504(gateway_config, rest_auth_headers
     assert response.status_code == 504
     assert response.json()["message"] == "Gateway Timeout"
     assert response.json()["code"] == "504"
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, 503, "temporarily_unavailable"),
+        (grpc.StatusCode.INTERNAL, 500, "server_error"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504, "server_error"),
+        (grpc.StatusCode.INVALID_ARGUMENT, 400, "invalid_request"),
+        (grpc.StatusCode.UNAUTHENTICATED, 401, "invalid_client"),
+    ],
+)
+def test_the_token_endpoint_without_a_known_reason_follows_the_table(code, status, error):
+    rendered = errors.render(Failure(code, "what went wrong", "SOMETHING_ELSE"), Family.OAUTH)
+
+    assert rendered == (status, {"error": error, "error_description": "what went wrong"})
+
+
+@pytest.mark.parametrize("family", list(Family))
+@pytest.mark.parametrize("code", list(grpc.StatusCode), ids=lambda c: c.name)
+def test_only_a_401_carries_www_authenticate(family, code):
+    response = errors.response(Failure(code, "no", "CREDENTIALS_MISSING"), family)
+
+    challenges = response.headers.getlist("www-authenticate")
+    if response.status_code == 401:
+        expected_schemes = ["Basic"] if family is Family.OAUTH else ["Bearer", "Basic"]
+        assert [c.split(" ")[0] for c in challenges] == expected_schemes
+        assert all('realm="tierset"' in c for c in challenges)
+    else:
+        assert challenges == []

@@ -8,6 +8,10 @@ import json
 import pytest
 import requests
 
+from tests.helpers import basic_authorization
+from tierset.authz import Role
+from tierset.credentials import CredentialStore, Kind
+
 PATH = "/wp-json/fluent-cart/v2/integration/global-settings"
 
 # The reference's curl sample: its headers and its --data, byte for byte.
@@ -28,12 +32,14 @@ VALIDATION_FAILED = "Validation Failed, Please fill up the required fields."
 
 
 @pytest.fixture
-def sample_headers(rest_auth_headers):
-    """The sample's headers; real credentials, once there are any, replace its placeholder."""
+async def sample_headers(make_caller, db):
+    """The sample's headers, its placeholder ``Authorization: Authorization`` replaced by what a
+    FluentCart client sends: Basic with a store admin's username and application password."""
+    admin = await make_caller(Role.ADMIN)
+    app_password = await CredentialStore(db).issue(admin.user_id, Kind.APP_PASSWORD, name="shop")
     return {
-        "Authorization": "Authorization",
+        "Authorization": basic_authorization(admin.username, app_password.secret),
         "Content-Type": "application/json",
-        **rest_auth_headers,
     }
 
 

@@ -9,6 +9,7 @@ import grpc
 import pytest
 
 from tests.helpers import json_value
+from tierset.authz import Role
 from tierset.v1 import accounts_pb2, settings_pb2
 
 # The reference's samples, verbatim (its PUT body and GET responses).
@@ -74,6 +75,27 @@ async def sample_scopes(accounts_stub, settings_stub):
 
 
 @pytest.fixture
+async def sample_bearer(http, sample_scopes, make_caller, oauth_client) -> dict[str, str]:
+    """How a Fluent Commerce client authenticates: a password grant at POST /oauth/token as an
+    ADMIN of account 1111, then the access token as a Bearer."""
+    password = "sample password"
+    admin = await make_caller(Role.ADMIN, account_id=1111, password=password)
+    response = await http.post(
+        "/oauth/token",
+        params={
+            "username": admin.username,
+            "password": password,
+            "client_id": oauth_client[0],
+            "client_secret": oauth_client[1],
+            "scope": "api",
+            "grant_type": "password",
+        },
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
 def send(http, rest_auth_headers):
     """Sends a request with the test credentials (and JSON content type for bodies)."""
 
@@ -85,12 +107,22 @@ def send(http, rest_auth_headers):
     return request
 
 
+@pytest.fixture
+def send_sample(send, sample_bearer):
+    """`send`, with the credentials a Fluent Commerce client gets from POST /oauth/token."""
+
+    async def request(method, path, *, content=None):
+        return await send(method, path, content=content, headers=sample_bearer)
+
+    return request
+
+
 def _put_body(key, value, setting_type) -> str:
     return json.dumps({"setting": {"key": key, "value": value, "type": setting_type}})
 
 
-async def test_account_put_sample_runs_verbatim(send, sample_scopes, settings_stub):
-    response = await send(
+async def test_account_put_sample_runs_verbatim(send_sample, settings_stub):
+    response = await send_sample(
         "PUT", "/api/v4.1/settings/account/1111/PAYMENT.PROVIDER", content=SAMPLE_PUT_BODY
     )
 
@@ -108,10 +140,12 @@ async def test_account_put_sample_runs_verbatim(send, sample_scopes, settings_st
     assert json.loads(stored.settings[0].value.json_value) == json.loads(PROVIDERS)
 
 
-async def test_account_get_sample_answers_as_documented(send, sample_scopes):
-    await send("PUT", "/api/v4.1/settings/account/1111/PAYMENT.PROVIDER", content=SAMPLE_PUT_BODY)
+async def test_account_get_sample_answers_as_documented(send_sample):
+    await send_sample(
+        "PUT", "/api/v4.1/settings/account/1111/PAYMENT.PROVIDER", content=SAMPLE_PUT_BODY
+    )
 
-    response = await send(
+    response = await send_sample(
         "GET", "/api/v4.1/settings/account/1111/PAYMENT.PROVIDER,PAYMENT.CURRENCY"
     )
 
@@ -134,8 +168,8 @@ async def test_account_get_sample_answers_as_documented(send, sample_scopes):
     )
 
 
-async def test_retailer_put_and_get_samples_answer_as_documented(send, sample_scopes):
-    put = await send(
+async def test_retailer_put_and_get_samples_answer_as_documented(send_sample):
+    put = await send_sample(
         "PUT",
         "/api/v4.1/settings/retailer/2222/PAYMENT.PROVIDER",
         content=SAMPLE_PUT_BODY,
@@ -143,7 +177,7 @@ async def test_retailer_put_and_get_samples_answer_as_documented(send, sample_sc
     assert put.status_code == 200, put.text
     assert put.json()["id"].isdigit()
 
-    response = await send(
+    response = await send_sample(
         "GET", "/api/v4.1/settings/retailer/2222/PAYMENT.PROVIDER,PAYMENT.CURRENCY"
     )
 

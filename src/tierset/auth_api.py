@@ -19,6 +19,7 @@ from tierset import errors
 from tierset.auth import Authenticator
 from tierset.credentials import CredentialStore, digest, verify_password
 from tierset.v1 import auth_pb2, auth_pb2_grpc
+from tierset.values import unstorable_text
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,15 @@ def _require(request: auth_pb2.CreateTokenRequest, *fields: str) -> None:
             raise _invalid_request(field)
 
 
+def _check_storable(request: auth_pb2.CreateTokenRequest) -> None:
+    # Usernames and client ids are looked up as PostgreSQL text, which cannot hold
+    # a NUL: such a request is the client's mistake, not a server error.
+    for field in ("client_id", "username"):
+        problem = unstorable_text(getattr(request, field))
+        if problem:
+            raise errors.bad_field(field, f"{field} {problem}", reason="INVALID_REQUEST")
+
+
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Issues access and refresh tokens; anonymous, it checks its own credentials."""
 
@@ -80,6 +90,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         if request.scope not in ("", SCOPE):
             raise errors.bad_field("scope", "the only scope is 'api'", reason="INVALID_SCOPE")
         _require(request, "client_id", "client_secret")
+        _check_storable(request)
         if request.grant_type == "password":
             _require(request, "username", "password")
         else:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tierset.config import Config
-from tierset.gateway import errors, fluentcart, fluentcommerce, openapi, probes
+from tierset.gateway import errors, fluentcart, fluentcommerce, oauth, openapi, probes
 from tierset.gateway.calls import Backend, request_id
 from tierset.gateway.envelope import RequestEnvelope
 from tierset.metrics import HttpMetricsMiddleware
@@ -75,7 +75,8 @@ ROUTES = [
         GET=fluentcart.get_global_settings,
         POST=fluentcart.save_global_settings,
     ),
-    # Authentication (issue 4) adds its token endpoint here: route("/oauth/token", POST=...).
+    # OAuth 2.0 token endpoint (password and refresh grants), as Fluent Commerce serves it
+    route("/oauth/token", POST=oauth.token),
     # Operations
     route("/healthz", GET=probes.healthz),
     route("/readyz", GET=probes.readyz),

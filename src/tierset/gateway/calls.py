@@ -18,7 +18,7 @@ from starlette.requests import Request
 
 from tierset.config import Config
 from tierset.gateway.errors import bad_request
-from tierset.v1 import integrations_pb2_grpc, settings_pb2_grpc
+from tierset.v1 import auth_pb2_grpc, integrations_pb2_grpc, settings_pb2_grpc
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's request id is kept when it is short and plain enough to log and forward.
@@ -31,6 +31,7 @@ class Backend:
 
     settings: settings_pb2_grpc.SettingsServiceStub
     integrations: integrations_pb2_grpc.IntegrationServiceStub
+    auth: auth_pb2_grpc.AuthServiceStub
     health: health_pb2_grpc.HealthStub
     deadline_seconds: float
     max_body_bytes: int
@@ -41,6 +42,7 @@ class Backend:
         return cls(
             settings=settings_pb2_grpc.SettingsServiceStub(channel),
             integrations=integrations_pb2_grpc.IntegrationServiceStub(channel),
+            auth=auth_pb2_grpc.AuthServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
             deadline_seconds=config.gateway_deadline_seconds,
             max_body_bytes=config.http_max_body_bytes,

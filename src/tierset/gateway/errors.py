@@ -8,7 +8,12 @@ rendered here, so the two path families answer consistently:
 * Fluent Commerce (``/api/...``): ``{"error": [{"code", "message"}], "message",
   "code"}`` with one entry per wrong field, else one entry for the reason;
 * FluentCart (``/wp-json/...``): its documented 400 and 404 bodies, and
-  WordPress's ``{"code", "message", "data": {"status"}}`` for everything else.
+  WordPress's ``{"code", "message", "data": {"status"}}`` for everything else;
+* the OAuth token endpoint (``/oauth/...``): RFC 6749 §5.2's ``{"error",
+  "error_description"}``, the OAuth error code picked by the ErrorInfo reason.
+
+A 401 carries ``WWW-Authenticate`` with the schemes that would have worked
+(Bearer and Basic on the API paths; Basic, for the client, on the token endpoint).
 
 Messages are shown only when they were written for clients (the server's
 error vocabulary or the gateway's own); a status made by the gRPC transport
@@ -42,11 +47,16 @@ class Family(Enum):
 
     FLUENT_COMMERCE = "fluentcommerce"
     FLUENTCART = "fluentcart"
+    OAUTH = "oauth"
 
 
 def family_of(path: str) -> Family:
     """The family whose error shape a path answers with (FluentCart lives under /wp-json/)."""
-    return Family.FLUENTCART if path.startswith("/wp-json/") else Family.FLUENT_COMMERCE
+    if path.startswith("/wp-json/"):
+        return Family.FLUENTCART
+    if path.startswith("/oauth/"):
+        return Family.OAUTH
+    return Family.FLUENT_COMMERCE
 
 
 @dataclass(frozen=True)
@@ -151,18 +161,77 @@ def fluentcart_body(failure: Failure, row: Row) -> dict[str, Any]:
     return wordpress_error(f"tierset_{failure.code.name.lower()}", _message(failure, row), status)
 
 
+# RFC 6749 §5.1: token responses, and their errors, are never cached.
+OAUTH_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+# RFC 6749 §5.2: the token endpoint's error codes, by the ErrorInfo reason AuthService
+# gives (its gRPC code alone cannot tell invalid_grant from invalid_client).
+OAUTH_ERRORS: dict[str, tuple[int, str]] = {
+    "INVALID_GRANT": (400, "invalid_grant"),
+    "INVALID_CLIENT": (401, "invalid_client"),
+    "UNSUPPORTED_GRANT_TYPE": (400, "unsupported_grant_type"),
+    "INVALID_SCOPE": (400, "invalid_scope"),
+    "INVALID_REQUEST": (400, "invalid_request"),
+}
+
+
+def oauth_error(failure: Failure, row: Row) -> tuple[int, dict[str, Any]]:
+    """RFC 6749's error body; without a known reason, the table's status picks the code."""
+    status, error = OAUTH_ERRORS.get(failure.reason, (row.http_status, ""))
+    if not error:
+        if status == 503:
+            error = "temporarily_unavailable"
+        elif status >= 500:
+            error = "server_error"
+        elif status == 401:
+            error = "invalid_client"
+        else:  # the gateway's own 400s (content type, size, encoding) and the rest
+            error = "invalid_request"
+    return status, {"error": error, "error_description": _message(failure, row)}
+
+
 def render(failure: Failure, family: Family) -> tuple[int, dict[str, Any]]:
     """The HTTP status and body answering `failure` on a path of `family`."""
     row = STATUS_TABLE[failure.code]
     if family is Family.FLUENTCART:
         return row.http_status, fluentcart_body(failure, row)
+    if family is Family.OAUTH:
+        return oauth_error(failure, row)
     return row.http_status, fluent_commerce_body(failure, row)
 
 
+REALM = "tierset"
+# RFC 6750 §3.1: a Bearer challenge says why a token that was sent is refused
+# (and says nothing when none was sent).
+_BEARER_ERRORS = {
+    "CREDENTIALS_INVALID": "invalid_token",
+    "CREDENTIALS_EXPIRED": "invalid_token",
+    "CREDENTIALS_MALFORMED": "invalid_request",
+}
+
+
+def challenges(failure: Failure, family: Family) -> list[str]:
+    """The ``WWW-Authenticate`` values of a 401: how the caller may authenticate."""
+    if family is Family.OAUTH:
+        # RFC 6749 §5.2: invalid_client names the scheme clients authenticate with.
+        return [f'Basic realm="{REALM}"']
+    bearer = f'Bearer realm="{REALM}"'
+    if failure.reason in _BEARER_ERRORS:
+        bearer += f', error="{_BEARER_ERRORS[failure.reason]}"'
+    # Basic carries a WordPress-style application password (username:password).
+    return [bearer, f'Basic realm="{REALM}", charset="UTF-8"']
+
+
 def response(failure: Failure, family: Family) -> JSONResponse:
-    """`render` as a response."""
+    """`render` as a response, with the headers its status calls for."""
     status, body = render(failure, family)
-    return JSONResponse(body, status_code=status)
+    reply = JSONResponse(body, status_code=status)
+    if status == 401:
+        for challenge in challenges(failure, family):
+            reply.headers.append("WWW-Authenticate", challenge)
+    if family is Family.OAUTH:
+        reply.headers.update(OAUTH_NO_STORE)
+    return reply
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError) -> Failure:
@@ -201,6 +270,9 @@ def route_not_found(family: Family, method: str, path: str) -> JSONResponse:
 def method_not_allowed(family: Family, allow: str) -> JSONResponse:
     """The path exists but not with this method: 405 in the family's shape, with Allow."""
     headers = {"Allow": allow}
+    if family is Family.OAUTH:
+        oauth_body = {"error": "invalid_request", "error_description": f"Allowed methods: {allow}"}
+        return JSONResponse(oauth_body, 405, headers={**headers, **OAUTH_NO_STORE})
     if family is Family.FLUENTCART:
         return JSONResponse(
             wordpress_error("rest_no_route", WORDPRESS_NO_ROUTE, 405), 405, headers=headers

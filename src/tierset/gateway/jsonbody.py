@@ -35,15 +35,15 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def check_content_type(request: Request) -> None:
-    """Raises a 400 unless the body is declared as UTF-8 JSON."""
+def check_content_type(request: Request, expected: str = JSON_MEDIA_TYPE) -> None:
+    """Raises a 400 unless the body is declared as `expected` (UTF-8 JSON by default)."""
     header = request.headers.get("content-type", "")
     media_type, *params = (part.strip().lower() for part in header.split(";"))
     charset = next((p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")), "")
-    if media_type != JSON_MEDIA_TYPE or charset not in ("", "utf-8"):
+    if media_type != expected or charset not in ("", "utf-8"):
         raise bad_request(
             "Content-Type",
-            "Content-Type must be application/json (UTF-8).",
+            f"Content-Type must be {expected} (UTF-8).",
             "UNSUPPORTED_MEDIA_TYPE",
         )
 

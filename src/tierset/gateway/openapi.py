@@ -34,11 +34,21 @@ def _response(description: str, schema: Schema) -> Schema:
     }
 
 
+def _unauthorized(description: str, schema: Schema) -> Schema:
+    """A 401: the body, plus the WWW-Authenticate challenges every 401 carries."""
+    response = _response(description, schema)
+    response["headers"] = {
+        **response["headers"],
+        "WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"},
+    }
+    return response
+
+
 def _fluent_commerce_errors() -> Schema:
     error = _ref("FluentCommerceError")
     return {
         "400": _response("Bad Request: a malformed request or a value the type refuses", error),
-        "401": _response("Unauthorized", error),
+        "401": _unauthorized("Unauthorized: no, malformed, unknown or expired credentials", error),
         "403": _response("Forbidden", error),
         "404": _response("Not Found: an unknown account or retailer", error),
         "default": _response("Any other failure, same shape (see the README's table)", error),
@@ -48,7 +58,7 @@ def _fluent_commerce_errors() -> Schema:
 def _fluentcart_errors() -> Schema:
     return {
         "400": _response("Validation failed", _ref("FluentCartValidationError")),
-        "401": _response("Not authenticated", _ref("WordPressError")),
+        "401": _unauthorized("Not authenticated", _ref("WordPressError")),
         "403": _response("Not allowed", _ref("WordPressError")),
         "404": _response("Unknown integration name or id", _ref("FluentCartNotFound")),
         "default": _response("Any other failure", _ref("WordPressError")),
@@ -215,6 +225,79 @@ _SCHEMAS: Schema = {
         ["code", "message", "data"],
     ),
     "Probe": _object({"status": {"type": "string"}}, ["status"]),
+    "TokenRequest": _object(
+        {
+            "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+            "client_id": {"type": "string"},
+            "client_secret": {"type": "string"},
+            "username": {"type": "string", "description": "password grant"},
+            "password": {"type": "string", "description": "password grant"},
+            "scope": {"type": "string", "enum": ["api"]},
+            "refresh_token": {"type": "string", "description": "refresh_token grant"},
+        },
+        [],
+        closed=False,
+    ),
+    "Token": _object(
+        {
+            "access_token": {"type": "string"},
+            "token_type": {"type": "string", "enum": ["bearer"]},
+            "expires_in": {"type": "integer", "description": "Seconds the access token lasts."},
+            "scope": {"type": "string", "enum": ["api"]},
+            "refresh_token": {"type": "string", "description": "Exchangeable once."},
+        },
+        ["access_token", "token_type", "expires_in", "scope", "refresh_token"],
+    ),
+    "OAuthError": _object(
+        {
+            "error": {
+                "type": "string",
+                "enum": [
+                    "invalid_request",
+                    "invalid_client",
+                    "invalid_grant",
+                    "unsupported_grant_type",
+                    "invalid_scope",
+                    "temporarily_unavailable",
+                    "server_error",
+                ],
+            },
+            "error_description": {"type": "string"},
+        },
+        ["error", "error_description"],
+    ),
+}
+
+_TOKEN_FIELDS = ["grant_type", "client_id", "client_secret", "username", "password", "scope"]
+
+_TOKEN_PATH: Schema = {
+    "post": {
+        "operationId": "createToken",
+        "summary": "OAuth 2.0 token endpoint: password grant, or exchange a refresh token once.",
+        "description": "Fields form-encoded in the body (RFC 6749) or, as Fluent Commerce "
+        "documents them, in the query string; a field in both takes the body's value.",
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+            for name in [*_TOKEN_FIELDS, "refresh_token"]
+        ],
+        "requestBody": {
+            "required": False,
+            "content": {"application/x-www-form-urlencoded": {"schema": _ref("TokenRequest")}},
+        },
+        "responses": {
+            "200": _response("The access and refresh tokens", _ref("Token")),
+            "400": _response(
+                "invalid_grant (bad credentials; a spent, expired or revoked refresh token), "
+                "invalid_request, unsupported_grant_type or invalid_scope",
+                _ref("OAuthError"),
+            ),
+            "401": _unauthorized(
+                "invalid_client: unknown client or wrong secret", _ref("OAuthError")
+            ),
+            "503": _response("The gRPC server is unavailable", _ref("OAuthError")),
+            "default": _response("Any other failure, same shape", _ref("OAuthError")),
+        },
+    }
 }
 
 _INTEGRATION_PATH: Schema = {
@@ -275,6 +358,7 @@ def document() -> Schema:
                 "retailer", "retailerId"
             ),
             "/wp-json/fluent-cart/v2/integration/global-settings": _INTEGRATION_PATH,
+            "/oauth/token": _TOKEN_PATH,
             "/healthz": _probe("Healthz: the process answers.", {"200": "Alive"}),
             "/readyz": _probe(
                 "Readyz: the gRPC server reports SERVING.",
@@ -296,7 +380,13 @@ def document() -> Schema:
                     "characters of A-Z a-z 0-9 . _ : -, else a new one. Sent to gRPC as "
                     "x-request-id and logged.",
                     "schema": {"type": "string"},
-                }
+                },
+                "WWWAuthenticate": {
+                    "description": "How to authenticate (RFC 7235): Bearer and Basic challenges "
+                    "on the API paths, Basic on the token endpoint.",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
             },
         },
     }
