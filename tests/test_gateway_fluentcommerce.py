@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import json_value
 from tierset.authz import Role
 from tierset.v1 import accounts_pb2, settings_pb2
+from tierset.values import MAX_LOB_BYTES
 
 # The reference's samples, verbatim (its PUT body and GET responses).
 PROVIDERS = (
@@ -552,3 +553,21 @@ async def test_an_authorization_header_grpc_cannot_carry_is_400(send, new_accoun
 
     assert response.status_code == 400
     assert _shape(response.json()) == _error("Authorization", 400, "Bad Request")
+
+
+async def test_a_read_of_several_large_values_is_200(send, new_account, unique_key):
+    # 5 MiB in one answer: past gRPC's default receive limit, within tierset's read limit.
+    account = await new_account()
+    keys = [unique_key("BIG") for _ in range(5)]
+    for key in keys:
+        response = await send(
+            "PUT",
+            f"/api/v4.1/settings/account/{account}/{key}",
+            content=_put_body(key, "x" * MAX_LOB_BYTES, "LOB"),
+        )
+        assert response.status_code == 200, response.text
+
+    response = await send("GET", f"/api/v4.1/settings/account/{account}/{','.join(keys)}")
+
+    assert response.status_code == 200, response.text[:300]
+    assert [len(s["value"]) for s in response.json()["settings"]] == [MAX_LOB_BYTES] * 5

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import field_violations
 from tierset.v1 import settings_pb2
-from tierset.values import MAX_JSON_DEPTH, MAX_LOB_BYTES, MAX_STRING_CHARS
+from tierset.values import MAX_JSON_DEPTH, MAX_LOB_BYTES, MAX_READ_BYTES, MAX_STRING_CHARS
 
 T = settings_pb2
 V = settings_pb2.SettingValue
@@ -190,3 +190,41 @@ async def test_bad_scopes_are_rejected(settings_stub, scope):
         await settings_stub.GetSettings(settings_pb2.GetSettingsRequest(scope=scope, keys=["K"]))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert any(f.startswith("scope") for f in field_violations(raised.value))
+
+
+async def _put_lobs(settings_stub, scope, keys):
+    for key in keys:
+        await settings_stub.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=scope,
+                key=key,
+                type=T.SETTING_TYPE_LOB,
+                value=V(string_value="x" * MAX_LOB_BYTES),
+            )
+        )
+
+
+async def test_a_read_of_several_large_values_arrives_whole(settings_stub, new_account, unique_key):
+    # Five LOBs at the limit: 5 MiB in one response, past gRPC's default 4 MiB receive limit.
+    scope = settings_pb2.Scope(account_id=await new_account())
+    keys = [unique_key("BIG") for _ in range(5)]
+    await _put_lobs(settings_stub, scope, keys)
+
+    read = await settings_stub.GetSettings(settings_pb2.GetSettingsRequest(scope=scope, keys=keys))
+
+    assert [len(s.value.string_value) for s in read.settings] == [MAX_LOB_BYTES] * 5
+
+
+async def test_a_read_over_the_total_limit_asks_for_fewer_keys(
+    settings_stub, new_account, unique_key
+):
+    scope = settings_pb2.Scope(account_id=await new_account())
+    keys = [unique_key("BIG") for _ in range(MAX_READ_BYTES // MAX_LOB_BYTES + 1)]
+    await _put_lobs(settings_stub, scope, keys)
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await settings_stub.GetSettings(settings_pb2.GetSettingsRequest(scope=scope, keys=keys))
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "read fewer keys" in raised.value.details()
+    assert "keys" in field_violations(raised.value)

@@ -6,6 +6,8 @@ from typing import Any
 
 import grpc
 
+from tierset.values import CLIENT_MAX_RECEIVE_BYTES
+
 
 class DefaultAuthorization(grpc.aio.UnaryUnaryClientInterceptor):
     """Adds an ``authorization`` header to every unary call that does not bring its own."""
@@ -29,11 +31,16 @@ class DefaultAuthorization(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
+# A read may return up to MAX_READ_BYTES; gRPC's default receive limit is 4 MiB.
+CHANNEL_OPTIONS = (("grpc.max_receive_message_length", CLIENT_MAX_RECEIVE_BYTES),)
+
+
 def insecure_channel(target: str, token: str | None = None) -> grpc.aio.Channel:
     """A plaintext channel to `target`; with `token`, calls authenticate as its Bearer."""
     if token is None:
-        return grpc.aio.insecure_channel(target)
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
     return grpc.aio.insecure_channel(
         target,
+        options=CHANNEL_OPTIONS,
         interceptors=[DefaultAuthorization(f"Bearer {token}")],  # type: ignore[list-item]
     )

@@ -14,6 +14,7 @@ from tierset.values import (
     Level,
     check_key,
     check_keys,
+    check_read_size,
     decode_value,
     encode_value,
     setting_type_from_proto,
@@ -70,6 +71,7 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
         resolution = await authz.resolve_authorized(
             authz.current_principal(), scope, keys, self._store
         )
+        check_read_size(s.value for s in resolution.settings)
         return settings_pb2.GetSettingsResponse(
             settings=[setting_to_proto(s) for s in resolution.settings]
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -34,6 +35,11 @@ MAX_KEY_LENGTH = 255
 MAX_KEYS_PER_READ = 100
 MAX_STRING_CHARS = 4096
 MAX_LOB_BYTES = 1024 * 1024
+# What one read may return in all; 100 keys of LOB size would be 100 MiB in one message.
+MAX_READ_BYTES = 16 * 1024 * 1024
+# What tierset's own clients (the gateway, tierset.client) accept in one message: a read
+# at MAX_READ_BYTES plus the envelope. gRPC's default, 4 MiB, is below legitimate reads.
+CLIENT_MAX_RECEIVE_BYTES = MAX_READ_BYTES + 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_DIGITS = 1000
@@ -86,6 +92,17 @@ def check_key(key: str, field: str = "key") -> str:
             "letters, digits, '.', '_' and '-'",
         )
     return key
+
+
+def check_read_size(settings: Iterable[str]) -> None:
+    """Refuses a read whose values add up to more than MAX_READ_BYTES (read fewer keys)."""
+    total = sum(len(value) for value in settings)
+    if total > MAX_READ_BYTES:
+        raise bad_field(
+            "keys",
+            f"the values of these keys add up to more than {MAX_READ_BYTES // (1024 * 1024)} MiB;"
+            " read fewer keys at once",
+        )
 
 
 def check_keys(keys: list[str]) -> list[str]:
@@ -178,10 +195,15 @@ def _checked_int(text: str) -> int:
     return int(text)
 
 
-def parse_json_text(text: str, key: str, field: str) -> Any:
+# A STRING or LOB sent as JSON text is longer than the string it holds (its quotes, and up
+# to six characters for each escaped one); its own limit is checked once it is decoded.
+MAX_ENCODED_STRING_BYTES = 6 * MAX_LOB_BYTES + 2
+
+
+def parse_json_text(text: str, key: str, field: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parses JSON text strictly (no NaN/Infinity), within the size and depth limits."""
-    if len(text.encode("utf-8")) > MAX_JSON_BYTES:
-        raise bad_field(field, f"{key}: JSON value is larger than {MAX_JSON_BYTES} bytes")
+    if len(text.encode("utf-8")) > max_bytes:
+        raise bad_field(field, f"{key}: JSON value is larger than {max_bytes} bytes")
     try:
         value = json.loads(
             text,
@@ -213,7 +235,8 @@ def decode_value(key: str, setting_type: SettingType, value: settings_pb2.Settin
     if kind is None:
         raise bad_field(field, f"{key}: a value is required")
     if kind == "json_value":
-        candidate: Any = parse_json_text(value.json_value, key, field)
+        limit = MAX_JSON_BYTES if setting_type is SettingType.JSON else MAX_ENCODED_STRING_BYTES
+        candidate: Any = parse_json_text(value.json_value, key, field, limit)
     else:
         candidate = getattr(value, kind)
 

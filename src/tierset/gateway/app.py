@@ -20,6 +20,7 @@ from tierset.gateway import errors, fluentcart, fluentcommerce, oauth, openapi, 
 from tierset.gateway.calls import Backend, request_id
 from tierset.gateway.envelope import RequestEnvelope
 from tierset.metrics import HttpMetricsMiddleware
+from tierset.values import CLIENT_MAX_RECEIVE_BYTES
 
 log = logging.getLogger("tierset.gateway")
 
@@ -28,7 +29,10 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 # TIERSET_GRPC_TARGET may name every server pod (Kubernetes: dns:///<headless service>);
 # round_robin spreads calls over all of them. The default, pick_first, would send every
 # call of this gateway to one pod over its single HTTP/2 connection.
-CHANNEL_OPTIONS = (("grpc.lb_policy_name", "round_robin"),)
+CHANNEL_OPTIONS = (
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.max_receive_message_length", CLIENT_MAX_RECEIVE_BYTES),
+)
 
 
 class _KeyList(Convertor[str]):
