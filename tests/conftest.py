@@ -86,6 +86,19 @@ def postgres() -> Iterator[EmbeddedPostgres | None]:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL of the test's own (non-durable, quick), for tests that stop and start it:
+    stopping the session's would break other tests."""
+    data_dir = Path(tempfile.mkdtemp(prefix="tierset-outage-pg-"))
+    data_dir.chmod(0o755)  # the postgres user must get in when tests run as root
+    cluster = EmbeddedPostgres(data_dir, free_port(), durable=False)
+    cluster.start()
+    yield cluster
+    cluster.stop("immediate")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def admin_dsn(postgres: EmbeddedPostgres | None) -> str:
     """A DSN with rights to create databases."""

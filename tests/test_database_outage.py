@@ -6,27 +6,7 @@ The test has a PostgreSQL of its own (stopping the session's would break other t
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
-from tests.conftest import free_port
 from tierset import soak
-from tierset.embedded import EmbeddedPostgres
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    data_dir = Path(tempfile.mkdtemp(prefix="tierset-outage-pg-"))
-    data_dir.chmod(0o755)
-    cluster = EmbeddedPostgres(data_dir, free_port(), durable=False)
-    cluster.start()
-    yield cluster
-    cluster.stop("immediate")
-    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def test_a_postgres_restart_under_load_loses_nothing_acknowledged(

@@ -4,6 +4,7 @@ integration bodies built to hurt. Each is INVALID_ARGUMENT naming the field; not
 from __future__ import annotations
 
 import json
+import math
 
 import grpc
 import pytest
@@ -64,6 +65,10 @@ def _stringified(text: str) -> integrations_pb2.SetGlobalSettingsRequest:
         ('{"enabled": true, "webhook_url": "a\\u0000"}', "integration.webhook_url", "NUL"),
         (json.dumps({f"field{i}": i for i in range(3000)}), "integration.field0", "not a field"),
         (json.dumps({"\udcff" * 10: 1}), "integration.?", "not a field"),
+        # Python's json reads these (NaN, and 1e400 as infinity); no catalogue field is a
+        # number, so they are refused by the field's type before anything is stored.
+        ('{"enabled": NaN}', "integration.enabled", "true or false"),
+        ('{"enabled": true, "webhook_url": 1e400}', "integration.webhook_url", "must be a string"),
     ],
 )
 async def test_hostile_integration_bodies_are_refused_by_field(
@@ -86,3 +91,74 @@ async def test_an_unknown_data_type_number_is_invalid_argument(integrations_stub
         await integrations_stub.SetGlobalSettings(request)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(raised.value).keys() == {"data_type"}
+
+
+def _object(fields: dict[str, struct_pb2.Value]) -> integrations_pb2.SetGlobalSettingsRequest:
+    """An OBJECT body built field by field, as a gRPC client (or the gateway) may send it:
+    a double can be NaN or infinite on the wire, which no JSON parser would produce."""
+    request = integrations_pb2.SetGlobalSettingsRequest(
+        integration_name="webhook", data_type=integrations_pb2.INTEGRATION_DATA_TYPE_OBJECT
+    )
+    for name, value in fields.items():
+        request.integration.struct_value.fields[name].CopyFrom(value)
+    return request
+
+
+def _number(number: float) -> struct_pb2.Value:
+    return struct_pb2.Value(number_value=number)
+
+
+def _deep(depth: int) -> struct_pb2.Value:
+    value = struct_pb2.Value(string_value="bottom")
+    for _ in range(depth):
+        outer = struct_pb2.Value()
+        outer.struct_value.fields["x"].CopyFrom(value)
+        value = outer
+    return value
+
+
+def _list(*items: struct_pb2.Value) -> struct_pb2.Value:
+    value = struct_pb2.Value()
+    value.list_value.values.extend(items)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        ({"enabled": _number(math.inf)}, "integration.enabled", "not finite"),
+        ({"enabled": _number(-math.inf)}, "integration.enabled", "not finite"),
+        ({"enabled": _number(math.nan)}, "integration.enabled", "not finite"),
+        (
+            {"api_key": _list(_number(1), _list(_number(math.inf)))},
+            "integration.api_key",
+            "not finite",
+        ),
+        ({"colour": _number(math.nan)}, "integration.colour", "not finite"),
+        # 30 deep is 90 nested messages, within protobuf's parse limit of 100.
+        ({"webhook_url": _deep(30)}, "integration.webhook_url", "must be a string"),
+        ({"enabled": _list(struct_pb2.Value(bool_value=True))}, "integration.enabled", "true or"),
+        (
+            {"api_key": struct_pb2.Value(string_value="k" * 3_000_000)},
+            "integration.api_key",
+            "2048",
+        ),
+        ({"colour": struct_pb2.Value(string_value="k" * 3_000_000)}, "integration.colour", "not a"),
+        (
+            {"enabled": struct_pb2.Value(bool_value=True), "api_key": struct_pb2.Value()},
+            "integration.api_key",
+            "is required",
+        ),
+    ],
+)
+async def test_hostile_object_integrations_are_refused_by_field(
+    integrations_stub, db, fields, field, says
+):
+    before = await db.fetchval("SELECT count(*) FROM integrations")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await integrations_stub.SetGlobalSettings(_object(fields))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(raised.value).reason == "INTEGRATION_VALIDATION_FAILED"
+    violations = field_violations(raised.value)
+    assert field in violations and says in violations[field], violations
+    assert await db.fetchval("SELECT count(*) FROM integrations") == before

@@ -9,11 +9,12 @@ required."), and an unknown integration name is NOT_FOUND.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from tierset import errors
 from tierset.v1 import integrations_pb2
@@ -170,8 +171,47 @@ def decode_config(integration: struct_pb2.Value, data_type: int) -> dict[str, An
     if data_type == integrations_pb2.INTEGRATION_DATA_TYPE_OBJECT:
         if kind != "struct_value":
             raise _bad_integration("Integration must be an object when data_type is object.")
-        return json_format.MessageToDict(integration.struct_value)
+        return _object_config(integration.struct_value)
     raise errors.bad_field("data_type", "data_type must be stringify or object.")
+
+
+class _NotFinite(ValueError):
+    """A number JSON cannot write (NaN or infinity), found inside a field."""
+
+
+def _plain(value: struct_pb2.Value) -> Any:
+    """A protobuf Value as plain Python, refusing numbers JSON has no text for."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        if not math.isfinite(value.number_value):
+            raise _NotFinite
+        return value.number_value
+    if kind == "struct_value":
+        return {name: _plain(item) for name, item in value.struct_value.fields.items()}
+    if kind == "list_value":
+        return [_plain(item) for item in value.list_value.values]
+    if kind in ("string_value", "bool_value"):
+        return getattr(value, kind)
+    return None  # null_value, or no kind at all: both mean "not set"
+
+
+def _object_config(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """An OBJECT configuration as a dict. A double arriving over gRPC may be NaN or
+    infinite, which no JSON (nor the stored jsonb) can hold: refused by field."""
+    config: dict[str, Any] = {}
+    violations = []
+    for name, value in struct.fields.items():
+        try:
+            config[name] = _plain(value)
+        except _NotFinite:
+            violations.append(
+                _violation(name, f"{name} holds a number that is not finite (NaN or infinity).")
+            )
+    if violations:
+        raise errors.invalid_argument(
+            VALIDATION_FAILED, violations, "INTEGRATION_VALIDATION_FAILED"
+        )
+    return config
 
 
 def to_struct(config: dict[str, Any]) -> struct_pb2.Struct:

@@ -7,6 +7,11 @@
 value in its natural JSON form. Keys that exist at no level are left out; an
 unknown account or retailer is the server's NOT_FOUND (404).
 
+A GET of one key answers an ``ETag`` (level and version of what it read); a PUT
+takes ``If-Match``/``If-None-Match`` and answers the new ETag. How the headers
+become expected_version, and why, is in ``preconditions``; a stale one is the
+server's ABORTED (409).
+
 The value is sent as JSON text whatever the type, and the type by name: the
 server decides what is acceptable. The gateway only refuses what it cannot
 translate (a non-numeric id, a body that is not a setting, a body key that
@@ -23,7 +28,7 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tierset.gateway import jsonbody
+from tierset.gateway import jsonbody, preconditions
 from tierset.gateway.calls import backend, call_options
 from tierset.gateway.errors import Failure, GatewayError, bad_request
 from tierset.v1 import settings_pb2
@@ -32,7 +37,8 @@ log = logging.getLogger(__name__)
 
 INT64_MAX = 2**63 - 1
 _TYPE_PREFIX = "SETTING_TYPE_"
-_LEVEL_PREFIX = "SETTING_LEVEL_"
+# The level a PUT writes, by the scope field its path fills.
+_PATH_LEVELS = {"account_id": "ACCOUNT", "retailer_id": "RETAILER"}
 
 
 def _scope(request: Request, kind: str, param: str) -> settings_pb2.Scope:
@@ -70,6 +76,8 @@ def _setting_from_body(body: Any, path_key: str) -> dict[str, Any]:
 async def _put(request: Request, kind: str, param: str) -> Response:
     scope = _scope(request, kind, param)
     key = request.path_params["key"]
+    level = _PATH_LEVELS[kind]
+    expected_version = preconditions.expected_version(request, level)
     body = await jsonbody.read_json(request, backend(request).max_body_bytes, exact_numbers=True)
     setting = _setting_from_body(body, key)
     value = settings_pb2.SettingValue()
@@ -80,11 +88,17 @@ async def _put(request: Request, kind: str, param: str) -> Response:
             raise bad_request("setting.value", "setting.value is nested too deeply.") from None
     reply = await backend(request).settings.PutSetting(
         settings_pb2.PutSettingRequest(
-            scope=scope, key=key, type=setting_type(setting.get("type")), value=value
+            scope=scope,
+            key=key,
+            type=setting_type(setting.get("type")),
+            value=value,
+            expected_version=expected_version,
         ),
         **call_options(request),
     )
-    return JSONResponse({"id": str(reply.id)})
+    return JSONResponse(
+        {"id": str(reply.id)}, headers={"ETag": preconditions.etag(level, reply.version)}
+    )
 
 
 def _value_json(setting: settings_pb2.Setting) -> str:
@@ -117,10 +131,7 @@ def _entry_json(setting: settings_pb2.Setting) -> str:
             "type",
             json.dumps(settings_pb2.SettingType.Name(setting.type).removeprefix(_TYPE_PREFIX)),
         ),
-        (
-            "level",
-            json.dumps(settings_pb2.SettingLevel.Name(setting.level).removeprefix(_LEVEL_PREFIX)),
-        ),
+        ("level", json.dumps(preconditions.level_name(setting.level))),
     )
     return "{" + ",".join(f'"{name}":{text}' for name, text in fields) + "}"
 
@@ -134,7 +145,13 @@ async def _get(request: Request, kind: str, param: str) -> Response:
     )
     # Built as text so JSON values keep every digit (a float round-trip would not).
     body = '{"settings":[' + ",".join(_entry_json(s) for s in reply.settings) + "]}"
-    return Response(body, media_type="application/json")
+    # One key, one resource: its ETag conditions a later PUT. Several keys have none.
+    headers = (
+        {"ETag": preconditions.etag_of(reply.settings[0])}
+        if len(keys) == 1 and reply.settings
+        else {}
+    )
+    return Response(body, media_type="application/json", headers=headers)
 
 
 async def put_account_setting(request: Request) -> Response:

@@ -26,10 +26,10 @@ def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _response(description: str, schema: Schema) -> Schema:
+def _response(description: str, schema: Schema, **headers: Schema) -> Schema:
     return {
         "description": description,
-        "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}},
+        "headers": {"X-Request-ID": {"$ref": "#/components/headers/XRequestId"}, **headers},
         "content": {JSON: {"schema": schema}},
     }
 
@@ -42,6 +42,24 @@ def _unauthorized(description: str, schema: Schema) -> Schema:
         "WWW-Authenticate": {"$ref": "#/components/headers/WWWAuthenticate"},
     }
     return response
+
+
+def _etag(required: bool, description: str) -> Schema:
+    return {
+        "description": description,
+        "required": required,
+        "schema": {"type": "string", "pattern": '^"(GLOBAL|ACCOUNT|RETAILER)\\.[0-9]+"$'},
+    }
+
+
+def _precondition(name: str, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
 
 
 def _fluent_commerce_errors() -> Schema:
@@ -90,9 +108,27 @@ def _settings_path(level: str, id_name: str) -> Schema:
         "put": {
             "operationId": f"put{level.title()}Setting",
             "summary": f"Create or update a {level.upper()}-level setting.",
+            "parameters": [
+                _precondition(
+                    "If-Match",
+                    'An ETag from a GET of this key, e.g. "ACCOUNT.3": the PUT happens only '
+                    f"if the {level.upper()}-level setting is still at that version or, for "
+                    "an ETag of a higher (inherited) level, still does not exist. * is not "
+                    "supported (400).",
+                ),
+                _precondition("If-None-Match", "* : create only (409 when it exists)."),
+            ],
             "requestBody": {"required": True, "content": {JSON: {"schema": _ref("SettingBody")}}},
             "responses": {
-                "200": _response("The id of the setting created or updated", _ref("SettingId")),
+                "200": _response(
+                    "The id of the setting created or updated",
+                    _ref("SettingId"),
+                    ETag=_etag(True, "Level and version of the setting as written."),
+                ),
+                "409": _response(
+                    "Conflict: If-Match or If-None-Match no longer holds; nothing written",
+                    _ref("FluentCommerceError"),
+                ),
                 **_fluent_commerce_errors(),
             },
         },
@@ -101,7 +137,15 @@ def _settings_path(level: str, id_name: str) -> Schema:
             "summary": f"The effective settings of the given keys for a {level}. Keys that "
             "exist at no level are left out.",
             "responses": {
-                "200": _response("The settings found, in the order asked", _ref("Settings")),
+                "200": _response(
+                    "The settings found, in the order asked",
+                    _ref("Settings"),
+                    ETag=_etag(
+                        False,
+                        "Only when one key was asked for and found: the level and version "
+                        "of the effective setting, for If-Match on a PUT.",
+                    ),
+                ),
                 **_fluent_commerce_errors(),
             },
         },
