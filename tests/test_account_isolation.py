@@ -10,6 +10,7 @@ from google.protobuf import json_format
 
 from tests.helpers import error_info
 from tierset.authz import Role
+from tierset.integrations import mask
 from tierset.v1 import integrations_pb2, integrations_pb2_grpc
 
 
@@ -29,6 +30,10 @@ async def _read(stub, caller, name="webhook") -> tuple[int, dict]:
     return response.integration_id, json_format.MessageToDict(response.settings)
 
 
+KEY_A = "alice-integration-key-AAAA"
+KEY_B = "bob-integration-key-BBBB"
+
+
 @pytest.fixture
 def stub(channel) -> integrations_pb2_grpc.IntegrationServiceStub:
     return integrations_pb2_grpc.IntegrationServiceStub(channel)
@@ -38,19 +43,20 @@ async def test_each_account_has_its_own_integration_settings(stub, make_caller, 
     alice, bob = await make_caller(Role.ADMIN), await make_caller(Role.ADMIN)
 
     saved_a = await stub.SetGlobalSettings(
-        _save("webhook", {"enabled": True, "api_key": "key-of-a"}), metadata=alice.metadata
+        _save("webhook", {"enabled": True, "api_key": KEY_A}), metadata=alice.metadata
     )
     before_b = await _read(stub, bob)
     saved_b = await stub.SetGlobalSettings(
-        _save("webhook", {"enabled": True, "api_key": "key-of-b"}), metadata=bob.metadata
+        _save("webhook", {"enabled": True, "api_key": KEY_B}), metadata=bob.metadata
     )
 
     assert saved_a.created and saved_b.created
     assert saved_a.integration_id != saved_b.integration_id
     assert before_b[0] == 0  # bob saw the catalogue defaults, not alice's key
-    assert "key-of-a" not in json.dumps(before_b[1])
-    assert (await _read(stub, alice))[1]["api_key"] == "key-of-a"
-    assert (await _read(stub, bob))[1]["api_key"] == "key-of-b"
+    assert KEY_A[-4:] not in json.dumps(before_b[1])
+    # Reads mask the key; its last four characters tell whose it is.
+    assert (await _read(stub, alice))[1]["api_key"] == mask(KEY_A)
+    assert (await _read(stub, bob))[1]["api_key"] == mask(KEY_B)
     rows = await db.fetch(
         "SELECT account_id FROM integrations WHERE id = ANY($1::bigint[])",
         [saved_a.integration_id, saved_b.integration_id],
@@ -61,15 +67,15 @@ async def test_each_account_has_its_own_integration_settings(stub, make_caller, 
 async def test_another_accounts_integration_id_is_not_found_and_unchanged(stub, make_caller):
     alice, bob = await make_caller(Role.ADMIN), await make_caller(Role.ADMIN)
     saved = await stub.SetGlobalSettings(
-        _save("mailchimp", {"enabled": True, "api_key": "alice-key"}), metadata=alice.metadata
+        _save("mailchimp", {"enabled": True, "api_key": KEY_A}), metadata=alice.metadata
     )
 
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.SetGlobalSettings(
-            _save("mailchimp", {"enabled": True, "api_key": "bob-key"}, saved.integration_id),
+            _save("mailchimp", {"enabled": True, "api_key": KEY_B}, saved.integration_id),
             metadata=bob.metadata,
         )
 
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert error_info(raised.value).reason == "INTEGRATION_NOT_FOUND"
-    assert (await _read(stub, alice, "mailchimp"))[1]["api_key"] == "alice-key"
+    assert (await _read(stub, alice, "mailchimp"))[1]["api_key"] == mask(KEY_A)

@@ -21,6 +21,7 @@ from tests.helpers import basic_authorization
 from tests.test_authorization import INTEGRATION_SETTINGS, SCOPED, World, expected_code
 from tierset.authz import Role
 from tierset.credentials import CredentialStore, Kind
+from tierset.integrations import mask
 
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
@@ -354,7 +355,9 @@ async def test_integration_settings_are_isolated_per_account(http, db, make_call
             INTEGRATIONS,
             json={
                 "integration_name": "webhook",
-                "integration": json.dumps({"api_key": f"key-of-{name}", "enabled": True}),
+                "integration": json.dumps(
+                    {"api_key": f"integration-key-of-{name * 4}", "enabled": True}
+                ),
                 "integration_id": 0,
                 "data_type": "stringify",
             },
@@ -387,4 +390,5 @@ async def test_integration_settings_are_isolated_per_account(http, db, make_call
     for name in ("a", "b"):
         assert reads[name].status_code == 200
         assert reads[name].json()["integration_id"] == saved[name]
-        assert reads[name].json()["settings"]["api_key"] == f"key-of-{name}"
+        # Masked on read; the last four characters tell whose key it is.
+        assert reads[name].json()["settings"]["api_key"] == mask(f"integration-key-of-{name * 4}")

@@ -156,7 +156,7 @@ async def test_get_returns_the_saved_settings(http, post, rest_auth_headers, cle
     assert response.json() == {
         "integration_id": saved["integration_id"],
         "integration_name": "webhook",
-        "settings": SAVED_CONFIG,
+        "settings": {**SAVED_CONFIG, "api_key": "********"},  # secrets are masked on read
     }
 
 

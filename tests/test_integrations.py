@@ -9,6 +9,7 @@ import pytest
 from google.protobuf import json_format, struct_pb2
 
 from tests.helpers import error_info, field_violations
+from tierset.integrations import MASK
 from tierset.v1 import integrations_pb2
 
 STRINGIFY = integrations_pb2.INTEGRATION_DATA_TYPE_STRINGIFY
@@ -51,7 +52,7 @@ async def test_documented_sample_creates(integrations_stub, clean_integrations):
 
 @pytest.mark.parametrize("data_type", [STRINGIFY, OBJECT])
 async def test_save_again_updates_the_same_integration(
-    integrations_stub, clean_integrations, data_type
+    integrations_stub, db, clean_integrations, data_type
 ):
     first = await integrations_stub.SetGlobalSettings(
         _request("webhook", {"api_key": "k1", "enabled": True}, data_type)
@@ -69,7 +70,14 @@ async def test_save_again_updates_the_same_integration(
         integrations_pb2.GetGlobalSettingsRequest(settings_key="webhook")
     )
     assert read.integration_id == first.integration_id
-    assert json_format.MessageToDict(read.settings) == {"api_key": "k3", "enabled": False}
+    # A read masks the key; what is stored is the last key sent.
+    assert json_format.MessageToDict(read.settings) == {"api_key": MASK, "enabled": False}
+    assert (
+        await db.fetchval(
+            "SELECT config->>'api_key' FROM integrations WHERE id = $1", first.integration_id
+        )
+        == "k3"
+    )
 
 
 async def test_unsaved_integration_reads_as_defaults(integrations_stub, clean_integrations):
@@ -164,3 +172,61 @@ async def test_id_of_another_integration_is_not_found(integrations_stub, clean_i
             _request("webhook", {"enabled": False}, integration_id=slack.integration_id)
         )
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+LONG_KEY = "sk_live_0123456789abcdefWXYZ"
+
+
+async def _read_settings(stub) -> dict:
+    read = await stub.GetGlobalSettings(
+        integrations_pb2.GetGlobalSettingsRequest(settings_key="webhook")
+    )
+    return json_format.MessageToDict(read.settings)
+
+
+async def _stored_key(db, integration_id: int) -> str:
+    return await db.fetchval(
+        "SELECT config->>'api_key' FROM integrations WHERE id = $1", integration_id
+    )
+
+
+async def test_reads_mask_secrets_but_the_saving_call_sees_what_it_sent(
+    integrations_stub, db, clean_integrations
+):
+    config = {"api_key": LONG_KEY, "enabled": True, "webhook_url": "https://example.test/h"}
+    saved = await integrations_stub.SetGlobalSettings(_request("webhook", config))
+
+    assert json_format.MessageToDict(saved.feed_data.meta_value) == config
+    # The last four characters, to recognise the key; never enough to use it.
+    assert await _read_settings(integrations_stub) == {**config, "api_key": MASK + "WXYZ"}
+    assert LONG_KEY not in json.dumps(await _read_settings(integrations_stub))
+
+
+async def test_sending_the_masked_key_back_keeps_the_stored_one(
+    integrations_stub, db, clean_integrations
+):
+    saved = await integrations_stub.SetGlobalSettings(
+        _request("webhook", {"api_key": LONG_KEY, "enabled": True})
+    )
+    form = await _read_settings(integrations_stub)  # what an admin page would show and resend
+
+    again = await integrations_stub.SetGlobalSettings(
+        _request("webhook", {**form, "enabled": False})
+    )
+
+    assert await _stored_key(db, saved.integration_id) == LONG_KEY
+    assert json_format.MessageToDict(again.feed_data.meta_value)["api_key"] == form["api_key"]
+    assert (await _read_settings(integrations_stub))["enabled"] is False
+
+
+@pytest.mark.parametrize("new_key", ["replacement-key-9876", MASK + "nope"])
+async def test_any_other_value_replaces_the_stored_key(
+    integrations_stub, db, clean_integrations, new_key
+):
+    saved = await integrations_stub.SetGlobalSettings(
+        _request("webhook", {"api_key": LONG_KEY, "enabled": True})
+    )
+    await integrations_stub.SetGlobalSettings(
+        _request("webhook", {"api_key": new_key, "enabled": True})
+    )
+    assert await _stored_key(db, saved.integration_id) == new_key

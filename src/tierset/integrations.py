@@ -45,6 +45,9 @@ class Field:
     kind: type
     required: Required = Required.NEVER
     default: Any = None
+    # A credential of the business (an API key, a URL with a token in it): shown only in the
+    # answer to the call that sets it, masked on every read.
+    secret: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,20 +71,62 @@ CATALOGUE: dict[str, Integration] = {
             "webhook",
             (
                 _ENABLED,
-                Field("api_key", "API Key", str, Required.WHEN_ENABLED),
+                Field("api_key", "API Key", str, Required.WHEN_ENABLED, secret=True),
                 Field("webhook_url", "Webhook URL", str),
             ),
         ),
         Integration(
             "mailchimp",
-            (_ENABLED, Field("api_key", "API Key", str, Required.WHEN_ENABLED)),
+            (_ENABLED, Field("api_key", "API Key", str, Required.WHEN_ENABLED, secret=True)),
         ),
         Integration(
             "slack",
-            (_ENABLED, Field("webhook_url", "Webhook URL", str, Required.WHEN_ENABLED)),
+            (
+                _ENABLED,
+                # A Slack incoming-webhook URL carries its own token.
+                Field("webhook_url", "Webhook URL", str, Required.WHEN_ENABLED, secret=True),
+            ),
         ),
     )
 }
+
+
+MASK = "********"
+
+
+def mask(secret: str) -> str:
+    """What a read shows of a secret: enough to recognise a long one, never enough to use."""
+    return MASK + secret[-4:] if len(secret) >= 16 else MASK
+
+
+def masked(integration: Integration, config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration as a read shows it: every secret field masked."""
+    shown = dict(config)
+    for f in integration.fields:
+        if f.secret and isinstance(shown.get(f.name), str) and shown[f.name]:
+            shown[f.name] = mask(shown[f.name])
+    return shown
+
+
+def sends_back_masks(integration: Integration, config: dict[str, Any]) -> bool:
+    """Whether a save carries a masked secret (an edited form sending back what it read)."""
+    return any(
+        f.secret and isinstance(config.get(f.name), str) and config[f.name].startswith(MASK)
+        for f in integration.fields
+    )
+
+
+def keep_masked_secrets(
+    integration: Integration, config: dict[str, Any], stored: dict[str, Any]
+) -> dict[str, Any]:
+    """`config` with each secret that came back exactly as a read masked it replaced by the
+    stored secret: sending a form back unchanged keeps the key it does not show."""
+    merged = dict(config)
+    for f in integration.fields:
+        old = stored.get(f.name)
+        if f.secret and isinstance(old, str) and old and merged.get(f.name) == mask(old):
+            merged[f.name] = old
+    return merged
 
 
 def lookup(name: str) -> Integration:

@@ -40,8 +40,15 @@ class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
         config = integrations.validate_config(
             entry, integrations.decode_config(request.integration, request.data_type)
         )
+        to_store = config
+        if integrations.sends_back_masks(entry, config):
+            stored = await self._store.get_integration(account_id, entry.name)
+            if stored is not None:
+                to_store = integrations.keep_masked_secrets(
+                    entry, config, json.loads(stored.config)
+                )
         saved = await self._store.save_integration(
-            account_id, entry.name, json.dumps(config), request.integration_id
+            account_id, entry.name, json.dumps(to_store), request.integration_id
         )
         return integrations_pb2.SetGlobalSettingsResponse(
             message=integrations.SAVED,
@@ -50,7 +57,9 @@ class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
             created=saved.created,
             feed_data=integrations_pb2.FeedData(
                 meta_key=entry.name,
-                meta_value=integrations.to_struct(json.loads(saved.config)),
+                # What the caller sent (it knows those secrets already): a secret it left
+                # masked stays masked here too.
+                meta_value=integrations.to_struct(config),
                 object_type=integrations.OBJECT_TYPE,
             ),
         )
@@ -65,5 +74,5 @@ class IntegrationService(integrations_pb2_grpc.IntegrationServiceServicer):
         return integrations_pb2.GetGlobalSettingsResponse(
             integration_id=0 if saved is None else saved.id,
             integration_name=entry.name,
-            settings=integrations.to_struct(config),
+            settings=integrations.to_struct(integrations.masked(entry, config)),
         )
