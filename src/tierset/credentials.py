@@ -27,7 +27,7 @@ import asyncpg
 
 from tierset import errors
 from tierset.authz import Role
-from tierset.store import query
+from tierset.store import PoolClient, query
 
 
 class Kind(StrEnum):
@@ -142,11 +142,8 @@ def _revoked_ids(row: Any) -> list[int]:
     return [] if row is None or not row["ids"] else [int(i) for i in row["ids"].split(",")]
 
 
-class CredentialStore:
+class CredentialStore(PoolClient):
     """Every read and write of users, credentials and OAuth clients."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
 
     async def create_user(
         self, account_id: int, username: str, password: str | None, roles: frozenset[Role]
@@ -158,7 +155,7 @@ class CredentialStore:
             None if password is None else await asyncio.to_thread(hash_password, password)
         )
         try:
-            row = await self._pool.fetchrow(
+            row = await self._fetchrow(
                 query("create_user"),
                 account_id,
                 check_username(username),
@@ -179,7 +176,7 @@ class CredentialStore:
 
     async def user_by_username(self, username: str) -> tuple[User, str | None] | None:
         """A user and its password hash, or None."""
-        row = await self._pool.fetchrow(query("user_by_username"), username)
+        row = await self._fetchrow(query("user_by_username"), username)
         return None if row is None else (_user(row), row["password_hash"])
 
     async def require_user(self, username: str) -> User:
@@ -195,7 +192,7 @@ class CredentialStore:
         """Changes a password and revokes the user's OAuth tokens; returns their ids."""
         user = await self.require_user(username)
         password_hash = await asyncio.to_thread(hash_password, password)
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._acquire() as connection, connection.transaction():
             await connection.execute(query("set_user_password"), user.id, password_hash)
             return _revoked_ids(await connection.fetchrow(query("revoke_user_grants"), user.id))
 
@@ -212,7 +209,8 @@ class CredentialStore:
     ) -> Issued:
         """Creates a credential of `kind` for a user; the secret is in the result only."""
         secret = new_secret(PREFIXES[kind])
-        row = await (connection or self._pool).fetchrow(
+        fetchrow = self._fetchrow if connection is None else connection.fetchrow
+        row = await fetchrow(
             query("insert_credential"),
             user_id,
             kind.value,
@@ -226,18 +224,18 @@ class CredentialStore:
 
     async def principal_row(self, secret_digest: bytes) -> Any:
         """The credential with this digest and its user, or None (one index lookup)."""
-        return await self._pool.fetchrow(query("principal_by_digest"), secret_digest)
+        return await self._fetchrow(query("principal_by_digest"), secret_digest)
 
     async def consume_refresh_token(self, secret_digest: bytes, client_pk: int) -> Any:
         """Spends a refresh token once; None when unknown, spent, revoked, expired or foreign."""
-        return await self._pool.fetchrow(query("consume_refresh_token"), secret_digest, client_pk)
+        return await self._fetchrow(query("consume_refresh_token"), secret_digest, client_pk)
 
     async def revoke_spent_family(self, secret_digest: bytes) -> list[int]:
         """When a spent refresh token comes back, revokes its whole grant; returns the ids."""
-        family = await self._pool.fetchval(query("spent_refresh_token_family"), secret_digest)
+        family = await self._fetchval(query("spent_refresh_token_family"), secret_digest)
         if family is None:
             return []
-        return _revoked_ids(await self._pool.fetchrow(query("revoke_family"), family))
+        return _revoked_ids(await self._fetchrow(query("revoke_family"), family))
 
     async def issue_grant(
         self,
@@ -252,7 +250,7 @@ class CredentialStore:
         The user's OAuth tokens that expired over a day ago are deleted on the
         way, so the table does not grow with every login.
         """
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._acquire() as connection, connection.transaction():
             await connection.execute(query("delete_stale_grants"), user_id)
             access = await self.issue(
                 user_id,
@@ -275,12 +273,12 @@ class CredentialStore:
     async def revoke(self, credential_id: int, kind: Kind) -> list[int]:
         """Revokes one API token or application password; [] when none such is active."""
         return _revoked_ids(
-            await self._pool.fetchrow(query("revoke_credential"), credential_id, kind.value)
+            await self._fetchrow(query("revoke_credential"), credential_id, kind.value)
         )
 
     async def list(self, username: str, kind: Kind) -> list[CredentialRecord]:
         """A user's credentials of one kind, revoked ones included."""
-        rows = await self._pool.fetch(query("list_credentials"), username, kind.value)
+        rows = await self._fetch(query("list_credentials"), username, kind.value)
         return [
             CredentialRecord(
                 r["id"],
@@ -300,7 +298,7 @@ class CredentialStore:
         client_id = client_id or "tsc_" + secrets.token_hex(8)
         secret = new_secret(CLIENT_SECRET_PREFIX)
         try:
-            await self._pool.fetchrow(
+            await self._fetchrow(
                 query("create_oauth_client"), client_id, digest(secret), display_name
             )
         except asyncpg.UniqueViolationError:
@@ -311,13 +309,13 @@ class CredentialStore:
 
     async def oauth_client(self, client_id: str) -> tuple[int, bytes] | None:
         """An active client's key and secret digest, or None."""
-        row = await self._pool.fetchrow(query("oauth_client"), client_id)
+        row = await self._fetchrow(query("oauth_client"), client_id)
         return None if row is None else (row["id"], bytes(row["secret_digest"]))
 
     async def revoke_oauth_client(self, client_id: str) -> bool:
         """Retires a client and its tokens; False when no such active client."""
-        return await self._pool.fetchrow(query("revoke_oauth_client"), client_id) is not None
+        return await self._fetchrow(query("revoke_oauth_client"), client_id) is not None
 
     async def count_users(self) -> int:
         """How many users exist (zero on a fresh installation)."""
-        return int(await self._pool.fetchval(query("count_users")))
+        return int(await self._fetchval(query("count_users")))

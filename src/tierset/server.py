@@ -131,7 +131,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
             listener = CacheListener(dsn, cache)
             listener.start()
             settings_store = CachedStore(pool, cache, config.pool_acquire_timeout_seconds)
-        credentials = CredentialStore(pool)
+        credentials = CredentialStore(pool, config.pool_acquire_timeout_seconds)
         authenticator = Authenticator(
             credentials, config.auth_cache_seconds, config.auth_cache_size
         )

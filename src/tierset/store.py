@@ -52,9 +52,6 @@ class ScopeRef:
         return None, self.id
 
 
-GLOBAL_SCOPE = None
-
-
 @dataclass(frozen=True)
 class StoredSetting:
     """A setting as resolved for a scope; `value` is its JSON text."""
@@ -123,8 +120,9 @@ def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
     )
 
 
-class Store:
-    """Reads and writes over one asyncpg pool."""
+class PoolClient:
+    """What every part that queries the pool shares: connections that give up waiting after
+    the acquire timeout, and that are never reused once asyncpg has lost track of them."""
 
     def __init__(self, pool: asyncpg.Pool, acquire_timeout: float | None = None) -> None:
         self._pool = pool
@@ -153,6 +151,10 @@ class Store:
     async def _fetchval(self, sql: str, *args: object) -> Any:
         async with self._acquire() as connection:
             return await connection.fetchval(sql, *args)
+
+
+class Store(PoolClient):
+    """Reads and writes of settings, accounts, retailers and integrations."""
 
     async def ping(self) -> None:
         """Returns when the database answers a trivial query; raises when it does not."""
