@@ -22,6 +22,7 @@ from tierset.store import Store
 
 DEMO_ACCOUNT_ID = 1111
 DEMO_RETAILER_ID = 2222
+PLATFORM_ACCOUNT_ID = 1
 DEMO_ADMIN = "demo-admin"
 DEMO_PLATFORM = "demo-platform"
 DEMO_CLIENT_ID = "demo-client"
@@ -29,11 +30,15 @@ CREDENTIALS_FILE = "demo-credentials.env"
 
 
 async def _ensure_scopes(store: Store) -> None:
-    try:
-        await store.create_account(DEMO_ACCOUNT_ID, "Demo account")
-    except errors.TiersetError as error:
-        if error.reason != "ACCOUNT_EXISTS":
-            raise
+    for account_id, name in (
+        (DEMO_ACCOUNT_ID, "Demo account"),
+        (PLATFORM_ACCOUNT_ID, "Platform operations"),
+    ):
+        try:
+            await store.create_account(account_id, name)
+        except errors.TiersetError as error:
+            if error.reason != "ACCOUNT_EXISTS":
+                raise
     try:
         await store.create_retailer(DEMO_RETAILER_ID, DEMO_ACCOUNT_ID, "Demo retailer")
     except errors.TiersetError as error:
@@ -51,8 +56,10 @@ async def bootstrap_demo(pool: asyncpg.Pool, data_dir: Path, grpc_address: str) 
     admin = await credentials.create_user(
         DEMO_ACCOUNT_ID, DEMO_ADMIN, password, frozenset({Role.ADMIN})
     )
+    # The platform operator is not a member of a customer's account: what it keeps per
+    # account (its integration settings) must not land in that customer's.
     platform = await credentials.create_user(
-        DEMO_ACCOUNT_ID, DEMO_PLATFORM, None, frozenset({Role.PLATFORM})
+        PLATFORM_ACCOUNT_ID, DEMO_PLATFORM, None, frozenset({Role.PLATFORM})
     )
     token = await credentials.issue(admin.id, Kind.API_TOKEN, name="demo")
     platform_token = await credentials.issue(platform.id, Kind.API_TOKEN, name="demo")
