@@ -118,6 +118,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
     pool = await create_pool(config, dsn)
     cache: ResolutionCache | None = None
     listener: CacheListener | None = None
+    authenticator: Authenticator | None = None
+    server: grpc.aio.Server | None = None
+    database_health: DatabaseHealth | None = None
     try:
         if config.migrate_on_start:
             async with pool.acquire() as connection:
@@ -187,6 +190,13 @@ async def start_app(config: Config, dsn: str | None) -> App:
         await database_health.report(serving=True)
         database_health.start()
     except BaseException:
+        # Undo whatever had started, newest first, so a failed start leaves nothing running.
+        if database_health is not None:
+            await database_health.stop()
+        if server is not None:
+            await server.stop(None)
+        if authenticator is not None:
+            await authenticator.close()
         if listener is not None:
             await listener.stop()
         await pool.close()
