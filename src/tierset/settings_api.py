@@ -19,7 +19,6 @@ from tierset.values import (
     setting_type_from_proto,
 )
 
-
 # Where a GetSettingsResponse is kept among a Resolution's renderings.
 _RESPONSE = "grpc.GetSettingsResponse"
 
@@ -83,7 +82,7 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
                 settings=[setting_to_proto(s) for s in resolution.settings]
             )
             resolution.renderings[_RESPONSE] = response
-        return response  # type: ignore[no-any-return]
+        return response
 
     async def PutSetting(
         self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext
