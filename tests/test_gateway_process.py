@@ -174,12 +174,15 @@ def test_the_gateway_is_configured_from_the_environment():
             "TIERSET_GRPC_TARGET": "settings:50051",
             "TIERSET_GATEWAY_DEADLINE_SECONDS": "2.5",
             "TIERSET_HTTP_MAX_BODY_BYTES": "1024",
+            "TIERSET_GATEWAY_PROCESSES": "3",
         }
     )
 
     assert (config.http_address, config.grpc_target) == ("0.0.0.0:9090", "settings:50051")
     assert (config.gateway_deadline_seconds, config.http_max_body_bytes) == (2.5, 1024)
+    assert config.gateway_processes == 3
     assert Config.from_env({}).http_address == "127.0.0.1:8080"
+    assert Config.from_env({}).gateway_processes == 1
 
 
 @pytest.mark.parametrize(
