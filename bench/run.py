@@ -479,7 +479,7 @@ class Workload:
     # Which workloads it is compared with (names), and how it is labelled in the chart.
     baselines: list[str] = field(default_factory=list)
     kind: str = "tierset"
-    # Which client drives it: the gRPC load client, wrk over HTTP, or raw SQL.
+    # Which client drives it: the gRPC load client or wrk over HTTP (target "sql": raw SQL).
     client: str = "grpc"
     # GetSettings requests sent once before the warm-up, so that a cached workload
     # starts with every answer in the server's cache, whatever ran before it.
@@ -628,7 +628,7 @@ async def drive(
         paths_file.write_text("\n".join([header, *(p.decode() for p in workload.requests)]))
         spec |= {"target": running.address, "paths_file": str(paths_file)}
         script = "http_load.py"
-    elif workload.client == "sql":
+    elif workload.target == "sql":
         spec |= {
             "dsn": bench.databases["main"],
             "pool": 10,
