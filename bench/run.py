@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import os
 import pickle
 import platform
@@ -53,8 +54,10 @@ import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tierset.authz import Role
-from tierset.credentials import CredentialStore, Kind
+from tierset import logs
+from tierset.auth import Authenticator
+from tierset.authz import Principal, Role
+from tierset.credentials import CredentialStore, Kind, digest
 from tierset.embedded import EmbeddedPostgres
 from tierset.migrate import migrate
 from tierset.v1 import settings_pb2, settings_pb2_grpc
@@ -670,6 +673,42 @@ async def drive(
     return result
 
 
+async def per_call_costs(iterations: int = 20_000) -> dict[str, float]:
+    """Microseconds per call of two steps too small for the pairs to resolve in the noise,
+    timed in this process: verifying a cached API token (tierset's Authenticator, as
+    the AuthInterceptor calls it) and writing one access-log line (tierset's JSON
+    formatter with its redaction, as ObservabilityInterceptor logs it) to /dev/null.
+    """
+    token = "tsk_" + "x" * 43
+    principal = Principal(1, "bench", 1, frozenset({Role.PLATFORM}), Kind.API_TOKEN.value, 1)
+    authenticator = Authenticator(CredentialStore(None), 3600, 10)  # type: ignore[arg-type]
+    authenticator._remember(digest(token), principal, None)  # warm, as after a first call
+    values = [f"Bearer {token}"]
+    started = time.perf_counter()
+    for _ in range(iterations):
+        await authenticator.authenticate(values)
+    verify = (time.perf_counter() - started) / iterations * 1e6
+
+    method = GET
+    with open(os.devnull, "w") as sink:
+        handler = logs.json_handler(sink)
+        access = logging.getLogger("bench.access")
+        access.propagate = False
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        started = time.perf_counter()
+        for _ in range(iterations):
+            access.info(
+                "%s %s",
+                method,
+                "OK",
+                extra={"grpc_method": method, "grpc_code": "OK", "duration_ms": 0.5},
+            )
+        line = (time.perf_counter() - started) / iterations * 1e6
+        access.removeHandler(handler)
+    return {"verify_cached_token_us": verify, "access_log_line_us": line}
+
+
 async def prime(running: Running, requests: list[bytes]) -> None:
     """Sends each read once (64 at a time), so the server's cache holds every answer.
 
@@ -933,6 +972,7 @@ async def main(args: argparse.Namespace) -> None:
             workload = next(w for w in made if w.name == base)
             await measure_pair(bench, workload, measured, reference)
         propagation = await measure_propagation(bench)
+        costs = await per_call_costs()
         profiles = {}
         if args.profile:
             one_key = next(w for w in made if w.name == "GetSettings 1 key retailer, cached")
@@ -944,7 +984,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(bench, propagation, profiles, pg_version, time.monotonic() - begun)
+    report(bench, propagation, costs, profiles, pg_version, time.monotonic() - begun)
 
 
 def ratio(results: dict[str, dict[str, Any]], name: str, other: str) -> str:
@@ -965,6 +1005,7 @@ def short(name: str) -> str:
 def report(
     bench: Bench,
     propagation: dict[str, Any],
+    costs: dict[str, float],
     profiles: dict[str, Any],
     pg_version: str,
     elapsed: float,
@@ -991,6 +1032,18 @@ def report(
         f" p50 {propagation['p50_ms']:.2f} ms, p99 {propagation['p99_ms']:.2f} ms,"
         f" max {propagation['max_ms']:.2f} ms"
     )
+    cached = results.get("GetSettings 1 key retailer, cached")
+    if cached and cached["rps"]:
+        # Server CPU per call of a cached read, to put the two steps in proportion.
+        per_call = cached["server_cpu_cores"] / cached["rps"] * 1e6
+        costs["cached_read_server_cpu_us"] = per_call
+        lines.append(
+            f"per call: verifying a cached API token {costs['verify_cached_token_us']:.1f} us"
+            f" ({100 * costs['verify_cached_token_us'] / per_call:.1f} % of a cached read's"
+            f" {per_call:.0f} us of server CPU); one access-log line"
+            f" {costs['access_log_line_us']:.1f} us"
+            f" ({100 * costs['access_log_line_us'] / per_call:.1f} %)"
+        )
     for target, found in profiles.items():
         if "error" in found:
             lines.append(f"profile {target}: {found['error']}")
@@ -1011,6 +1064,7 @@ def report(
         "concurrency": CONCURRENCY,
         "results": results,
         "propagation": propagation,
+        "per_call_costs": costs,
         "profiles": profiles,
         "table": table,
     }
