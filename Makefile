@@ -38,18 +38,21 @@ test: $(STAMP)
 # the dev extra, so this needs no network beyond `make install`. `make test` runs it too.
 deploy-check: $(STAMP)
 	$(BIN)/pytest -q tests/test_deploy.py
-# The benchmark (bench/run.py) needs etcd, the peer it is compared with, and the
-# `bench` extra (matplotlib, py-spy). Figures land in results/, never committed.
+# The benchmark (bench/run.py) needs etcd, the peer it is compared with, wrk (its HTTP
+# load client) and the `bench` extra (matplotlib, py-spy). Figures land in results/,
+# never committed.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 bench: $(BENCH_STAMP)
-	@command -v etcd >/dev/null || { \
+	@missing=""; command -v etcd >/dev/null || missing="etcd-server"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	[ -z "$$missing" ] || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; \
-		else echo "make bench needs etcd: apt-get install etcd-server"; exit 1; fi; }
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "make bench needs: apt-get install$$missing"; exit 1; fi; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 # Load at concurrency with PostgreSQL crashed (immediate stop) and restarted mid-run, on a

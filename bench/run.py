@@ -8,12 +8,19 @@ workload for a fixed time at concurrency 64 from a separate load process
 * the precedence SQL over asyncpg with no gRPC (the database's limit),
 * etcd, the peer, serving a Range of one key through its gRPC API.
 
+Every tierset call authenticates as the product requires (an API token made in
+each bench database); the REST workloads go through `tierset gateway` with wrk
+(bench/http_load.py); authentication's own cost is measured against a server
+that trusts every call (bench/trusting_server.py).
+
 Prints one table with each workload's ratio to its baseline and to etcd, and
 writes JSON, a PNG chart and py-spy profiles under results/ (not committed).
 
 A workload is one line in `workloads()`: a name, which target serves it, the
-gRPC method and its requests. Adding one served by another target (the REST
-gateway, an authenticating server) means adding that target to `TARGETS`.
+gRPC method (or HTTP) and its requests. Adding one served by another target
+means adding that target to `TARGETS`. Pairs whose difference is smaller than
+the machine's noise (authentication, the access log) are measured in
+alternating rounds on two servers running side by side (`PAIRS`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import os
 import pickle
 import platform
@@ -46,6 +54,10 @@ import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tierset import logs
+from tierset.auth import Authenticator
+from tierset.authz import Principal, Role
+from tierset.credentials import CredentialStore, Kind, digest
 from tierset.embedded import EmbeddedPostgres
 from tierset.migrate import migrate
 from tierset.v1 import settings_pb2, settings_pb2_grpc
@@ -159,6 +171,17 @@ async def seed_sized(dsn: str, accounts: int) -> int:
         await connection.close()
 
 
+async def make_token(dsn: str) -> str:
+    """A PLATFORM user in account 1 and its API token: every call needs a credential."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        credentials = CredentialStore(pool)
+        user = await credentials.create_user(1, "bench", None, frozenset({Role.PLATFORM}))
+        return (await credentials.issue(user.id, Kind.API_TOKEN, name="bench")).secret
+    finally:
+        await pool.close()
+
+
 # --- requests -----------------------------------------------------------------
 
 
@@ -196,10 +219,14 @@ def write_requests(rng: random.Random) -> list[settings_pb2.PutSettingRequest]:
 
 @dataclass
 class Running:
-    """A started target: where to send calls, and which processes do the serving."""
+    """A started target: where to send calls, which processes serve, and the credential."""
 
     address: str
     pids: list[int]
+    metadata: list[tuple[str, str]] = field(default_factory=list)
+    # The tierset gRPC server behind it (itself, or the one behind a gateway).
+    grpc_address: str = ""
+    processes: int = 1
 
 
 def _children(pid: int) -> list[int]:
@@ -259,27 +286,70 @@ async def process(
 
 
 def tierset_target(
-    database: str, cache: bool = True, processes: int = 1
+    database: str,
+    cache: bool = True,
+    processes: int = 1,
+    env: dict[str, str] | None = None,
+    trusting: bool = False,
 ) -> Callable[[Bench], contextlib.AbstractAsyncContextManager[Running]]:
-    """A `tierset serve` on one of the bench databases."""
+    """A `tierset serve` on one of the bench databases, configured as in production
+    (INFO logs with the access line, to a file) unless `env` says otherwise.
+
+    `trusting`: bench/trusting_server.py instead, which skips credential verification.
+    """
 
     @contextlib.asynccontextmanager
     async def start(bench: Bench) -> AsyncIterator[Running]:
         address = f"127.0.0.1:{free_port()}"
-        env = {
+        server_env = {
             **os.environ,
             "DATABASE_URL": bench.databases[database],
             "TIERSET_GRPC_ADDRESS": address,
             "TIERSET_CACHE_MAX_ENTRIES": "10000" if cache else "0",
             "TIERSET_PROCESSES": str(processes),
-            "TIERSET_LOG_LEVEL": "WARNING",
+            "TIERSET_METRICS_ADDRESS": "",  # several servers run at once; metrics still count
+            **(env or {}),
         }
-        command = [sys.executable, "-m", "tierset.cli", "serve"]
-        async with process(command, env, bench.work / "servers.log") as server:
+        command = (
+            [sys.executable, str(BENCH / "trusting_server.py")]
+            if trusting
+            else [sys.executable, "-m", "tierset.cli", "serve"]
+        )
+        async with process(command, server_env, bench.work / "servers.log") as server:
             await wait_healthy(address)
             if processes > 1:
                 await asyncio.sleep(3)  # healthy is the first worker; let the others bind too
-            yield Running(address, [server.pid])
+            token = bench.tokens[database]
+            credential = [("authorization", f"Bearer {token}")]
+            yield Running(address, [server.pid], credential, address, processes)
+
+    return start
+
+
+def gateway_target(processes: int) -> Callable[[Bench], Any]:
+    """`tierset gateway` with `processes` processes, in front of a cached `tierset serve`."""
+
+    @contextlib.asynccontextmanager
+    async def start(bench: Bench) -> AsyncIterator[Running]:
+        port = free_port()
+        async with tierset_target("main")(bench) as grpc_server:
+            env = {
+                **os.environ,
+                "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{port}",
+                "TIERSET_GRPC_TARGET": grpc_server.address,
+                "TIERSET_GATEWAY_PROCESSES": str(processes),
+            }
+            command = [sys.executable, "-m", "tierset.cli", "gateway"]
+            async with process(command, env, bench.work / "servers.log") as gateway:
+                await wait_port(f"127.0.0.1:{port}")
+                if processes > 1:
+                    await asyncio.sleep(3)  # the first process answers; let the others bind
+                yield Running(
+                    f"http://127.0.0.1:{port}",
+                    [gateway.pid, *grpc_server.pids],
+                    grpc_server.metadata,
+                    grpc_server.address,
+                )
 
     return start
 
@@ -360,7 +430,37 @@ TARGETS: dict[str, Callable[[Bench], Any]] = {
     "bare-1key": bare_target("1 key"),
     "bare-10keys": bare_target("10 keys"),
     "etcd": etcd_target,
+    "gateway": gateway_target(1),
+    "gateway-2proc": gateway_target(2),
 }
+
+# Measured side by side in alternating rounds: (name, target) pairs, the second the
+# reference, on one workload. Their difference is below what this machine's noise
+# allows between two separate runs.
+PAIRS: list[tuple[str, tuple[str, Callable[[Bench], Any]], tuple[str, Callable[[Bench], Any]]]] = [
+    (
+        "GetSettings 1 key retailer, cached",
+        ("authenticated (API token, verification cached)", tierset_target("main")),
+        ("verification skipped (trusting server)", tierset_target("main", trusting=True)),
+    ),
+    (
+        "GetSettings 1 key retailer, cached",
+        ("access log on (default)", tierset_target("main")),
+        (
+            "access log off",
+            tierset_target("main", env={"TIERSET_ACCESS_LOG": "false"}),
+        ),
+    ),
+    (
+        "GetSettings 1 key retailer, cached",
+        (
+            "API token verified on every call (auth cache off)",
+            tierset_target("main", env={"TIERSET_AUTH_CACHE_SECONDS": "0"}),
+        ),
+        ("API token, verification cached (default)", tierset_target("main")),
+    ),
+]
+PAIR_ROUNDS, PAIR_ROUND_SECONDS, PAIR_WARMUP_SECONDS = 5, 2.0, 0.5
 
 
 # --- workloads ------------------------------------------------------------------
@@ -382,8 +482,11 @@ class Workload:
     # Which workloads it is compared with (names), and how it is labelled in the chart.
     baselines: list[str] = field(default_factory=list)
     kind: str = "tierset"
-    # gRPC metadata sent with every call (an authenticated read adds its token here).
-    metadata: list[tuple[str, str]] = field(default_factory=list)
+    # Which client drives it: the gRPC load client or wrk over HTTP (target "sql": raw SQL).
+    client: str = "grpc"
+    # GetSettings requests sent once before the warm-up, so that a cached workload
+    # starts with every answer in the server's cache, whatever ran before it.
+    primer: list[bytes] = field(default_factory=list)
 
 
 def workloads(bench: Bench) -> list[Workload]:
@@ -422,6 +525,27 @@ def workloads(bench: Bench) -> list[Workload]:
                     GET,
                     requests,
                     [bare] if cached else [bare, sql],
+                    primer=requests if cached else [],
+                )
+            )
+    for keys in (1, 10):
+        paths = [
+            rest_path(m)
+            for m in map(settings_pb2.GetSettingsRequest.FromString, reads["RETAILER", keys])
+        ]
+        grpc_name = f"GetSettings {keys} key{'s' if keys > 1 else ''} retailer, cached"
+        for target, processes in (("gateway", ""), ("gateway-2proc", ", 2 gateway processes")):
+            made.append(
+                Workload(
+                    f"REST GET {keys} key{'s' if keys > 1 else ''} retailer{processes}",
+                    target,
+                    "GET",
+                    paths,
+                    [grpc_name]
+                    if not processes
+                    else [grpc_name, f"REST GET {keys} key{'s' if keys > 1 else ''} retailer"],
+                    client="http",
+                    primer=reads["RETAILER", keys],
                 )
             )
     made += [
@@ -432,6 +556,7 @@ def workloads(bench: Bench) -> list[Workload]:
             GET,
             reads["RETAILER", 1],
             ["GetSettings 1 key retailer, cached", "bare gRPC, 1-key response"],
+            primer=reads["RETAILER", 1],
         ),
         Workload(
             "GetSettings 1 key retailer, uncached, 2 processes",
@@ -458,6 +583,14 @@ def workloads(bench: Bench) -> list[Workload]:
     return made
 
 
+def rest_path(request: settings_pb2.GetSettingsRequest) -> bytes:
+    """The gateway's Fluent Commerce path for the same read."""
+    level = request.scope.WhichOneof("kind")
+    scope = "account" if level == "account_id" else "retailer"
+    scope_id = getattr(request.scope, str(level))
+    return f"/api/v4.1/settings/{scope}/{scope_id}/{','.join(request.keys)}".encode()
+
+
 # --- running ------------------------------------------------------------------
 
 
@@ -466,19 +599,39 @@ class Bench:
     args: argparse.Namespace
     work: Path
     databases: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+    primed: set[tuple[str, str]] = field(default_factory=set)
     responses: dict[str, bytes] = field(default_factory=dict)
     etcd: Any = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-async def drive(bench: Bench, workload: Workload, running: Running | None) -> dict[str, Any]:
+async def drive(
+    bench: Bench,
+    workload: Workload,
+    running: Running | None,
+    seconds: float | None = None,
+    warmup: float | None = None,
+) -> dict[str, Any]:
     """Runs one workload from a separate load process; returns its figures."""
+    seconds = bench.args.seconds if seconds is None else seconds
+    warmup = bench.args.warmup if warmup is None else warmup
+    if workload.primer and running and (running.address, workload.name) not in bench.primed:
+        await prime(running, workload.primer)
+        bench.primed.add((running.address, workload.name))
     spec: dict[str, Any] = {
         "concurrency": CONCURRENCY,
-        "seconds": bench.args.seconds,
-        "warmup_seconds": bench.args.warmup,
+        "seconds": seconds,
+        "warmup_seconds": warmup,
     }
-    if workload.target == "sql":
+    if workload.client == "http":
+        assert running is not None
+        paths_file = bench.work / "paths.txt"
+        header = dict(running.metadata)["authorization"]
+        paths_file.write_text("\n".join([header, *(p.decode() for p in workload.requests)]))
+        spec |= {"target": running.address, "paths_file": str(paths_file)}
+        script = "http_load.py"
+    elif workload.target == "sql":
         spec |= {
             "dsn": bench.databases["main"],
             "pool": 10,
@@ -501,7 +654,7 @@ async def drive(bench: Bench, workload: Workload, running: Running | None) -> di
             "method": workload.method,
             "requests_file": str(requests_file),
             "processes": bench.args.client_processes,
-            "metadata": workload.metadata,
+            "metadata": running.metadata,
         }
         script = "load.py"
     spec_file = bench.work / "spec.json"
@@ -516,10 +669,112 @@ async def drive(bench: Bench, workload: Workload, running: Running | None) -> di
     result: dict[str, Any] = json.loads(out)
     if running:
         # Includes the warm-up, as the client's figure does.
-        result["server_cpu_cores"] = (cpu_seconds(running.pids) - cpu_before) / (
-            bench.args.seconds + bench.args.warmup
-        )
+        result["server_cpu_cores"] = (cpu_seconds(running.pids) - cpu_before) / (seconds + warmup)
     return result
+
+
+async def per_call_costs(iterations: int = 20_000) -> dict[str, float]:
+    """Microseconds per call of two steps too small for the pairs to resolve in the noise,
+    timed in this process: verifying a cached API token (tierset's Authenticator, as
+    the AuthInterceptor calls it) and writing one access-log line (tierset's JSON
+    formatter with its redaction, as ObservabilityInterceptor logs it) to /dev/null.
+    """
+    token = "tsk_" + "x" * 43
+    principal = Principal(1, "bench", 1, frozenset({Role.PLATFORM}), Kind.API_TOKEN.value, 1)
+    authenticator = Authenticator(CredentialStore(None), 3600, 10)  # type: ignore[arg-type]
+    authenticator._remember(digest(token), principal, None)  # warm, as after a first call
+    values = [f"Bearer {token}"]
+    started = time.perf_counter()
+    for _ in range(iterations):
+        await authenticator.authenticate(values)
+    verify = (time.perf_counter() - started) / iterations * 1e6
+
+    method = GET
+    with open(os.devnull, "w") as sink:
+        handler = logs.json_handler(sink)
+        access = logging.getLogger("bench.access")
+        access.propagate = False
+        access.addHandler(handler)
+        access.setLevel(logging.INFO)
+        started = time.perf_counter()
+        for _ in range(iterations):
+            access.info(
+                "%s %s",
+                method,
+                "OK",
+                extra={"grpc_method": method, "grpc_code": "OK", "duration_ms": 0.5},
+            )
+        line = (time.perf_counter() - started) / iterations * 1e6
+        access.removeHandler(handler)
+    return {"verify_cached_token_us": verify, "access_log_line_us": line}
+
+
+async def prime(running: Running, requests: list[bytes]) -> None:
+    """Sends each read once (64 at a time), so the server's cache holds every answer.
+
+    With several server processes each connection lands on one of them (by the
+    kernel's hash), so six connections each send every read: a process is
+    missed only with odds of 1 in 32.
+    """
+
+    async def through_one_connection() -> None:
+        async with grpc.aio.insecure_channel(
+            running.grpc_address, options=[("grpc.use_local_subchannel_pool", 1)]
+        ) as channel:
+            call = channel.unary_unary(GET)
+            for start in range(0, len(requests), CONCURRENCY):
+                await asyncio.gather(
+                    *(
+                        call(q, metadata=running.metadata, timeout=10)
+                        for q in requests[start : start + CONCURRENCY]
+                    )
+                )
+
+    await asyncio.gather(
+        *(through_one_connection() for _ in range(1 if running.processes == 1 else 6))
+    )
+
+
+async def measure_pair(
+    bench: Bench,
+    workload: Workload,
+    measured: tuple[str, Callable[[Bench], Any]],
+    reference: tuple[str, Callable[[Bench], Any]],
+) -> None:
+    """Both servers up at once, driven in alternating rounds: drift hits both alike.
+
+    The rate is over all rounds; p50 and p99 are the medians of the rounds'.
+    """
+    rounds: dict[str, list[dict[str, Any]]] = {measured[0]: [], reference[0]: []}
+    seconds = PAIR_ROUND_SECONDS
+    async with measured[1](bench) as first, reference[1](bench) as second:
+        for n in range(PAIR_ROUNDS):
+            # Alternate which goes first, so neither always follows the other.
+            order = ((measured, first), (reference, second))
+            for (label, _), running in order if n % 2 == 0 else order[::-1]:
+                rounds[label].append(
+                    await drive(bench, workload, running, seconds, PAIR_WARMUP_SECONDS)
+                )
+    for label, results in rounds.items():
+        name = f"{workload.name}: {label}"
+        middle = len(results) // 2
+        bench.results[name] = {
+            "requests": sum(r["requests"] for r in results),
+            "rps": sum(r["requests"] for r in results) / (seconds * len(results)),
+            "p50_ms": sorted(r["p50_ms"] for r in results)[middle],
+            "p99_ms": sorted(r["p99_ms"] for r in results)[middle],
+            "errors": {k: v for r in results for k, v in r["errors"].items()},
+            "server_cpu_cores": sum(r["server_cpu_cores"] for r in results) / len(results),
+            "client_cpu_cores": sum(r["client_cpu_cores"] for r in results) / len(results),
+            "kind": "tierset",
+            "baselines": [] if label == reference[0] else [f"{workload.name}: {reference[0]}"],
+            "rounds": [r["rps"] for r in results],
+        }
+        print(
+            f"  {name:<55} {bench.results[name]['rps']:>8.0f}/s  rounds"
+            f" {', '.join(f'{r:.0f}' for r in bench.results[name]['rounds'])}",
+            flush=True,
+        )
 
 
 async def capture_responses(bench: Bench, running: Running, made: list[Workload]) -> None:
@@ -532,7 +787,10 @@ async def capture_responses(bench: Bench, running: Running, made: list[Workload]
                 for w in made
                 if w.name == f"GetSettings {keys} {name.split()[1]} retailer, cached"
             )
-            sizes = [(len(r := await call(q)), r) for q in workload.requests[:50]]
+            sizes = [
+                (len(r := await call(q, metadata=running.metadata)), r)
+                for q in workload.requests[:50]
+            ]
             bench.responses[name] = max(sizes)[1]
 
 
@@ -544,8 +802,18 @@ async def measure_propagation(bench: Bench, samples: int = 200) -> dict[str, Any
         grpc.aio.insecure_channel(writer.address) as write_channel,
         grpc.aio.insecure_channel(reader.address) as read_channel,
     ):
-        put = settings_pb2_grpc.SettingsServiceStub(write_channel).PutSetting
-        get = settings_pb2_grpc.SettingsServiceStub(read_channel).GetSettings
+        stubs = (
+            settings_pb2_grpc.SettingsServiceStub(write_channel),
+            settings_pb2_grpc.SettingsServiceStub(read_channel),
+        )
+        credential = writer.metadata
+
+        async def put(request: settings_pb2.PutSettingRequest) -> Any:
+            return await stubs[0].PutSetting(request, metadata=credential)
+
+        async def get(request: settings_pb2.GetSettingsRequest) -> Any:
+            return await stubs[1].GetSettings(request, metadata=credential)
+
         scope = settings_pb2.Scope(retailer_id=OVERRIDING_EVERY)
         read = settings_pb2.GetSettingsRequest(scope=scope, keys=["BENCH.PROPAGATION"])
         delays, polls = [], []
@@ -664,6 +932,8 @@ async def main(args: argparse.Namespace) -> None:
         for name, accounts in (("size_10k", 200), ("size_1m", 20_000)):
             bench.databases[name] = await create_database(admin, name)
             rows[name] = await seed_sized(bench.databases[name], accounts)
+        for name, dsn in bench.databases.items():
+            bench.tokens[name] = await make_token(dsn)
         print(f"seeded {rows} in {time.monotonic() - begun:.0f}s", flush=True)
         connection = await asyncpg.connect(admin)
         pg_version = await connection.fetchval("SHOW server_version")
@@ -696,16 +966,25 @@ async def main(args: argparse.Namespace) -> None:
                         f"  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms",
                         flush=True,
                     )
+        for base, measured, reference in PAIRS:
+            if only and only not in base and only not in measured[0]:
+                continue
+            workload = next(w for w in made if w.name == base)
+            await measure_pair(bench, workload, measured, reference)
         propagation = await measure_propagation(bench)
+        costs = await per_call_costs()
         profiles = {}
         if args.profile:
             one_key = next(w for w in made if w.name == "GetSettings 1 key retailer, cached")
             for target in ("tierset", "tierset-uncached"):
                 profiles[target] = await profile(bench, target, one_key)
+            # The gateway's own process (the gRPC server behind it is not sampled).
+            rest = next(w for w in made if w.name == "REST GET 1 key retailer")
+            profiles["gateway"] = await profile(bench, "gateway", rest)
     finally:
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(bench, propagation, profiles, pg_version, time.monotonic() - begun)
+    report(bench, propagation, costs, profiles, pg_version, time.monotonic() - begun)
 
 
 def ratio(results: dict[str, dict[str, Any]], name: str, other: str) -> str:
@@ -726,6 +1005,7 @@ def short(name: str) -> str:
 def report(
     bench: Bench,
     propagation: dict[str, Any],
+    costs: dict[str, float],
     profiles: dict[str, Any],
     pg_version: str,
     elapsed: float,
@@ -752,6 +1032,18 @@ def report(
         f" p50 {propagation['p50_ms']:.2f} ms, p99 {propagation['p99_ms']:.2f} ms,"
         f" max {propagation['max_ms']:.2f} ms"
     )
+    cached = results.get("GetSettings 1 key retailer, cached")
+    if cached and cached["rps"]:
+        # Server CPU per call of a cached read, to put the two steps in proportion.
+        per_call = cached["server_cpu_cores"] / cached["rps"] * 1e6
+        costs["cached_read_server_cpu_us"] = per_call
+        lines.append(
+            f"per call: verifying a cached API token {costs['verify_cached_token_us']:.1f} us"
+            f" ({100 * costs['verify_cached_token_us'] / per_call:.1f} % of a cached read's"
+            f" {per_call:.0f} us of server CPU); one access-log line"
+            f" {costs['access_log_line_us']:.1f} us"
+            f" ({100 * costs['access_log_line_us'] / per_call:.1f} %)"
+        )
     for target, found in profiles.items():
         if "error" in found:
             lines.append(f"profile {target}: {found['error']}")
@@ -772,6 +1064,7 @@ def report(
         "concurrency": CONCURRENCY,
         "results": results,
         "propagation": propagation,
+        "per_call_costs": costs,
         "profiles": profiles,
         "table": table,
     }

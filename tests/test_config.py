@@ -28,3 +28,14 @@ def test_timeouts_have_defaults():
 def test_a_timeout_that_is_not_a_number_names_its_variable(name):
     with pytest.raises(ConfigError, match=name):
         Config.from_env({name: "soon"})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, True), ("false", False), ("true", True)])
+def test_the_access_log_is_on_unless_switched_off(raw, expected):
+    env = {} if raw is None else {"TIERSET_ACCESS_LOG": raw}
+    assert Config.from_env(env).access_log is expected
+
+
+def test_an_access_log_setting_that_is_not_a_boolean_names_its_variable():
+    with pytest.raises(ConfigError, match="TIERSET_ACCESS_LOG"):
+        Config.from_env({"TIERSET_ACCESS_LOG": "sometimes"})

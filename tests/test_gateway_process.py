@@ -4,9 +4,11 @@ beside the gRPC server, each stopping cleanly on SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -84,6 +86,63 @@ async def test_tierset_gateway_serves_and_stops_on_sigterm(server, new_account, 
     assert "Traceback" not in output
 
 
+def _children_listening_on(parent: int, port: int) -> set[int]:
+    """Which child processes of `parent` hold a TCP socket listening on `port` (from /proc)."""
+    pids = [int(p) for p in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                listening.add(f"socket:[{inode}]")
+    holders = set()
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if any(os.readlink(fd) in listening for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                holders.add(pid)
+    return holders
+
+
+async def test_two_gateway_processes_serve_one_port_and_stop_on_sigterm(
+    server, new_account, rest_auth_headers
+):
+    account = await new_account()
+    port = free_port()
+    process = await _start(
+        "gateway",
+        {
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{port}",
+            "TIERSET_GRPC_TARGET": f"127.0.0.1:{server.port}",
+            "TIERSET_GATEWAY_PROCESSES": "2",
+        },
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    await _wait_ready(base_url, process)
+    for _ in range(100):  # ready means one process answers; wait for the other to bind
+        holders = _children_listening_on(process.pid, port)
+        if len(holders) == 2:
+            break
+        await asyncio.sleep(0.1)
+
+    # A fresh connection per request, so the kernel spreads them; every one is answered.
+    statuses = []
+    for _ in range(8):
+        async with httpx.AsyncClient(base_url=base_url, trust_env=False) as client:
+            response = await client.get(
+                f"/api/v4.1/settings/account/{account}/K", headers=rest_auth_headers
+            )
+            statuses.append((response.status_code, response.json()))
+    output = await _stop(process)
+
+    assert len(holders) == 2, f"{holders} listen on {port}:\n{output}"
+    assert statuses == [(200, {"settings": []})] * 8
+    assert process.returncode == 0, output
+    assert output.count("gateway stopped") == 2
+    assert "Traceback" not in output
+    assert await _refuses_connections(base_url)
+
+
 async def test_tierset_dev_runs_the_gateway_as_a_child_and_stops_it(database_url):
     grpc_port, http_port = free_port(), free_port()
     process = await _start(
@@ -115,12 +174,15 @@ def test_the_gateway_is_configured_from_the_environment():
             "TIERSET_GRPC_TARGET": "settings:50051",
             "TIERSET_GATEWAY_DEADLINE_SECONDS": "2.5",
             "TIERSET_HTTP_MAX_BODY_BYTES": "1024",
+            "TIERSET_GATEWAY_PROCESSES": "3",
         }
     )
 
     assert (config.http_address, config.grpc_target) == ("0.0.0.0:9090", "settings:50051")
     assert (config.gateway_deadline_seconds, config.http_max_body_bytes) == (2.5, 1024)
+    assert config.gateway_processes == 3
     assert Config.from_env({}).http_address == "127.0.0.1:8080"
+    assert Config.from_env({}).gateway_processes == 1
 
 
 @pytest.mark.parametrize(
@@ -130,6 +192,7 @@ def test_the_gateway_is_configured_from_the_environment():
         ("TIERSET_GATEWAY_DEADLINE_SECONDS", "soon"),
         ("TIERSET_HTTP_MAX_BODY_BYTES", "-1"),
         ("TIERSET_HTTP_MAX_BODY_BYTES", "2MB"),
+        ("TIERSET_GATEWAY_PROCESSES", "0"),
     ],
 )
 def test_unusable_gateway_settings_are_refused_by_name(name, raw):

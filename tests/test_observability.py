@@ -30,7 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Caller, free_port
+from tests.conftest import Caller, free_port, open_channel
 from tests.helpers import error_info
 from tierset import logs, metrics
 from tierset.authz import Role
@@ -216,6 +216,38 @@ async def test_metrics_show_pool_cache_and_auth_series(serve_process, calls):
     )
     for family in ("tierset_auth_failures_total", "http_server_requests_total"):
         assert f"# TYPE {family} counter" in text
+
+
+async def test_cache_counters_move_with_cached_reads_and_writes(serve_process, calls):
+    before = await scrape(serve_process.metrics_port)
+    async with open_channel(serve_process.grpc_port, calls.token) as channel:
+        accounts = accounts_pb2_grpc.AccountServiceStub(channel)
+        settings = settings_pb2_grpc.SettingsServiceStub(channel)
+        account = await accounts.CreateAccount(
+            accounts_pb2.CreateAccountRequest(account_id=0, display_name="cache counters")
+        )
+        read = settings_pb2.GetSettingsRequest(
+            scope=settings_pb2.Scope(account_id=account.account.id), keys=["CACHE.COUNTED"]
+        )
+        for _ in range(3):  # one miss, then two hits
+            await settings.GetSettings(read)
+        await settings.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=read.scope,
+                key="CACHE.COUNTED",
+                type=settings_pb2.SETTING_TYPE_INTEGER,
+                value=settings_pb2.SettingValue(integer_value=1),
+            )
+        )
+    after = await scrape(serve_process.metrics_port)
+
+    def moved(name: str) -> float:
+        return sample(after, name) - sample(before, name)
+
+    assert moved("tierset_cache_misses_total") == 1
+    assert moved("tierset_cache_hits_total") == 2
+    # The write drops the entry here at once, and its NOTIFY arrives too (>= 1).
+    assert moved("tierset_cache_invalidations_total") >= 1
 
 
 async def test_log_lines_are_json_and_carry_the_request_id(serve_process, calls):
@@ -631,3 +663,32 @@ async def test_http_middleware_counts_by_method_route_and_status():
     assert count("GET", "/v1/settings/{key}", "200") == before["ok"] + 2
     assert count("GET", "unmatched", "404") == before["missing"] + 1
     assert count("POST", "unmatched", "500") == before["boom"] + 1
+
+
+# ---------------------------------------------------------------- the access log switch
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+async def test_access_log_switch_drops_lines_of_successful_calls_only(
+    start_server, platform_caller, captured_log, access_log
+):
+    replica = await start_server(access_log=access_log)
+    access = logging.getLogger("tierset.access")
+    previous = access.level
+    access.setLevel(logging.INFO)
+    try:
+        await replica.settings.GetSettings(
+            settings_pb2.GetSettingsRequest(
+                scope=settings_pb2.Scope(account_id=platform_caller.account_id), keys=["A.B"]
+            )
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await replica.settings.GetSettings(
+                settings_pb2.GetSettingsRequest(
+                    scope=settings_pb2.Scope(account_id=987_654_321_987), keys=["A.B"]
+                )
+            )
+    finally:
+        access.setLevel(previous)
+    codes = [line["grpc_code"] for line in captured_log() if line.get("grpc_method")]
+    assert codes == (["OK", "NOT_FOUND"] if access_log else ["NOT_FOUND"])

@@ -33,6 +33,7 @@ from collections import OrderedDict
 
 import asyncpg
 
+from tierset import metrics
 from tierset.store import Resolution, ScopeRef, Store, WriteResult
 from tierset.values import Level, SettingType
 
@@ -53,7 +54,8 @@ class ResolutionCache:
     """A bounded LRU of :class:`Resolution` by (level, scope id, keys), with invalidation.
 
     Disabled (every lookup misses, nothing is stored) until :meth:`enable`.
-    `hits`, `misses` and `invalidations` count what happened, for metrics.
+    `hits`, `misses` and `invalidations` count what happened in this cache; the
+    same events also move the process's Prometheus counters (metrics.py).
     """
 
     def __init__(self, max_entries: int) -> None:
@@ -84,9 +86,11 @@ class ResolutionCache:
         found = self._entries.get(key)
         if found is None:
             self.misses += 1
+            metrics.CACHE_MISSES.inc()
             return None
         self._entries.move_to_end(key)
         self.hits += 1
+        metrics.CACHE_HITS.inc()
         return found
 
     def put(self, key: CacheKey, resolution: Resolution, generation: int) -> None:
@@ -125,6 +129,7 @@ class ResolutionCache:
         """Drops what a change notification names: '*', 'a:<account>' or 'r:<retailer>'."""
         self.generation += 1
         self.invalidations += 1
+        metrics.CACHE_INVALIDATIONS.inc()
         if payload.startswith(ACCOUNT_PREFIX):
             owner = _id(payload, ACCOUNT_PREFIX)
             if owner is not None:

@@ -16,6 +16,7 @@ from tierset.bootstrap import bootstrap_demo
 from tierset.config import Config, ConfigError
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.gateway import serve as gateway
+from tierset.gateway.processes import run_gateway_processes
 from tierset.migrate import migrate
 from tierset.server import serve
 from tierset.workers import run_workers
@@ -89,6 +90,11 @@ async def _prepare_dev(config: Config, dsn: str | None) -> None:
 
 def command_gateway(config: Config) -> None:
     """Serves the REST gateway, calling the gRPC server at TIERSET_GRPC_TARGET."""
+    if config.gateway_processes > 1:
+        code = run_gateway_processes(config)
+        if code:
+            raise SystemExit(code)
+        return
     _run(gateway.serve(config))
 
 
@@ -129,7 +135,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     sub.add_parser("migrate", help="apply pending SQL migrations and exit")
     admin.add_commands(sub)
-    sub.add_parser("gateway", help="serve the REST gateway, calling TIERSET_GRPC_TARGET")
+    sub.add_parser(
+        "gateway", help="serve the REST gateway, calling TIERSET_GRPC_TARGET"
+    ).add_argument(
+        "--processes",
+        dest="gateway_processes",
+        type=int,
+        help="gateway processes sharing the port (default TIERSET_GATEWAY_PROCESSES, 1)",
+    )
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
@@ -137,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"configuration error: {error}") from None
     if getattr(args, "processes", None) is not None:
         config = dataclasses.replace(config, processes=args.processes)
+    if getattr(args, "gateway_processes", None) is not None:
+        config = dataclasses.replace(config, gateway_processes=args.gateway_processes)
     logs.configure(config)
     try:
         if hasattr(args, "admin_action"):

@@ -100,6 +100,8 @@ class Config:
     migrate_on_start: bool = True
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # One INFO line per successful gRPC call; failed calls are logged either way.
+    access_log: bool = True
     # Prometheus metrics, on a port of their own so scrapes never queue behind API calls.
     # An empty address switches the endpoint off.
     metrics_address: str = "127.0.0.1:9090"
@@ -120,6 +122,8 @@ class Config:
     grpc_target: str = "127.0.0.1:50051"
     gateway_deadline_seconds: float = 5.0
     http_max_body_bytes: int = 2 * 1024 * 1024
+    # Gateway processes sharing the HTTP port (SO_REUSEPORT).
+    gateway_processes: int = 1
 
     @property
     def has_database(self) -> bool:
@@ -159,6 +163,7 @@ class Config:
                 env, "TIERSET_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
             ),
             log_level=env.get("TIERSET_LOG_LEVEL", cls.log_level).upper(),
+            access_log=_bool(env, "TIERSET_ACCESS_LOG", cls.access_log),
             metrics_address=env.get("TIERSET_METRICS_ADDRESS", cls.metrics_address),
             gateway_metrics_address=env.get(
                 "TIERSET_GATEWAY_METRICS_ADDRESS", cls.gateway_metrics_address
@@ -184,5 +189,9 @@ class Config:
             http_max_body_bytes=_positive(
                 _int(env, "TIERSET_HTTP_MAX_BODY_BYTES", cls.http_max_body_bytes),
                 "TIERSET_HTTP_MAX_BODY_BYTES",
+            ),
+            gateway_processes=_positive(
+                _int(env, "TIERSET_GATEWAY_PROCESSES", cls.gateway_processes),
+                "TIERSET_GATEWAY_PROCESSES",
             ),
         )

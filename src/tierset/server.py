@@ -143,7 +143,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         # it turns the refusals into rich statuses.
         server = grpc.aio.server(
             interceptors=[
-                ObservabilityInterceptor(),
+                ObservabilityInterceptor(access_log=config.access_log),
                 ErrorInterceptor(),
                 AuthInterceptor(authenticator),
             ],

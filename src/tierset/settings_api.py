@@ -20,6 +20,9 @@ from tierset.values import (
     setting_type_from_proto,
 )
 
+# Where a GetSettingsResponse is kept among a Resolution's renderings.
+_RESPONSE = "grpc.GetSettingsResponse"
+
 
 def scope_from_proto(scope: settings_pb2.Scope, field: str = "scope") -> ScopeRef:
     """The scope a request names, or INVALID_ARGUMENT when it names none or a bad id."""
@@ -71,10 +74,17 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
         resolution = await authz.resolve_authorized(
             authz.current_principal(), scope, keys, self._store
         )
-        check_read_size(s.value for s in resolution.settings)
-        return settings_pb2.GetSettingsResponse(
-            settings=[setting_to_proto(s) for s in resolution.settings]
-        )
+        # Built once per resolution: a cached one is answered many times, and building
+        # its Setting messages (typed values, timestamps) cost more than the rest of a hit.
+        # grpc only reads the message to serialise it, so sharing it between calls is safe.
+        response = resolution.renderings.get(_RESPONSE)
+        if response is None:
+            check_read_size(s.value for s in resolution.settings)
+            response = settings_pb2.GetSettingsResponse(
+                settings=[setting_to_proto(s) for s in resolution.settings]
+            )
+            resolution.renderings[_RESPONSE] = response
+        return response
 
     async def PutSetting(
         self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext

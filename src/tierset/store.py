@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -67,10 +67,15 @@ class StoredSetting:
 
 @dataclass(frozen=True)
 class Resolution:
-    """The answer to a read: the account owning the scope and the settings found."""
+    """The answer to a read: the account owning the scope and the settings found.
+
+    `renderings` keeps what callers built from it (the gRPC response), so that an
+    answer served many times from the read cache is built only once.
+    """
 
     account_id: int
     settings: list[StoredSetting]
+    renderings: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

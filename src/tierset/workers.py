@@ -8,8 +8,9 @@ channel option, on by default), so the kernel spreads new connections across
 the workers. Note that a gRPC client keeps one connection, so one client
 lands on one worker; many clients spread.
 
-The parent only supervises: it applies migrations once, forwards SIGTERM and
-SIGINT, and if a worker dies it stops the others and exits non-zero so the
+The parent only supervises (:func:`supervise`, which the REST gateway's
+processes use too): it applies migrations once, forwards SIGTERM and SIGINT,
+and if a worker dies it stops the others and exits non-zero so the
 orchestrator restarts the whole group.
 """
 
@@ -21,7 +22,9 @@ import logging
 import multiprocessing
 import signal
 import threading
+from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 from tierset.config import Config
 
@@ -30,18 +33,21 @@ log = logging.getLogger(__name__)
 
 def _worker_main(config: Config, dsn: str | None) -> None:
     """A worker: the ordinary single-process server."""
+    from tierset import logs
     from tierset.server import serve  # imported here: a spawned child starts clean
 
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
-    )
+    logs.configure(config)
+    run_loop(serve(config, dsn))
+
+
+def run_loop(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Runs `coroutine` on uvloop (asyncio's loop if uvloop is missing)."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we ship
-        asyncio.run(serve(config, dsn))
+        asyncio.run(coroutine)
     else:
-        uvloop.run(serve(config, dsn))
+        uvloop.run(coroutine)
 
 
 def run_workers(config: Config, dsn: str | None) -> int:
@@ -53,11 +59,34 @@ def run_workers(config: Config, dsn: str | None) -> int:
         raise ValueError("several processes need a fixed port, not :0")
     # Each worker keeps `processes` (> 1: it shares the port) but leaves migrating to us.
     worker_config = dataclasses.replace(config, migrate_on_start=False)
+    return supervise(
+        _worker_main,
+        (worker_config, dsn),
+        count=config.processes,
+        grace=config.shutdown_grace_seconds,
+        name="tierset",
+        address=config.grpc_address,
+    )
+
+
+def supervise(
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    *,
+    count: int,
+    grace: float,
+    name: str,
+    address: str,
+) -> int:
+    """Runs `count` processes of `target(*args)` until a signal or a death; returns exit code.
+
+    SIGTERM and SIGINT are passed on as SIGTERM (each process stops gracefully);
+    a process that dies stops the others, and the result is then 1.
+    """
     # spawn, not fork: gRPC's core does not survive a fork of a process that used it.
     context = multiprocessing.get_context("spawn")
     workers: list[BaseProcess] = [
-        context.Process(target=_worker_main, args=(worker_config, dsn), name=f"tierset-{n}")
-        for n in range(config.processes)
+        context.Process(target=target, args=args, name=f"{name}-{n}") for n in range(count)
     ]
     stopping = threading.Event()
 
@@ -68,13 +97,13 @@ def run_workers(config: Config, dsn: str | None) -> int:
     try:
         for worker in workers:
             worker.start()
-        log.info("started %d server processes on %s", len(workers), config.grpc_address)
+        log.info("started %d %s processes on %s", len(workers), name, address)
         while not stopping.is_set():
             if any(not w.is_alive() for w in workers):
-                log.error("a server process exited; stopping the others")
+                log.error("a %s process exited; stopping the others", name)
                 break
             stopping.wait(0.5)
-        return _stop(workers, config.shutdown_grace_seconds, failed=not stopping.is_set())
+        return _stop(workers, grace, failed=not stopping.is_set())
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
