@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 
 from tierset.cache import ResolutionCache
-from tierset.store import Resolution, ScopeRef
+from tierset.store import Resolution, ScopeRef, StoredSetting
 from tierset.v1 import accounts_pb2, settings_pb2
-from tierset.values import Level
+from tierset.values import Level, SettingType
 
 DEADLINE_SECONDS = 10.0
 
@@ -230,3 +231,42 @@ def test_a_read_that_raced_an_invalidation_is_not_stored():
     assert key not in cache
     cache.put(key, Resolution(account_id=1, settings=[]), cache.generation)
     assert key in cache
+
+
+def _resolution_of(value_bytes: int) -> Resolution:
+    setting = StoredSetting(
+        id=1,
+        key="BIG",
+        type=SettingType.LOB,
+        value="x" * value_bytes,
+        level=Level.ACCOUNT,
+        version=1,
+        update_time=datetime.now(UTC),
+    )
+    return Resolution(account_id=1, settings=[setting])
+
+
+def test_the_cache_is_bounded_by_memory_not_only_by_entries():
+    cache = ResolutionCache(max_entries=1000, max_bytes=800_000)
+    cache.enable()
+    keys = [ResolutionCache.key(ScopeRef(Level.ACCOUNT, 1), [f"K{n}"]) for n in range(10)]
+    for key in keys:  # ten entries of ~80 KB each against an 800 KB budget
+        cache.put(key, _resolution_of(40_000), cache.generation)
+
+    assert cache.bytes <= cache.max_bytes
+    assert len(cache) == 800_000 // ResolutionCache.weight(_resolution_of(40_000)) < 10
+    assert keys[-1] in cache and keys[0] not in cache  # the oldest went first
+
+
+def test_an_entry_too_big_for_its_share_is_not_cached():
+    cache = ResolutionCache(max_entries=1000, max_bytes=800_000)
+    cache.enable()
+    small = ResolutionCache.key(ScopeRef(Level.ACCOUNT, 1), ["SMALL"])
+    big = ResolutionCache.key(ScopeRef(Level.ACCOUNT, 1), ["BIG"])
+    cache.put(small, _resolution_of(10), cache.generation)
+
+    cache.put(big, _resolution_of(60_000), cache.generation)  # ~120 KB > 800 KB / 8
+
+    assert big not in cache and small in cache
+    cache.clear()
+    assert cache.bytes == 0

@@ -58,8 +58,12 @@ class ResolutionCache:
     same events also move the process's Prometheus counters (metrics.py).
     """
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_entries = max_entries
+        # Entries vary from a few bytes to many MiB (LOBs), so a count alone bounds nothing.
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._sizes: dict[CacheKey, int] = {}
         self._entries: OrderedDict[CacheKey, Resolution] = OrderedDict()
         # Which entries each account (itself and its retailers) and retailer affects.
         self._by_account: dict[int, set[CacheKey]] = {}
@@ -93,19 +97,35 @@ class ResolutionCache:
         metrics.CACHE_HITS.inc()
         return found
 
+    @staticmethod
+    def weight(resolution: Resolution) -> int:
+        """About what an entry holds in memory: its values twice (the stored text and the
+        response built from it), plus a fixed overhead per entry and per setting."""
+        return 256 + sum(2 * (len(s.key) + len(s.value)) + 128 for s in resolution.settings)
+
     def put(self, key: CacheKey, resolution: Resolution, generation: int) -> None:
-        """Stores a resolution read at `generation`, unless something was invalidated since."""
+        """Stores a resolution read at `generation`, unless something was invalidated since.
+
+        One larger than an eighth of the byte budget is not kept: it would push out many
+        small, hot entries to make room for itself.
+        """
         if not self.enabled or generation != self.generation or key in self._entries:
             return
+        size = self.weight(resolution)
+        if size > self.max_bytes // 8:
+            return
         self._entries[key] = resolution
+        self._sizes[key] = size
+        self.bytes += size
         self._by_account.setdefault(resolution.account_id, set()).add(key)
         level, scope_id, _ = key
         if level is Level.RETAILER:
             self._by_retailer.setdefault(scope_id, set()).add(key)
-        while len(self._entries) > self.max_entries:
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
             self._unindex(*self._entries.popitem(last=False))
 
     def _unindex(self, key: CacheKey, resolution: Resolution) -> None:
+        self.bytes -= self._sizes.pop(key, 0)
         self._discard(self._by_account, resolution.account_id, key)
         level, scope_id, _ = key
         if level is Level.RETAILER:
@@ -156,6 +176,8 @@ class ResolutionCache:
         """Drops every entry; reads in flight will not store their answers."""
         self.generation += 1
         self._entries.clear()
+        self._sizes.clear()
+        self.bytes = 0
         self._by_account.clear()
         self._by_retailer.clear()
 

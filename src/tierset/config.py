@@ -115,6 +115,8 @@ class Config:
     auth_cache_size: int = 10_000
     # Resolved reads each server process keeps; 0 turns the read cache off.
     cache_max_entries: int = 10_000
+    # ...and the memory they may take (about; values are counted twice, text and response).
+    cache_max_bytes: int = 64 * 1024 * 1024
     # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
     processes: int = 1
     # The REST gateway: where it listens, the gRPC server it calls, and its limits.
@@ -179,6 +181,9 @@ class Config:
             auth_cache_seconds=_float(env, "TIERSET_AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
             auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
             cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
+            cache_max_bytes=_positive(
+                _int(env, "TIERSET_CACHE_MAX_BYTES", cls.cache_max_bytes), "TIERSET_CACHE_MAX_BYTES"
+            ),
             processes=_int(env, "TIERSET_PROCESSES", cls.processes),
             http_address=env.get("TIERSET_HTTP_ADDRESS", cls.http_address),
             grpc_target=env.get("TIERSET_GRPC_TARGET", cls.grpc_target),

@@ -130,7 +130,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         store = Store(pool, acquire_timeout=config.pool_acquire_timeout_seconds)
         settings_store = store
         if config.cache_max_entries > 0:
-            cache = ResolutionCache(config.cache_max_entries)
+            cache = ResolutionCache(config.cache_max_entries, config.cache_max_bytes)
             listener = CacheListener(dsn, cache)
             listener.start()
             settings_store = CachedStore(pool, cache, config.pool_acquire_timeout_seconds)
