@@ -247,7 +247,9 @@ class CachedStore(Store):
 # How the listener retries and how often it checks a quiet connection is alive.
 _RECONNECT_FIRST_DELAY = 0.1
 _RECONNECT_MAX_DELAY = 5.0
-_LIVENESS_INTERVAL = 5.0
+# A connection can die without a word (a half-open TCP connection): only a probe shows it,
+# and until then another process's write goes unheard. This bounds that window to ~2 s.
+_LIVENESS_INTERVAL = 1.0
 
 
 class CacheListener:
