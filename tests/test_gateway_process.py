@@ -143,6 +143,15 @@ async def test_two_gateway_processes_serve_one_port_and_stop_on_sigterm(
     assert await _refuses_connections(base_url)
 
 
+def _environment_of_gateway_child(parent_pid: int) -> dict[str, str]:
+    children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()
+    for pid in children:
+        if b"gateway" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
+    raise AssertionError(f"no gateway child among {children}")
+
+
 async def test_tierset_dev_runs_the_gateway_as_a_child_and_stops_it(database_url):
     grpc_port, http_port = free_port(), free_port()
     process = await _start(
@@ -157,8 +166,13 @@ async def test_tierset_dev_runs_the_gateway_as_a_child_and_stops_it(database_url
     )
     base_url = f"http://127.0.0.1:{http_port}"
     await _wait_ready(base_url, process)  # ready means: the child reached dev's gRPC server
+    child_environment = _environment_of_gateway_child(process.pid)
 
     output = await _stop(process)
+
+    # The gateway never touches the database, so it is not handed the database's password.
+    assert "TIERSET_GRPC_TARGET" in child_environment
+    assert "DATABASE_URL" not in child_environment
 
     assert process.returncode == 0, output
     assert "serving gRPC" in output and "serving REST" in output

@@ -89,8 +89,14 @@ def gateway_child(config: Config) -> Iterator[subprocess.Popen[bytes]]:
 
     It is stopped with SIGTERM (then killed after the grace period) when the block ends.
     """
-    # The child inherits this environment (its configuration), aimed at our gRPC address.
-    env = {**os.environ, "TIERSET_GRPC_TARGET": local_target(config.grpc_address)}
+    # The child inherits this environment (its configuration), aimed at our gRPC address,
+    # minus the database's: the gateway never touches it, so it does not hold its password.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name != "DATABASE_URL" and not name.startswith("PG")
+    }
+    env["TIERSET_GRPC_TARGET"] = local_target(config.grpc_address)
     child = subprocess.Popen([sys.executable, "-m", "tierset.cli", "gateway"], env=env)
     try:
         yield child
