@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import asyncpg
 import grpc
@@ -98,3 +99,61 @@ async def test_two_processes_serve_one_port_and_stop_on_sigterm(create_database)
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+async def test_workers_stop_when_their_supervisor_is_killed(create_database):
+    dsn = await create_database()
+    address = f"127.0.0.1:{free_port()}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "TIERSET_GRPC_ADDRESS": address,
+        "TIERSET_PROCESSES": "2",
+        "TIERSET_METRICS_ADDRESS": "",
+        "TIERSET_SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tierset.cli",
+        "serve",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_serving(address)
+        workers = [pid for pid in _children(process.pid) if _is_worker(pid)]
+        assert len(workers) == 2, workers
+
+        process.kill()  # no chance to stop its workers itself
+        await process.wait()
+
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while _any_alive(workers):
+            assert time.monotonic() < deadline, "workers outlived their supervisor"
+            await asyncio.sleep(0.1)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def _is_worker(pid: int) -> bool:
+    # A spawned worker runs spawn_main; the spawn context's resource tracker does not.
+    return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _any_alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in pids)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True

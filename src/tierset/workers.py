@@ -17,10 +17,13 @@ orchestrator restarts the whole group.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
@@ -30,12 +33,30 @@ from tierset.config import Config
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
-def _worker_main(config: Config, dsn: str | None) -> None:
+
+def die_with_parent(parent_pid: int) -> None:
+    """Has the kernel send this worker SIGTERM (its graceful stop) when the supervisor dies.
+
+    Without it a supervisor killed outright (SIGKILL, OOM) leaves its workers serving, and
+    holding the port, with nobody watching them.
+    """
+    if not sys.platform.startswith("linux"):  # pragma: no cover - tierset ships on Linux
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        log.warning("cannot ask to be stopped with the supervisor (errno %d)", ctypes.get_errno())
+    if os.getppid() != parent_pid:  # it died before we asked: nobody will signal us
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(config: Config, dsn: str | None, parent_pid: int) -> None:
     """A worker: the ordinary single-process server."""
     from tierset import logs
     from tierset.server import serve  # imported here: a spawned child starts clean
 
+    die_with_parent(parent_pid)
     logs.configure(config)
     run_loop(serve(config, dsn))
 
@@ -61,7 +82,7 @@ def run_workers(config: Config, dsn: str | None) -> int:
     worker_config = dataclasses.replace(config, migrate_on_start=False)
     return supervise(
         _worker_main,
-        (worker_config, dsn),
+        (worker_config, dsn, os.getpid()),
         count=config.processes,
         grace=config.shutdown_grace_seconds,
         name="tierset",

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 
 from tierset.config import Config
 from tierset.gateway.serve import gateway_server, split_address
-from tierset.workers import run_loop, supervise
+from tierset.workers import die_with_parent, run_loop, supervise
 
 log = logging.getLogger("tierset.gateway")
 
@@ -53,9 +54,10 @@ async def serve_shared(config: Config) -> None:
     log.info("gateway stopped")
 
 
-def _process_main(config: Config) -> None:
+def _process_main(config: Config, parent_pid: int) -> None:
     from tierset import logs  # a spawned child starts clean: configure its logging
 
+    die_with_parent(parent_pid)
     logs.configure(config)
     run_loop(serve_shared(config))
 
@@ -66,7 +68,7 @@ def run_gateway_processes(config: Config) -> int:
         raise ValueError("several gateway processes need a fixed port, not :0")
     return supervise(
         _process_main,
-        (config,),
+        (config, os.getpid()),
         count=config.gateway_processes,
         grace=config.shutdown_grace_seconds,
         name="gateway",
