@@ -30,8 +30,8 @@ def test_a_timeout_that_is_not_a_number_names_its_variable(name):
         Config.from_env({name: "soon"})
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(None, True), ("false", False), ("true", True)])
-def test_the_access_log_is_on_unless_switched_off(raw, expected):
+@pytest.mark.parametrize(("raw", "expected"), [(None, False), ("false", False), ("true", True)])
+def test_the_access_log_is_off_unless_switched_on(raw, expected):
     env = {} if raw is None else {"TIERSET_ACCESS_LOG": raw}
     assert Config.from_env(env).access_log is expected
 

@@ -113,6 +113,7 @@ async def serve_process(
         "TIERSET_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
         "TIERSET_MIGRATE_ON_START": "false",  # the session server migrated this database
         "TIERSET_LOG_LEVEL": "DEBUG",
+        "TIERSET_ACCESS_LOG": "true",  # these tests read the access lines of successful calls
         "TIERSET_SHUTDOWN_GRACE_SECONDS": "2",
         "PYTHONUNBUFFERED": "1",
     }
