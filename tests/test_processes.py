@@ -37,17 +37,17 @@ async def wait_serving(address: str) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_two_processes_serve_one_port_and_stop_on_sigterm(create_database):
-    dsn = await create_database()
-    address = f"127.0.0.1:{free_port()}"
+async def serve_two_processes(dsn: str, address: str) -> asyncio.subprocess.Process:
+    """`tierset serve` with TIERSET_PROCESSES=2 on `address` (no metrics endpoint)."""
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
         "TIERSET_GRPC_ADDRESS": address,
         "TIERSET_PROCESSES": "2",
+        "TIERSET_METRICS_ADDRESS": "",
         "TIERSET_SHUTDOWN_GRACE_SECONDS": "1",
     }
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tierset.cli",
@@ -56,6 +56,12 @@ async def test_two_processes_serve_one_port_and_stop_on_sigterm(create_database)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def test_two_processes_serve_one_port_and_stop_on_sigterm(create_database):
+    dsn = await create_database()
+    address = f"127.0.0.1:{free_port()}"
+    process = await serve_two_processes(dsn, address)
     try:
         await wait_serving(address)
         platform = await make_caller_in(dsn, Role.PLATFORM)
@@ -108,23 +114,7 @@ def _children(pid: int) -> list[int]:
 async def test_workers_stop_when_their_supervisor_is_killed(create_database):
     dsn = await create_database()
     address = f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "TIERSET_GRPC_ADDRESS": address,
-        "TIERSET_PROCESSES": "2",
-        "TIERSET_METRICS_ADDRESS": "",
-        "TIERSET_SHUTDOWN_GRACE_SECONDS": "1",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tierset.cli",
-        "serve",
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = await serve_two_processes(dsn, address)
     try:
         await wait_serving(address)
         workers = [pid for pid in _children(process.pid) if _is_worker(pid)]
