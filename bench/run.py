@@ -52,9 +52,8 @@ from typing import Any
 import asyncpg
 import grpc
 import uvloop
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tierset import logs
+from tierset import client, logs
 from tierset.auth import Authenticator
 from tierset.authz import Principal, Role
 from tierset.credentials import CredentialStore, Kind, digest
@@ -246,23 +245,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-async def wait_healthy(address: str, deadline: float = 60) -> None:
-    give_up = time.monotonic() + deadline
-    while True:
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.aio.AioRpcError:
-            pass
-        if time.monotonic() > give_up:
-            raise RuntimeError(f"{address} did not become healthy")
-        await asyncio.sleep(0.2)
-
-
 @contextlib.asynccontextmanager
 async def process(
     command: list[str], env: dict[str, str] | None = None, log: Path | None = None
@@ -316,7 +298,8 @@ def tierset_target(
             else [sys.executable, "-m", "tierset.cli", "serve"]
         )
         async with process(command, server_env, bench.work / "servers.log") as server:
-            await wait_healthy(address)
+            async with asyncio.timeout(60):
+                await client.wait_until_serving(address)
             if processes > 1:
                 await asyncio.sleep(3)  # healthy is the first worker; let the others bind too
             token = bench.tokens[database]

@@ -12,10 +12,10 @@ import uuid
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import free_port
 from tests.helpers import error_info
+from tierset import client
 from tierset.v1 import auth_pb2, auth_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 
@@ -161,19 +161,6 @@ async def test_cli_errors_are_clear(database_url, args, message):
     assert "Traceback" not in err
 
 
-async def _wait_serving(port: int) -> None:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        for _ in range(100):
-            try:
-                await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                return
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.1)
-    raise AssertionError("server never became healthy")
-
-
 async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subprocess.Process:
     """Starts `tierset dev` on `database_url` and waits until it serves."""
     process = await asyncio.create_subprocess_exec(
@@ -190,7 +177,8 @@ async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subproce
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    await _wait_serving(port)
+    async with asyncio.timeout(30):
+        await client.wait_until_serving(f"127.0.0.1:{port}")
     return process
 
 

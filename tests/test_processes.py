@@ -12,29 +12,13 @@ from pathlib import Path
 
 import asyncpg
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import free_port, make_caller_in
+from tierset import client
 from tierset.authz import Role
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 DEADLINE_SECONDS = 30.0
-
-
-async def wait_serving(address: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        try:
-            async with grpc.aio.insecure_channel(address) as channel:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(), timeout=1
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.aio.AioRpcError:
-            pass
-        assert time.monotonic() < deadline, "the servers did not start"
-        await asyncio.sleep(0.2)
 
 
 async def serve_two_processes(dsn: str, address: str) -> asyncio.subprocess.Process:
@@ -63,7 +47,8 @@ async def test_two_processes_serve_one_port_and_stop_on_sigterm(create_database)
     address = f"127.0.0.1:{free_port()}"
     process = await serve_two_processes(dsn, address)
     try:
-        await wait_serving(address)
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            await client.wait_until_serving(address)
         platform = await make_caller_in(dsn, Role.PLATFORM)
         database = await asyncpg.connect(dsn)
         try:
@@ -116,7 +101,8 @@ async def test_workers_stop_when_their_supervisor_is_killed(create_database):
     address = f"127.0.0.1:{free_port()}"
     process = await serve_two_processes(dsn, address)
     try:
-        await wait_serving(address)
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            await client.wait_until_serving(address)
         workers = [pid for pid in _children(process.pid) if _is_worker(pid)]
         assert len(workers) == 2, workers
 

@@ -8,13 +8,12 @@ import os
 import signal
 import sys
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.conftest import free_port, open_channel
-from tierset import embedded
+from tests.conftest import free_port
+from tierset import client, embedded
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.server import start_app
 
@@ -65,22 +64,11 @@ async def _serve_process(database_url: str, port: int) -> asyncio.subprocess.Pro
     )
 
 
-async def _wait_serving(port: int) -> None:
-    async with open_channel(port) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(100):
-            try:
-                await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                return
-            except grpc.aio.AioRpcError:
-                await asyncio.sleep(0.1)
-    raise AssertionError("server never became healthy")
-
-
 async def test_sigterm_stops_the_server_cleanly(database_url):
     port = free_port()
     process = await _serve_process(database_url, port)
-    await _wait_serving(port)
+    async with asyncio.timeout(30):
+        await client.wait_until_serving(f"127.0.0.1:{port}")
 
     process.send_signal(signal.SIGTERM)
     output, _ = await asyncio.wait_for(process.communicate(), timeout=15)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tierset.values import CLIENT_MAX_RECEIVE_BYTES
 
@@ -44,3 +46,22 @@ def insecure_channel(target: str, token: str | None = None) -> grpc.aio.Channel:
         options=CHANNEL_OPTIONS,
         interceptors=[DefaultAuthorization(f"Bearer {token}")],  # type: ignore[list-item]
     )
+
+
+async def wait_until_serving(target: str) -> None:
+    """Returns once the server at `target` says SERVING on grpc.health.v1.
+
+    It keeps asking until then: bound it with ``asyncio.timeout``. Each try uses a fresh
+    channel, so a server still starting is not waited for through a reconnect backoff.
+    """
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(target) as channel:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.1)
