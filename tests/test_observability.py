@@ -75,18 +75,24 @@ def sample(samples: Samples, name: str, **labels: str) -> float:
 
 
 @dataclass
-class ServeProcess:
+class LoggedProcess:
+    """A real tierset process whose stderr (JSON log lines) goes to `log_file`."""
+
     process: asyncio.subprocess.Process
-    grpc_port: int
-    metrics_port: int
     log_file: Path
-    dsn: str
 
     def log_text(self) -> str:
         return self.log_file.read_text()
 
     def log_lines(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
+
+
+@dataclass
+class ServeProcess(LoggedProcess):
+    grpc_port: int
+    metrics_port: int
+    dsn: str
 
 
 def with_password(dsn: str) -> str:
@@ -121,7 +127,9 @@ async def serve_process(
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tierset.cli", "serve", env=env, stderr=stderr
         )
-    handle = ServeProcess(process, grpc_port, metrics_port, log_file, dsn)
+    handle = ServeProcess(
+        process=process, log_file=log_file, grpc_port=grpc_port, metrics_port=metrics_port, dsn=dsn
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
@@ -351,17 +359,9 @@ async def test_refused_calls_are_counted_by_reason(
 
 
 @dataclass
-class GatewayProcess:
-    process: asyncio.subprocess.Process
+class GatewayProcess(LoggedProcess):
     base_url: str
     metrics_port: int
-    log_file: Path
-
-    def log_text(self) -> str:
-        return self.log_file.read_text()
-
-    def log_lines(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
@@ -384,7 +384,12 @@ async def gateway_process(
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tierset.cli", "gateway", env=env, stderr=stderr
         )
-    handle = GatewayProcess(process, f"http://127.0.0.1:{http_port}", metrics_port, log_file)
+    handle = GatewayProcess(
+        process=process,
+        log_file=log_file,
+        base_url=f"http://127.0.0.1:{http_port}",
+        metrics_port=metrics_port,
+    )
     try:
         async with httpx.AsyncClient(base_url=handle.base_url, trust_env=False) as client:
             for _ in range(100):
