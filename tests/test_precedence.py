@@ -47,6 +47,13 @@ async def _get(stub, scope: settings_pb2.Scope, *keys: str) -> list[settings_pb2
 COMBINATIONS = list(itertools.product([False, True], repeat=3))
 
 
+async def _put_levels(stub, key: str, present: dict[str, bool], *, account: int, retailer: int):
+    """Writes `key` at each level marked present, with the value "from <LEVEL>"."""
+    for level, is_present in present.items():
+        if is_present:
+            await _put(stub, level, key, f"from {level}", account=account, retailer=retailer)
+
+
 @pytest.mark.parametrize(("has_global", "has_account", "has_retailer"), COMBINATIONS)
 async def test_retailer_read_takes_most_specific_level(
     settings_stub, new_account, new_retailer, unique_key, has_global, has_account, has_retailer
@@ -55,11 +62,7 @@ async def test_retailer_read_takes_most_specific_level(
     retailer = await new_retailer(account)
     key = unique_key("PRECEDENCE")
     present = {"GLOBAL": has_global, "ACCOUNT": has_account, "RETAILER": has_retailer}
-    for level, is_present in present.items():
-        if is_present:
-            await _put(
-                settings_stub, level, key, f"from {level}", account=account, retailer=retailer
-            )
+    await _put_levels(settings_stub, key, present, account=account, retailer=retailer)
 
     found = await _get(settings_stub, settings_pb2.Scope(retailer_id=retailer), key)
 
@@ -79,9 +82,7 @@ async def test_account_read_ignores_retailer_level(
     retailer = await new_retailer(account)
     key = unique_key("PRECEDENCE")
     present = {"GLOBAL": has_global, "ACCOUNT": has_account, "RETAILER": has_retailer}
-    for level, is_present in present.items():
-        if is_present:
-            await _put(settings_stub, level, key, level, account=account, retailer=retailer)
+    await _put_levels(settings_stub, key, present, account=account, retailer=retailer)
 
     found = await _get(settings_stub, settings_pb2.Scope(account_id=account), key)
 
