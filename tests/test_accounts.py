@@ -73,6 +73,7 @@ async def test_retailer_of_unknown_account_is_not_found(accounts_stub, next_id):
         (accounts_pb2.CreateAccountRequest(display_name=""), "display_name"),
         (accounts_pb2.CreateAccountRequest(account_id=-1, display_name="x"), "account_id"),
         (accounts_pb2.CreateAccountRequest(display_name="x" * 201), "display_name"),
+        (accounts_pb2.CreateAccountRequest(display_name="a\x00b"), "display_name"),
     ],
 )
 async def test_bad_account_requests_are_invalid(accounts_stub, request_message, field):

@@ -8,7 +8,7 @@ from tierset import authz, errors
 from tierset.authz import Permission
 from tierset.store import AccountRow, RetailerRow, ScopeRef, Store
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc
-from tierset.values import Level
+from tierset.values import Level, unstorable_text
 
 MAX_NAME_CHARS = 200
 
@@ -16,10 +16,13 @@ MAX_NAME_CHARS = 200
 def _check_name(name: str) -> str:
     if not name.strip():
         raise errors.bad_field("display_name", "display_name is required")
-    if len(name) > MAX_NAME_CHARS or "\x00" in name:
+    if len(name) > MAX_NAME_CHARS:
         raise errors.bad_field(
-            "display_name", f"display_name must be at most {MAX_NAME_CHARS} characters, no NUL"
+            "display_name", f"display_name must be at most {MAX_NAME_CHARS} characters"
         )
+    problem = unstorable_text(name)
+    if problem:
+        raise errors.bad_field("display_name", f"display_name {problem}")
     return name
 
 
