@@ -20,6 +20,7 @@ import itertools
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -61,6 +62,25 @@ def open_channel(port: int, token: str | None = None) -> grpc.aio.Channel:
     With `token`, calls that bring no `authorization` of their own send it as a Bearer.
     """
     return client.insecure_channel(f"127.0.0.1:{port}", token)
+
+
+async def start_serve(database_url: str, port: int, **env: str) -> asyncio.subprocess.Process:
+    """A real `tierset serve` on 127.0.0.1:`port`, stdout and stderr piped together; `env`
+    adds or overrides variables (e.g. TIERSET_SHUTDOWN_GRACE_SECONDS="3")."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tierset.cli",
+        "serve",
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{port}",
+            **env,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
 
 
 def free_port() -> int:

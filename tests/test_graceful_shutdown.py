@@ -7,38 +7,17 @@ call is a write held up by a row lock the test takes and then lets go."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 
 import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import free_port, make_caller_in, open_channel
+from tests.conftest import free_port, make_caller_in, open_channel, start_serve
 from tierset.authz import Role
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 GRACE_SECONDS = 5
-
-
-async def _serve(database_url: str, port: int) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "TIERSET_SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS),
-        "TIERSET_LOG_LEVEL": "INFO",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tierset.cli",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
 
 
 async def _until(condition, *, seconds: float = 10) -> None:
@@ -61,7 +40,12 @@ def _put(account_id: int, text: str) -> settings_pb2.PutSettingRequest:
 async def test_sigterm_drains_the_in_flight_call_and_refuses_new_ones(create_database):
     database_url = await create_database()
     port = free_port()
-    process = await _serve(database_url, port)
+    process = await start_serve(
+        database_url,
+        port,
+        TIERSET_SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS),
+        TIERSET_LOG_LEVEL="INFO",
+    )
     channel = open_channel(port)
     health = health_pb2_grpc.HealthStub(channel)
     settings = settings_pb2_grpc.SettingsServiceStub(channel)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import signal
-import sys
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_serve
 from tierset import client, embedded
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.server import start_app
@@ -46,27 +44,9 @@ async def test_reflection_lists_the_services(channel):
     } <= names
 
 
-async def _serve_process(database_url: str, port: int) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{port}",
-        "TIERSET_SHUTDOWN_GRACE_SECONDS": "3",
-    }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tierset.cli",
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-
-
 async def test_sigterm_stops_the_server_cleanly(database_url):
     port = free_port()
-    process = await _serve_process(database_url, port)
+    process = await start_serve(database_url, port, TIERSET_SHUTDOWN_GRACE_SECONDS="3")
     async with asyncio.timeout(30):
         await client.wait_until_serving(f"127.0.0.1:{port}")
 
