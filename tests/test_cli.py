@@ -173,6 +173,10 @@ async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subproce
             "DATABASE_URL": database_url,
             "TIERSET_DATA_DIR": str(data_dir),
             "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{port}",
+            # Never the real ports (8080, 9090, 9091): a test must not take them.
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
+            "TIERSET_METRICS_ADDRESS": "",
+            "TIERSET_GATEWAY_METRICS_ADDRESS": "",
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -18,14 +18,23 @@ from tierset.config import Config, ConfigError
 from tierset.gateway.serve import local_target
 
 
-async def _start(command: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+async def _start(
+    command: str, env: dict[str, str], output: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tierset.cli",
         command,
-        env={**os.environ, "TIERSET_SHUTDOWN_GRACE_SECONDS": "2", **env},
-        stdout=asyncio.subprocess.PIPE,
+        env={
+            **os.environ,
+            "TIERSET_SHUTDOWN_GRACE_SECONDS": "2",
+            # Never the real metrics ports (9090, 9091): a test must not take them.
+            "TIERSET_METRICS_ADDRESS": "",
+            "TIERSET_GATEWAY_METRICS_ADDRESS": "",
+            **env,
+        },
+        stdout=output,
         stderr=asyncio.subprocess.STDOUT,
     )
 
@@ -144,12 +153,8 @@ async def test_two_gateway_processes_serve_one_port_and_stop_on_sigterm(
 
 
 def _environment_of_gateway_child(parent_pid: int) -> dict[str, str]:
-    children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()
-    for pid in children:
-        if b"gateway" in Path(f"/proc/{pid}/cmdline").read_bytes():
-            pairs = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
-    raise AssertionError(f"no gateway child among {children}")
+    pairs = Path(f"/proc/{_gateway_child_of(parent_pid)}/environ").read_bytes().split(b"\0")
+    return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
 
 
 async def test_tierset_dev_runs_the_gateway_as_a_child_and_stops_it(database_url):
@@ -179,6 +184,53 @@ async def test_tierset_dev_runs_the_gateway_as_a_child_and_stops_it(database_url
     assert "gateway stopped" in output
     assert "Traceback" not in output
     assert await _refuses_connections(base_url)
+
+
+def _gateway_child_of(parent_pid: int) -> int:
+    children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()
+    for pid in children:
+        if b"gateway" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    raise AssertionError(f"no gateway child among {children}")
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_the_gateway_child_stops_when_tierset_dev_is_killed(database_url):
+    grpc_port, http_port = free_port(), free_port()
+    process = await _start(
+        "dev",
+        {
+            "DATABASE_URL": database_url,
+            "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{http_port}",
+        },
+        # Not a pipe: asyncio's wait() also waits for every pipe to close, and a surviving
+        # child would hold it open, turning this test's failure into a hang.
+        output=asyncio.subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{http_port}"
+    await _wait_ready(base_url, process)
+    child = _gateway_child_of(process.pid)
+
+    try:
+        process.kill()  # no chance to stop its child itself
+        await process.wait()
+
+        for _ in range(100):
+            if _exited(child):
+                break
+            await asyncio.sleep(0.1)
+        assert _exited(child), "the gateway outlived tierset dev"
+        assert await _refuses_connections(base_url)
+    finally:
+        if not _exited(child):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_the_gateway_is_configured_from_the_environment():

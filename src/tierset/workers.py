@@ -34,6 +34,7 @@ from tierset.config import Config
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -42,13 +43,21 @@ def die_with_parent(parent_pid: int) -> None:
     Without it a supervisor killed outright (SIGKILL, OOM) leaves its workers serving, and
     holding the port, with nobody watching them.
     """
-    if not sys.platform.startswith("linux"):  # pragma: no cover - tierset ships on Linux
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+    if not stop_with_parent():
         log.warning("cannot ask to be stopped with the supervisor (errno %d)", ctypes.get_errno())
     if os.getppid() != parent_pid:  # it died before we asked: nobody will signal us
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stop_with_parent() -> bool:
+    """Asks the kernel for SIGTERM when this process's parent dies; False if it refused.
+
+    Safe as a ``subprocess`` ``preexec_fn`` (between fork and exec, where the setting also
+    survives the exec): libc is loaded beforehand, so this only makes one system call.
+    """
+    if _LIBC is None:  # pragma: no cover - tierset ships on Linux
+        return True
+    return bool(_LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) == 0)
 
 
 def _worker_main(config: Config, dsn: str | None, parent_pid: int) -> None:

@@ -16,6 +16,7 @@ import uvicorn
 from tierset import metrics
 from tierset.config import Config
 from tierset.gateway.app import create_app
+from tierset.workers import stop_with_parent
 
 log = logging.getLogger("tierset.gateway")
 
@@ -97,7 +98,10 @@ def gateway_child(config: Config) -> Iterator[subprocess.Popen[bytes]]:
         if name != "DATABASE_URL" and not name.startswith("PG")
     }
     env["TIERSET_GRPC_TARGET"] = local_target(config.grpc_address)
-    child = subprocess.Popen([sys.executable, "-m", "tierset.cli", "gateway"], env=env)
+    # The child dies with us even if we are killed outright and never reach the `finally`.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tierset.cli", "gateway"], env=env, preexec_fn=stop_with_parent
+    )
     try:
         yield child
     finally:
