@@ -4,7 +4,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two stamps: `make run` installs what serving needs; the test, lint and proto tools are
+# the dev extra, installed by the targets that use them.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed-dev
 TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
@@ -20,15 +23,21 @@ help:
 	@echo "make bench        measure reads and writes against gRPC, SQL and etcd (results/)"
 	@echo "make soak         30 s of load with a PostgreSQL crash and restart; fails if a write is lost"
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
 	touch $@
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(RUN_STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/tierset dev
 
 test: $(STAMP)
