@@ -103,7 +103,15 @@ def command_dev(config: Config) -> None:
     REST gateway as a separate child process."""
     dsn, embedded = _database(config)
     try:
-        _run(_prepare_dev(config, dsn))
+        try:
+            _run(_prepare_dev(config, dsn))
+        except asyncpg.PostgresError as error:
+            # The demo set-up is one transaction: nothing of it was kept, and the next
+            # start does it again.
+            raise SystemExit(
+                f"tierset dev: preparing the database failed ({type(error).__name__}: {error});"
+                " nothing of the first start was kept, the next start tries again"
+            ) from None
         with gateway.gateway_child(config):
             _serve(config, dsn)
     finally:
