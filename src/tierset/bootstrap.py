@@ -140,8 +140,8 @@ def _instructions(path: Path, grpc_address: str) -> str:
     return f"""
 ================ tierset: first start ================
 Created account {DEMO_ACCOUNT_ID}, retailer {DEMO_RETAILER_ID}, users {DEMO_ADMIN} (ADMIN)
-and {DEMO_PLATFORM} (PLATFORM), and their credentials. They are in
-{path} (mode 0600, readable by you only; never printed). Load them with:
+and {DEMO_PLATFORM} (PLATFORM), and their credentials. They are never printed;
+they are in this file, readable by you only (mode 0600). Load them with:
 
   source {path}
 
