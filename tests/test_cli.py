@@ -5,17 +5,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import shutil
 import signal
 import stat
 import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 
 from tests.conftest import free_port
 from tests.helpers import error_info
 from tierset import client
+from tierset.embedded import EmbeddedPostgres
+from tierset.migrate import migrate
 from tierset.v1 import auth_pb2, auth_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 
@@ -33,6 +41,17 @@ async def tierset(database_url: str, *args: str, stdin: str = "") -> tuple[int, 
     )
     out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
     return process.returncode or 0, out.decode(), err.decode()
+
+
+# The variables of the demo credentials file that are secrets (the rest are ids and names).
+SECRET_VARIABLES = (
+    "TIERSET_PASSWORD",
+    "TIERSET_TOKEN",
+    "TIERSET_PLATFORM_TOKEN",
+    "TIERSET_APP_PASSWORD",
+    "TIERSET_BASIC",
+    "TIERSET_CLIENT_SECRET",
+)
 
 
 def _values(stdout: str) -> dict[str, str]:
@@ -106,7 +125,7 @@ async def test_cli_sets_up_an_account_and_manages_credentials(
     assert token.startswith("tsk_")
     await _get(settings, retailer, f"Bearer {token}")
     code, out, _ = await tierset(database_url, "token", "list", "--username", username)
-    token_id = out.split("\t", 1)[0]
+    token_id = out.splitlines()[1].split("\t", 1)[0]
     assert "ci" in out and "active" in out
     code, _, err = await tierset(database_url, "token", "revoke", "--id", token_id)
     assert code == 0, err
@@ -121,7 +140,7 @@ async def test_cli_sets_up_an_account_and_manages_credentials(
     await _get(settings, retailer, basic)
     code, out, _ = await tierset(database_url, "app-password", "list", "--username", username)
     code, _, _ = await tierset(
-        database_url, "app-password", "revoke", "--id", out.split("\t", 1)[0]
+        database_url, "app-password", "revoke", "--id", out.splitlines()[1].split("\t", 1)[0]
     )
     assert code == 0
     assert await _refused_soon(settings, retailer, basic) == "CREDENTIALS_INVALID"
@@ -234,7 +253,11 @@ async def test_first_start_creates_demo_credentials_that_work(create_database, t
         first_output = await _stop(process)
 
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    assert values["TIERSET_TOKEN"] in first_output  # printed once, on first start
+    # The output of a background `make run` ends up in a log file: it says where the
+    # credentials are and how to load them, and holds none of them.
+    assert f"source {env_file}" in first_output
+    for name in SECRET_VARIABLES:
+        assert values[name] not in first_output, name
 
     # A second start creates nothing and prints no secret.
     contents = env_file.read_text()
@@ -242,3 +265,242 @@ async def test_first_start_creates_demo_credentials_that_work(create_database, t
     assert "first start" not in second_output
     assert values["TIERSET_TOKEN"] not in second_output
     assert env_file.read_text() == contents
+
+
+async def test_help_is_plain_text(database_url):
+    code, out, err = await tierset(database_url, "-h")
+    assert code == 0, err
+    assert "usage: tierset" in out
+    assert ":mod:" not in out
+    assert "`" not in out
+
+
+async def test_credential_lists_start_with_a_header_row(database_url, next_id):
+    account_id, username = next_id(), f"lister-{uuid.uuid4().hex[:8]}"
+    await tierset(database_url, "account", "create", "--id", str(account_id), "--name", "L")
+    code, _, err = await tierset(
+        database_url,
+        "user",
+        "create",
+        "--account",
+        str(account_id),
+        "--username",
+        username,
+        "--role",
+        "VIEWER",
+        "--no-password",
+    )
+    assert code == 0, err
+
+    for noun in ("token", "app-password"):
+        code, out, err = await tierset(database_url, noun, "list", "--username", username)
+        assert (code, out.splitlines()) == (0, [LIST_HEADER]), err
+        await tierset(database_url, noun, "create", "--username", username, "--name", "one")
+        code, out, _ = await tierset(database_url, noun, "list", "--username", username)
+        header, row = out.splitlines()
+        assert header == LIST_HEADER
+        assert row.split("\t")[1:2] == ["one"] and row.endswith("\tactive")
+
+
+LIST_HEADER = "ID\tNAME\tCREATED\tSTATE"
+
+
+async def _run_dev_to_the_end(database_url: str, data_dir) -> tuple[int, str]:
+    """Runs `tierset dev` that is expected to stop by itself; returns (exit code, output)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tierset.cli",
+        "dev",
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TIERSET_DATA_DIR": str(data_dir),
+            "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
+            "TIERSET_METRICS_ADDRESS": "",
+            "TIERSET_GATEWAY_METRICS_ADDRESS": "",
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, out.decode()
+
+
+async def test_a_first_start_failing_midway_leaves_nothing_and_the_next_one_completes(
+    create_database, tmp_path
+):
+    database_url = await create_database()
+    env_file = tmp_path / "demo-credentials.env"
+    connection = await asyncpg.connect(database_url)
+    try:
+        await migrate(connection)
+        # A real failure inside PostgreSQL after the first demo user is written.
+        await connection.execute(
+            """
+            CREATE FUNCTION refuse_second_user() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'injected: no second user'; END $$;
+            CREATE TRIGGER refuse_second_user BEFORE INSERT ON users FOR EACH ROW
+                WHEN (NEW.username = 'demo-platform') EXECUTE FUNCTION refuse_second_user();
+            """
+        )
+        code, output = await _run_dev_to_the_end(database_url, tmp_path)
+        assert code != 0, output
+        assert not env_file.exists()
+        for table in ("users", "accounts", "credentials", "oauth_clients"):
+            assert await connection.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+        assert "injected: no second user" in output
+        assert "Traceback" not in output
+
+        await connection.execute("DROP TRIGGER refuse_second_user ON users")
+        port = free_port()
+        await _stop(await _start_dev(database_url, tmp_path, port))
+        assert await connection.fetchval("SELECT count(*) FROM users") == 2
+    finally:
+        await connection.close()
+    values = _values(env_file.read_text().replace("export ", ""))
+    assert values["TIERSET_TOKEN"].startswith("tsk_")
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+
+
+# --- Which database the administration commands use, run from any folder -----------------
+
+
+def _without_a_database() -> dict[str, str]:
+    """This environment minus everything that names a database or a data folder; the embedded
+    port is a free one, so no run (even of unfixed code) can take the real one."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"DATABASE_URL", "TIERSET_DATA_DIR"} and not name.startswith("PG")
+    }
+    env["TIERSET_EMBEDDED_PG_PORT"] = str(free_port())
+    return env
+
+
+async def tierset_in(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """Runs `tierset ARGS` in the folder `cwd` with exactly `env`."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tierset.cli",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A folder laid out as a tierset checkout after `make run`: tierset's pyproject.toml,
+    and the embedded PostgreSQL running from .data/postgres on a port of its own."""
+
+    root: Path
+    cluster: EmbeddedPostgres
+
+
+@pytest.fixture(scope="module")
+def checkout() -> Iterator[Checkout]:
+    root = Path(tempfile.mkdtemp(prefix="tierset-checkout-"))
+    root.chmod(0o755)  # the postgres user must get in when tests run as root
+    (root / "pyproject.toml").write_text('[project]\nname = "tierset"\n')
+    cluster = EmbeddedPostgres(root / ".data" / "postgres", free_port(), durable=False)
+    cluster.start()
+    yield Checkout(root, cluster)
+    cluster.stop("immediate")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[Path]:
+    """A folder outside any tierset checkout."""
+    folder = Path(tempfile.mkdtemp(prefix="tierset-elsewhere-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _account_exists(checkout: Checkout, account_id: int) -> bool:
+    connection = await asyncpg.connect(checkout.cluster.dsn)
+    try:
+        return bool(
+            await connection.fetchval("SELECT count(*) FROM accounts WHERE id = $1", account_id)
+        )
+    finally:
+        await connection.close()
+
+
+async def test_admin_commands_in_a_subfolder_use_the_checkouts_running_database(checkout, next_id):
+    subfolder = checkout.root / "src" / "deeper"
+    subfolder.mkdir(parents=True, exist_ok=True)
+    account_id = next_id()
+
+    code, out, err = await tierset_in(
+        subfolder,
+        _without_a_database(),
+        "account",
+        "create",
+        "--id",
+        str(account_id),
+        "--name",
+        "Found",
+    )
+
+    assert (code, _values(out)) == (0, {"TIERSET_ACCOUNT_ID": str(account_id)}), err
+    assert await _account_exists(checkout, account_id)
+    assert not (subfolder / ".data").exists()
+    assert checkout.cluster.is_running()  # it belongs to `make run`: left running
+
+
+async def test_admin_commands_elsewhere_use_the_data_dir_they_are_given(
+    checkout, elsewhere, next_id
+):
+    env = {**_without_a_database(), "TIERSET_DATA_DIR": str(checkout.root / ".data")}
+    account_id, username = next_id(), f"far-{uuid.uuid4().hex[:8]}"
+    await tierset_in(elsewhere, env, "account", "create", "--id", str(account_id), "--name", "F")
+    await tierset_in(
+        elsewhere,
+        env,
+        "user",
+        "create",
+        "--account",
+        str(account_id),
+        "--username",
+        username,
+        "--role",
+        "VIEWER",
+        "--no-password",
+    )
+
+    code, out, err = await tierset_in(elsewhere, env, "token", "list", "--username", username)
+
+    assert (code, out.splitlines()) == (0, [LIST_HEADER]), err
+    assert await _account_exists(checkout, account_id)
+    assert os.listdir(elsewhere) == []
+
+
+async def test_admin_commands_outside_a_checkout_say_what_to_set_and_create_nothing(elsewhere):
+    code, out, err = await tierset_in(
+        elsewhere, _without_a_database(), "token", "list", "--username", "anyone"
+    )
+
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "TIERSET_DATA_DIR" in err and "DATABASE_URL" in err
+    assert os.listdir(elsewhere) == []  # no .data, no initdb
+
+
+async def test_admin_commands_never_create_a_database_in_an_empty_data_dir(elsewhere):
+    env = {**_without_a_database(), "TIERSET_DATA_DIR": str(elsewhere / "data")}
+
+    code, _, err = await tierset_in(elsewhere, env, "token", "list", "--username", "anyone")
+
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert str(elsewhere / "data") in err and "DATABASE_URL" in err
+    assert os.listdir(elsewhere) == []

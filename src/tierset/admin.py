@@ -2,8 +2,13 @@
 
 They talk straight to the database named by DATABASE_URL (or PG*), or to the
 embedded PostgreSQL of ``make run`` when none is set, and apply pending
-migrations first. A secret is printed once, on stdout, as ``NAME=value``;
-everything else goes to stderr. Revocations reach running servers at once
+migrations first. The embedded one is found from any folder (TIERSET_DATA_DIR,
+else the ``.data`` of the checkout holding the working folder; see
+:mod:`tierset.datadir`); a running server is used on whatever port it listens
+on, a stopped one is started for the command and stopped after, and a missing
+one is an error naming what to set: no command ever creates a database.
+A secret is printed once, on stdout, as ``NAME=value``; everything else goes to
+stderr. Revocations reach running servers at once
 (PostgreSQL NOTIFY), or within TIERSET_AUTH_CACHE_SECONDS at worst.
 """
 
@@ -13,6 +18,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 
@@ -20,9 +26,12 @@ from tierset import errors
 from tierset.authz import Role
 from tierset.config import Config
 from tierset.credentials import CredentialStore, Kind, new_secret
-from tierset.embedded import EmbeddedPostgres
+from tierset.datadir import embedded_data_dir
+from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.migrate import migrate
 from tierset.store import Store
+
+LIST_HEADER = "ID\tNAME\tCREATED\tSTATE"
 
 Action = Callable[[argparse.Namespace, Store, CredentialStore], Awaitable[None]]
 
@@ -86,6 +95,8 @@ def _issue(kind: Kind, variable: str, label: str) -> Action:
 def _list(kind: Kind) -> Action:
     async def action(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
         await creds.require_user(args.username)
+        # Tab-separated under a header row, like `ps`: `tail -n +2 | cut -f1` gives the ids.
+        print(LIST_HEADER)
         for record in await creds.list(args.username, kind):
             state = "active" if record.revoke_time is None else f"revoked {record.revoke_time:%c}"
             print(f"{record.id}\t{record.name or ''}\t{record.create_time:%Y-%m-%d}\t{state}")
@@ -200,17 +211,37 @@ async def _execute(action: Action, args: argparse.Namespace, dsn: str | None) ->
         await pool.close()
 
 
+def _embedded_database(config: Config) -> tuple[str, EmbeddedPostgres | None]:
+    """The DSN of `make run`'s embedded PostgreSQL, and the cluster when this command had to
+    start it (and so stops it after). Never creates one: a command reading credentials must
+    not leave a new database behind in whatever folder it ran in."""
+    cwd = Path.cwd()
+    data_dir = embedded_data_dir(config.data_dir, cwd)
+    if data_dir is None:
+        raise EmbeddedPostgresError(
+            f"no database to use: DATABASE_URL is not set and {cwd} is not inside a tierset"
+            " checkout; set DATABASE_URL, or TIERSET_DATA_DIR to the data folder of the"
+            " `make run` to use (its checkout's .data)"
+        )
+    cluster = EmbeddedPostgres(data_dir / "postgres", config.embedded_pg_port)
+    if not cluster.exists():
+        found_by = "TIERSET_DATA_DIR" if config.data_dir is not None else "the checkout"
+        raise EmbeddedPostgresError(
+            f"no embedded database in {data_dir} ({found_by}); start `make run` there once,"
+            " or set TIERSET_DATA_DIR to the data folder `make run` uses, or DATABASE_URL"
+        )
+    if cluster.running_port() is not None:
+        return cluster.start(create=False), None  # `make run` owns it: left running
+    return cluster.start(create=False), cluster
+
+
 def run(args: argparse.Namespace, config: Config) -> None:
     """Runs one administration command against the configured or embedded database."""
     embedded = None
     if config.has_database:
         dsn = config.database_url.reveal() if config.database_url else None
     else:
-        embedded = EmbeddedPostgres(config.data_dir / "postgres", config.embedded_pg_port)
-        was_running = embedded.is_running()
-        dsn = embedded.start()
-        if was_running:
-            embedded = None  # `make run` owns it; leave it running
+        dsn, embedded = _embedded_database(config)
     try:
         asyncio.run(_execute(args.admin_action, args, dsn))
     except errors.TiersetError as error:

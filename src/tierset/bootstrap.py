@@ -1,16 +1,25 @@
 """First start of ``make run``: a demo account, retailer and users, and their credentials.
 
-Runs only while the database has no user at all. The credentials are printed
-once and written to ``<data dir>/demo-credentials.env`` (mode 0600), so that
-``source .data/demo-credentials.env`` makes the README's sample calls work.
+Runs only while the database has no user at all. The credentials are written to
+``<data dir>/demo-credentials.env`` (mode 0600), so that ``source
+.data/demo-credentials.env`` makes the README's sample calls work. They are
+never printed: the output of a background ``make run`` lands in log files, so
+the banner says only where the file is and how to load it.
+
+All of it is one transaction, and the file is written before it commits: a
+failure anywhere leaves no user behind, so the next start finds none and does
+it all again (overwriting a file whose secrets were never committed). An
+advisory lock makes two first starts at once take turns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import shlex
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +27,7 @@ import asyncpg
 from tierset import errors
 from tierset.authz import Role
 from tierset.credentials import CredentialStore, Kind, new_secret
-from tierset.store import Store
+from tierset.store import Store, query
 
 DEMO_ACCOUNT_ID = 1111
 DEMO_RETAILER_ID = 2222
@@ -29,29 +38,55 @@ DEMO_CLIENT_ID = "demo-client"
 CREDENTIALS_FILE = "demo-credentials.env"
 
 
-async def _ensure_scopes(store: Store) -> None:
+async def _ensure_scopes(connection: asyncpg.Connection) -> None:
+    """The demo scopes, keeping any that exist already (made by an admin command)."""
+    store = Store(connection)
     for account_id, name in (
         (DEMO_ACCOUNT_ID, "Demo account"),
         (PLATFORM_ACCOUNT_ID, "Platform operations"),
     ):
-        try:
-            await store.create_account(account_id, name)
-        except errors.TiersetError as error:
-            if error.reason != "ACCOUNT_EXISTS":
-                raise
+        await _create_unless_exists(
+            connection, functools.partial(store.create_account, account_id, name), "ACCOUNT_EXISTS"
+        )
+    await _create_unless_exists(
+        connection,
+        functools.partial(
+            store.create_retailer, DEMO_RETAILER_ID, DEMO_ACCOUNT_ID, "Demo retailer"
+        ),
+        "RETAILER_EXISTS",
+    )
+
+
+async def _create_unless_exists(
+    connection: asyncpg.Connection, create: Callable[[], Awaitable[object]], exists_reason: str
+) -> None:
+    # In a savepoint: a refused insert would otherwise abort the whole first start.
     try:
-        await store.create_retailer(DEMO_RETAILER_ID, DEMO_ACCOUNT_ID, "Demo retailer")
+        async with connection.transaction():
+            await create()
     except errors.TiersetError as error:
-        if error.reason != "RETAILER_EXISTS":
+        if error.reason != exists_reason:
             raise
 
 
 async def bootstrap_demo(pool: asyncpg.Pool, data_dir: Path, grpc_address: str) -> Path | None:
     """Creates the demo set-up unless any user exists; returns the credentials file."""
-    credentials = CredentialStore(pool)
-    if await credentials.count_users() > 0:
-        return None
-    await _ensure_scopes(Store(pool))
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(query("lock_demo_bootstrap"))
+        credentials = CredentialStore(connection)
+        if await credentials.count_users() > 0:
+            return None
+        await _ensure_scopes(connection)
+        values = await _create_demo_credentials(credentials, grpc_address)
+        path = await asyncio.to_thread(write_credentials_file, data_dir, values)
+    print(_instructions(path, grpc_address), flush=True)
+    return path
+
+
+async def _create_demo_credentials(
+    credentials: CredentialStore, grpc_address: str
+) -> dict[str, str]:
+    """The demo users and their credentials, as the variables of the credentials file."""
     password = new_secret("")
     admin = await credentials.create_user(
         DEMO_ACCOUNT_ID, DEMO_ADMIN, password, frozenset({Role.ADMIN})
@@ -66,7 +101,7 @@ async def bootstrap_demo(pool: asyncpg.Pool, data_dir: Path, grpc_address: str) 
     app_password = await credentials.issue(admin.id, Kind.APP_PASSWORD, name="demo")
     client_id, client_secret = await credentials.create_oauth_client(DEMO_CLIENT_ID, "Demo client")
     basic = base64.b64encode(f"{DEMO_ADMIN}:{app_password.secret}".encode()).decode()
-    values = {
+    return {
         "TIERSET_ADDRESS": grpc_address,
         "TIERSET_ACCOUNT_ID": str(DEMO_ACCOUNT_ID),
         "TIERSET_RETAILER_ID": str(DEMO_RETAILER_ID),
@@ -79,9 +114,6 @@ async def bootstrap_demo(pool: asyncpg.Pool, data_dir: Path, grpc_address: str) 
         "TIERSET_CLIENT_ID": client_id,
         "TIERSET_CLIENT_SECRET": client_secret,
     }
-    path = await asyncio.to_thread(write_credentials_file, data_dir, values)
-    print(_instructions(path, values), flush=True)
-    return path
 
 
 def write_credentials_file(data_dir: Path, values: dict[str, str]) -> Path:
@@ -103,29 +135,24 @@ def write_credentials_file(data_dir: Path, values: dict[str, str]) -> Path:
     return path
 
 
-def _instructions(path: Path, values: dict[str, str]) -> str:
+def _instructions(path: Path, grpc_address: str) -> str:
+    """What the first start prints: where the credentials are, never the credentials."""
     return f"""
 ================ tierset: first start ================
 Created account {DEMO_ACCOUNT_ID}, retailer {DEMO_RETAILER_ID}, users {DEMO_ADMIN} (ADMIN)
-and {DEMO_PLATFORM} (PLATFORM), and their credentials. Shown this once; they are
-also in {path} (mode 0600):
+and {DEMO_PLATFORM} (PLATFORM), and their credentials. They are never printed;
+they are in this file, readable by you only (mode 0600). Load them with:
 
   source {path}
 
 gRPC: send the metadata  authorization: Bearer $TIERSET_TOKEN
   grpcurl -plaintext -H "authorization: Bearer $TIERSET_TOKEN" \\
     -d '{{"scope": {{"retailer_id": {DEMO_RETAILER_ID}}}, "keys": ["PAYMENT.PROVIDER"]}}' \\
-    {values["TIERSET_ADDRESS"]} tierset.v1.SettingsService/GetSettings
+    {grpc_address} tierset.v1.SettingsService/GetSettings
 REST: send the same header (Authorization: Bearer $TIERSET_TOKEN), or HTTP Basic
   with {DEMO_ADMIN} and $TIERSET_APP_PASSWORD (Authorization: Basic $TIERSET_BASIC),
   or get a token from POST /oauth/token (grant_type=password, username, password,
   client_id=$TIERSET_CLIENT_ID, client_secret, scope=api).
-
-  TIERSET_TOKEN={values["TIERSET_TOKEN"]}
-  TIERSET_PLATFORM_TOKEN={values["TIERSET_PLATFORM_TOKEN"]}
-  TIERSET_USERNAME={DEMO_ADMIN}  TIERSET_PASSWORD={values["TIERSET_PASSWORD"]}
-  TIERSET_APP_PASSWORD={values["TIERSET_APP_PASSWORD"]}
-  TIERSET_CLIENT_ID={values["TIERSET_CLIENT_ID"]}
-  TIERSET_CLIENT_SECRET={values["TIERSET_CLIENT_SECRET"]}
+PLATFORM calls (GLOBAL settings, new accounts) use $TIERSET_PLATFORM_TOKEN.
 ======================================================
 """

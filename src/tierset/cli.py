@@ -1,5 +1,7 @@
 """The ``tierset`` command: run the server, migrate, run everything for development, and
-administer accounts, users and credentials (see :mod:`tierset.admin`)."""
+administer accounts, users and credentials (see :mod:`tierset.admin`).
+
+``tierset -h`` shows DESCRIPTION, plain text: argparse prints it as it is."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ import asyncio
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 
 import asyncpg
 
 from tierset import admin, logs
 from tierset.bootstrap import bootstrap_demo
 from tierset.config import Config, ConfigError
+from tierset.datadir import DATA_FOLDER, embedded_data_dir
 from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.gateway import serve as gateway
 from tierset.gateway.processes import run_gateway_processes
@@ -22,6 +26,12 @@ from tierset.server import serve
 from tierset.workers import run_workers
 
 log = logging.getLogger("tierset")
+
+DESCRIPTION = (
+    "Run the tierset gRPC server, the REST gateway or both for development (dev), apply"
+    " migrations, and administer accounts, retailers, users and their credentials."
+    " Run 'tierset COMMAND -h' for a command's options."
+)
 
 
 def _run(coroutine: object) -> None:
@@ -33,11 +43,16 @@ def _run(coroutine: object) -> None:
         uvloop.run(coroutine)  # type: ignore[arg-type]
 
 
-def _database(config: Config) -> tuple[str | None, EmbeddedPostgres | None]:
+def _dev_data_dir(config: Config) -> Path:
+    """Where `tierset dev` keeps its data (see tierset.datadir): ./.data outside a checkout."""
+    return embedded_data_dir(config.data_dir, Path.cwd()) or Path(DATA_FOLDER)
+
+
+def _database(config: Config, data_dir: Path) -> tuple[str | None, EmbeddedPostgres | None]:
     """The DSN to use, starting the embedded PostgreSQL when no database is configured."""
     if config.has_database:
         return (config.database_url.reveal() if config.database_url else None), None
-    embedded = EmbeddedPostgres(config.data_dir / "postgres", config.embedded_pg_port)
+    embedded = EmbeddedPostgres(data_dir / "postgres", config.embedded_pg_port)
     log.info("no DATABASE_URL: starting embedded PostgreSQL in %s", embedded.data_dir)
     return embedded.start(), embedded
 
@@ -77,13 +92,13 @@ def command_migrate(config: Config) -> None:
     _run(_migrate(config.database_url.reveal() if config.database_url else None))
 
 
-async def _prepare_dev(config: Config, dsn: str | None) -> None:
+async def _prepare_dev(config: Config, dsn: str | None, data_dir: Path) -> None:
     """Migrates and creates the demo credentials on a first start."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
-        await bootstrap_demo(pool, config.data_dir, config.grpc_address)
+        await bootstrap_demo(pool, data_dir, config.grpc_address)
     finally:
         await pool.close()
 
@@ -101,9 +116,18 @@ def command_gateway(config: Config) -> None:
 def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
     REST gateway as a separate child process."""
-    dsn, embedded = _database(config)
+    data_dir = _dev_data_dir(config)
+    dsn, embedded = _database(config, data_dir)
     try:
-        _run(_prepare_dev(config, dsn))
+        try:
+            _run(_prepare_dev(config, dsn, data_dir))
+        except asyncpg.PostgresError as error:
+            # The demo set-up is one transaction: nothing of it was kept, and the next
+            # start does it again.
+            raise SystemExit(
+                f"tierset dev: preparing the database failed ({type(error).__name__}: {error});"
+                " nothing of the first start was kept, the next start tries again"
+            ) from None
         with gateway.gateway_child(config):
             _serve(config, dsn)
     finally:
@@ -122,7 +146,7 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tierset`` command."""
-    parser = argparse.ArgumentParser(prog="tierset", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tierset", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("serve", "serve gRPC against DATABASE_URL"),

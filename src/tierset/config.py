@@ -87,7 +87,9 @@ class Config:
     database_url: Secret | None = None
     # True when PG* variables name a database, so no embedded one is needed.
     database_from_pg_env: bool = False
-    data_dir: Path = Path(".data")
+    # Unset: found from the working folder (tierset.datadir), so that every command finds
+    # the embedded database of `make run` from any folder of the checkout.
+    data_dir: Path | None = None
     embedded_pg_port: int = 54329
     pool_min_size: int = 2
     pool_max_size: int = 10
@@ -142,7 +144,7 @@ class Config:
             grpc_address=env.get("TIERSET_GRPC_ADDRESS", cls.grpc_address),
             database_url=Secret(url) if url else None,
             database_from_pg_env=bool(env.get("PGHOST")),
-            data_dir=Path(env.get("TIERSET_DATA_DIR", str(cls.data_dir))),
+            data_dir=Path(env["TIERSET_DATA_DIR"]) if env.get("TIERSET_DATA_DIR") else None,
             embedded_pg_port=_int(env, "TIERSET_EMBEDDED_PG_PORT", cls.embedded_pg_port),
             pool_min_size=_int(env, "TIERSET_POOL_MIN_SIZE", cls.pool_min_size),
             pool_max_size=_int(env, "TIERSET_POOL_MAX_SIZE", cls.pool_max_size),

@@ -127,16 +127,27 @@ def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
 
 class PoolClient:
     """What every part that queries the pool shares: connections that give up waiting after
-    the acquire timeout, and that are never reused once asyncpg has lost track of them."""
+    the acquire timeout, and that are never reused once asyncpg has lost track of them.
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float | None = None) -> None:
+    Given one connection instead of a pool, every call runs on it, so calls made inside
+    its open transaction are part of that transaction (the first start's demo set-up).
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool | asyncpg.Connection, acquire_timeout: float | None = None
+    ) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
 
     @contextlib.asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Any]:
         """A pool connection; waiting longer than the acquire timeout raises TimeoutError."""
-        async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+        acquired: contextlib.AbstractAsyncContextManager[Any] = (
+            contextlib.nullcontext(self._pool)
+            if isinstance(self._pool, asyncpg.Connection)
+            else self._pool.acquire(timeout=self._acquire_timeout)
+        )
+        async with acquired as connection:
             try:
                 yield connection
             except asyncpg.InternalClientError:

@@ -225,3 +225,9 @@ SELECT client.id, pg_notify('tierset_credentials_revoked',
 
 -- name: count_users
 SELECT count(*) FROM users;
+
+-- name: lock_demo_bootstrap
+-- Held to the end of the first start's transaction: two first starts at once take turns,
+-- and the second then finds the users the first made. The key is "tierset" and 2 in
+-- bytes (migrate.py's is "tierset" and 1).
+SELECT pg_advisory_xact_lock(x'7469657273657402'::bigint);
