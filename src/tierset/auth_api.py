@@ -4,7 +4,9 @@ The REST gateway maps ``POST /oauth/token`` (form-encoded) onto CreateToken and
 the ErrorInfo reason back onto the OAuth error code: INVALID_GRANT →
 400 ``invalid_grant``, INVALID_CLIENT → 401 ``invalid_client``,
 UNSUPPORTED_GRANT_TYPE / INVALID_SCOPE / INVALID_REQUEST → 400 with the same
-name in lower case.
+name in lower case. A password grant with no room to check the password within
+the hashing memory budget is UNAVAILABLE / PASSWORD_HASHING_BUSY (503
+``temporarily_unavailable``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import grpc
 
 from tierset import errors
 from tierset.auth import Authenticator
-from tierset.credentials import CredentialStore, digest, verify_password
+from tierset.credentials import CredentialStore, digest
+from tierset.password_hashing import PasswordHashing
 from tierset.v1 import auth_pb2, auth_pb2_grpc
 from tierset.values import unstorable_text
 
@@ -63,11 +66,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self,
         credentials: CredentialStore,
         authenticator: Authenticator,
+        hashing: PasswordHashing,
         access_token_seconds: int,
         refresh_token_seconds: int,
     ) -> None:
         self._credentials = credentials
         self._authenticator = authenticator
+        self._hashing = hashing
         self._access_seconds = access_token_seconds
         self._refresh_seconds = refresh_token_seconds
 
@@ -106,8 +111,8 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
     async def _password_grant(self, username: str, password: str) -> tuple[int, uuid.UUID]:
         found = await self._credentials.user_by_username(username)
-        # verify_password checks a decoy hash for unknown users, so timing is alike.
-        ok = await verify_password(None if found is None else found[1], password)
+        # An unknown user's check runs against a decoy hash, so timing is alike.
+        ok = await self._hashing.verify(None if found is None else found[1], password)
         if found is None or not ok:
             log.info("password grant refused: bad credentials")
             raise _bad_credentials()

@@ -79,6 +79,12 @@ def _positive(value: _Number, name: str) -> _Number:
     return value
 
 
+def _non_negative(value: _Number, name: str) -> _Number:
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the processes need to know, typed."""
@@ -114,6 +120,11 @@ class Config:
     refresh_token_seconds: int = 30 * 24 * 3600
     auth_cache_seconds: float = 5.0
     auth_cache_size: int = 10_000
+    # argon2id password checks hold 64 MiB each: how much memory they may take at once
+    # (budget // 64 MiB checks run together, at least one), and how long a check waits
+    # for room before it is refused (UNAVAILABLE, PASSWORD_HASHING_BUSY).
+    password_hash_memory_budget_bytes: int = 128 * 1024 * 1024
+    password_hash_wait_seconds: float = 1.0
     # Resolved reads each server process keeps; 0 turns the read cache off.
     cache_max_entries: int = 10_000
     # ...and the memory they may take (about; values are counted twice, text and response).
@@ -181,6 +192,18 @@ class Config:
             ),
             auth_cache_seconds=_float(env, "TIERSET_AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
             auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
+            password_hash_memory_budget_bytes=_positive(
+                _int(
+                    env,
+                    "TIERSET_PASSWORD_HASH_MEMORY_BUDGET_BYTES",
+                    cls.password_hash_memory_budget_bytes,
+                ),
+                "TIERSET_PASSWORD_HASH_MEMORY_BUDGET_BYTES",
+            ),
+            password_hash_wait_seconds=_non_negative(
+                _float(env, "TIERSET_PASSWORD_HASH_WAIT_SECONDS", cls.password_hash_wait_seconds),
+                "TIERSET_PASSWORD_HASH_WAIT_SECONDS",
+            ),
             cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
             cache_max_bytes=_positive(
                 _int(env, "TIERSET_CACHE_MAX_BYTES", cls.cache_max_bytes), "TIERSET_CACHE_MAX_BYTES"

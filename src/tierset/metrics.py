@@ -67,6 +67,12 @@ AUTH_FAILURES = Counter(
     "Calls refused for missing or bad credentials, or for lack of permission, by reason.",
     ["reason"],
 )
+PASSWORD_CHECKS_REFUSED = Counter(
+    "tierset_password_checks_refused",
+    "Password checks refused for want of room in the hashing memory budget, by why: "
+    "too many already waiting (queue_full) or no slot freed in time (wait_timeout).",
+    ["why"],
+)
 
 
 def gateway_registry() -> CollectorRegistry:

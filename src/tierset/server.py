@@ -29,6 +29,7 @@ from tierset.interceptors import ErrorInterceptor
 from tierset.metrics import start_metrics_server
 from tierset.migrate import migrate
 from tierset.observability import ObservabilityInterceptor
+from tierset.password_hashing import PasswordHashing
 from tierset.settings_api import SettingsService
 from tierset.store import Store
 from tierset.v1 import (
@@ -90,6 +91,7 @@ class App:
     pool: asyncpg.Pool
     port: int
     authenticator: Authenticator
+    hashing: PasswordHashing
     # The read cache and its change listener; None when TIERSET_CACHE_MAX_ENTRIES is 0.
     cache: ResolutionCache | None = None
     listener: CacheListener | None = None
@@ -102,6 +104,7 @@ class App:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.authenticator.close()
+        self.hashing.close()
         if self.listener is not None:
             await self.listener.stop()
         try:
@@ -121,6 +124,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
     authenticator: Authenticator | None = None
     server: grpc.aio.Server | None = None
     database_health: DatabaseHealth | None = None
+    hashing = PasswordHashing(
+        config.password_hash_memory_budget_bytes, config.password_hash_wait_seconds
+    )
     try:
         if config.migrate_on_start:
             async with pool.acquire() as connection:
@@ -155,6 +161,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
             AuthService(
                 credentials,
                 authenticator,
+                hashing,
                 config.access_token_seconds,
                 config.refresh_token_seconds,
             ),
@@ -199,10 +206,21 @@ async def start_app(config: Config, dsn: str | None) -> App:
             await authenticator.close()
         if listener is not None:
             await listener.stop()
+        hashing.close()
         await pool.close()
         raise
     log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
-    return App(server, health_servicer, pool, port, authenticator, cache, listener, database_health)
+    return App(
+        server,
+        health_servicer,
+        pool,
+        port,
+        authenticator,
+        hashing,
+        cache,
+        listener,
+        database_health,
+    )
 
 
 async def wait_for_stop_signal() -> None:
