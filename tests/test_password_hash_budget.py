@@ -32,7 +32,7 @@ BUDGET_BYTES = 64 * MIB  # one argon2id check (memory cost 64 MiB) at a time
 # burst ran six checks at once on a 2-CPU machine (the default thread pool), +384 MiB.
 ALLOWED_GROWTH_BYTES = BUDGET_BYTES + 64 * MIB
 ATTEMPTS = 24
-PASSWORD = "correct horse battery staple"  # noqa: S105 - a test user's
+PASSWORD = "correct horse battery staple"
 
 
 def _status_bytes(pid: int, field: str) -> int:

@@ -32,6 +32,7 @@ from tierset.observability import ObservabilityInterceptor
 from tierset.password_hashing import PasswordHashing
 from tierset.settings_api import SettingsService
 from tierset.store import Store
+from tierset.throttle import Limit, LoginThrottle
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -116,6 +117,17 @@ class App:
             log.info("database pool closed")
 
 
+def login_throttle(config: Config) -> LoginThrottle:
+    """The password-guess throttle `config` describes (one per process)."""
+    window = config.auth_throttle_window_seconds
+    return LoginThrottle(
+        per_user_source=Limit(config.auth_throttle_user_source_failures, window),
+        per_source=Limit(config.auth_throttle_source_failures, window),
+        per_user=Limit(config.auth_throttle_user_failures, window),
+        max_entries=config.auth_throttle_max_entries,
+    )
+
+
 async def start_app(config: Config, dsn: str | None) -> App:
     """Connects, migrates (unless told not to), and starts serving on `config.grpc_address`."""
     pool = await create_pool(config, dsn)
@@ -141,8 +153,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
             listener.start()
             settings_store = CachedStore(pool, cache, config.pool_acquire_timeout_seconds)
         credentials = CredentialStore(pool, config.pool_acquire_timeout_seconds)
+        throttle = login_throttle(config)
         authenticator = Authenticator(
-            credentials, config.auth_cache_seconds, config.auth_cache_size
+            credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
         )
         # Observability outermost: it must see the status ErrorInterceptor settles on, and
         # set the request id before anything logs. ErrorInterceptor before AuthInterceptor:
@@ -151,7 +164,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
             interceptors=[
                 ObservabilityInterceptor(access_log=config.access_log),
                 ErrorInterceptor(),
-                AuthInterceptor(authenticator),
+                AuthInterceptor(authenticator, config.trusted_gateways),
             ],
             # grpc turns SO_REUSEPORT on by default, which lets a second server started by
             # mistake share the port silently; only the worker processes may share it.
@@ -162,6 +175,8 @@ async def start_app(config: Config, dsn: str | None) -> App:
                 credentials,
                 authenticator,
                 hashing,
+                throttle,
+                config.trusted_gateways,
                 config.access_token_seconds,
                 config.refresh_token_seconds,
             ),
