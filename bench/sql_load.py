@@ -35,7 +35,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         while (started := time.perf_counter()) < stop_at:
             level, scope_id, keys = reads[i % len(reads)]
             i += 1
-            await pool.fetch(statement, level, scope_id, keys)
+            await pool.fetch(statement, level, scope_id, keys, None)
             if started >= warm_until:
                 latencies.append(time.perf_counter() - started)
 

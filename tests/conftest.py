@@ -153,12 +153,17 @@ async def database_url(create_database: Callable[[], Awaitable[str]]) -> str:
 def server_config() -> Config:
     """The session server's configuration: an ephemeral port, a small pool."""
     # A long auth cache, so that a revocation refused at once proves the NOTIFY path.
+    # Password-guess throttling off: every test calls from 127.0.0.1, and many fail to sign
+    # in on purpose; tests/test_auth_throttling.py starts servers with it on.
     return Config(
         grpc_address="127.0.0.1:0",
         pool_min_size=1,
         pool_max_size=8,
         shutdown_grace_seconds=2.0,
         auth_cache_seconds=60.0,
+        auth_throttle_user_source_failures=0,
+        auth_throttle_source_failures=0,
+        auth_throttle_user_failures=0,
     )
 
 

@@ -30,15 +30,18 @@ async def test_precedence_query_uses_the_level_scope_key_index(db, new_account, 
         )
         await connection.execute("ANALYZE settings")
 
-    explained = await db.fetchval(
-        "EXPLAIN (FORMAT JSON) " + query("effective_settings"),
-        "RETAILER",
-        retailer,
-        ["PLAN.KEY.1", "PLAN.KEY.2"],
-    )
-    nodes = _nodes(json.loads(explained)[0]["Plan"])
-    on_settings = [n for n in nodes if n.get("Relation Name") == "settings"]
+    # Both forms: a PLATFORM caller's (any account) and a confined caller's (its own).
+    for visible_to in (None, account):
+        explained = await db.fetchval(
+            "EXPLAIN (FORMAT JSON) " + query("effective_settings"),
+            "RETAILER",
+            retailer,
+            ["PLAN.KEY.1", "PLAN.KEY.2"],
+            visible_to,
+        )
+        nodes = _nodes(json.loads(explained)[0]["Plan"])
+        on_settings = [n for n in nodes if n.get("Relation Name") == "settings"]
 
-    assert on_settings, "the plan must read the settings table"
-    assert all(n["Node Type"] != "Seq Scan" for n in on_settings)
-    assert {n.get("Index Name") for n in nodes} >= {"settings_level_scope_key"}
+        assert on_settings, "the plan must read the settings table"
+        assert all(n["Node Type"] != "Seq Scan" for n in on_settings)
+        assert {n.get("Index Name") for n in nodes} >= {"settings_level_scope_key"}

@@ -13,6 +13,10 @@ reaches this process's cache at once: revocations made here forget their ids
 directly, and every revocation NOTIFYs ``tierset_credentials_revoked``, which
 every server LISTENs to. If that notification is missed (the listening
 connection was down), the cache TTL bounds the delay.
+
+Application passwords over Basic carry a username someone may guess for, so they
+go through the password-guess throttle (throttle.py) by username and source
+address (client_address.py): checked before the lookup, a failure counted after.
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ import grpc
 
 from tierset import authz, errors
 from tierset.authz import Principal, Role
+from tierset.client_address import Network, client_address
 from tierset.credentials import CredentialStore, Kind, digest
+from tierset.throttle import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +147,15 @@ class _Cached:
 class Authenticator:
     """Verifies presented credentials, with a bounded, short-lived cache."""
 
-    def __init__(self, credentials: CredentialStore, cache_seconds: float, cache_size: int) -> None:
+    def __init__(
+        self,
+        credentials: CredentialStore,
+        cache_seconds: float,
+        cache_size: int,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
         self._credentials = credentials
+        self._throttle = throttle
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
@@ -151,9 +164,26 @@ class Authenticator:
         self._generation = 0
         self._listener: asyncio.Task[None] | None = None
 
-    async def authenticate(self, values: list[str]) -> Principal:
-        """The principal the ``authorization`` metadata proves, or UNAUTHENTICATED."""
+    async def authenticate(self, values: list[str], source: str = "unknown") -> Principal:
+        """The principal the ``authorization`` metadata proves, or UNAUTHENTICATED.
+
+        Basic (username and application password) from `source` is throttled:
+        RESOURCE_EXHAUSTED / AUTH_THROTTLED after too many failures.
+        """
         presented = parse_authorization(values)
+        if presented.username is None or self._throttle is None:
+            return await self._verify(presented)
+        self._throttle.check(presented.username, source, "application password")
+        try:
+            principal = await self._verify(presented)
+        except errors.TiersetError as error:
+            if error.reason == "CREDENTIALS_INVALID":
+                self._throttle.failed(presented.username, source, "application password")
+            raise
+        self._throttle.succeeded(presented.username, source)
+        return principal
+
+    async def _verify(self, presented: _Presented) -> Principal:
         key = digest(presented.secret)
         cached = self._cache.get(key)
         if cached is not None and cached.trusted_until > time.monotonic():
@@ -265,8 +295,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     errors reach the ErrorInterceptor around it as rich statuses.
     """
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(
+        self, authenticator: Authenticator, trusted_gateways: tuple[Network, ...] = ()
+    ) -> None:
         self._authenticator = authenticator
+        self._trusted_gateways = trusted_gateways
 
     async def intercept_service(
         self,
@@ -281,14 +314,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _refuse_streaming(handler)
         inner = handler.unary_unary
         authenticator = self._authenticator
+        trusted_gateways = self._trusted_gateways
 
         async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = context.invocation_metadata() or ()
             values = [
                 value
-                for key, value in (context.invocation_metadata() or ())
+                for key, value in metadata
                 if key == "authorization" and isinstance(value, str)
             ]
-            principal = await authenticator.authenticate(values)
+            source = client_address(context.peer(), metadata, trusted_gateways)
+            principal = await authenticator.authenticate(values, source)
             token = authz.set_current_principal(principal)
             try:
                 return await inner(request, context)  # type: ignore[arg-type]

@@ -4,7 +4,11 @@ The REST gateway maps ``POST /oauth/token`` (form-encoded) onto CreateToken and
 the ErrorInfo reason back onto the OAuth error code: INVALID_GRANT →
 400 ``invalid_grant``, INVALID_CLIENT → 401 ``invalid_client``,
 UNSUPPORTED_GRANT_TYPE / INVALID_SCOPE / INVALID_REQUEST → 400 with the same
-name in lower case.
+name in lower case. A password grant with no room to check the password within
+the hashing memory budget is UNAVAILABLE / PASSWORD_HASHING_BUSY (503
+``temporarily_unavailable``). Password grants are throttled per username and
+source (throttle.py): RESOURCE_EXHAUSTED / AUTH_THROTTLED (429 ``slow_down``
+with ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import grpc
 
 from tierset import errors
 from tierset.auth import Authenticator
-from tierset.credentials import CredentialStore, digest, verify_password
+from tierset.client_address import Network, client_address
+from tierset.credentials import CredentialStore, digest
+from tierset.password_hashing import PasswordHashing
+from tierset.throttle import LoginThrottle
 from tierset.v1 import auth_pb2, auth_pb2_grpc
 from tierset.values import unstorable_text
 
@@ -63,11 +70,17 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self,
         credentials: CredentialStore,
         authenticator: Authenticator,
+        hashing: PasswordHashing,
+        throttle: LoginThrottle,
+        trusted_gateways: tuple[Network, ...],
         access_token_seconds: int,
         refresh_token_seconds: int,
     ) -> None:
         self._credentials = credentials
         self._authenticator = authenticator
+        self._hashing = hashing
+        self._throttle = throttle
+        self._trusted_gateways = trusted_gateways
         self._access_seconds = access_token_seconds
         self._refresh_seconds = refresh_token_seconds
 
@@ -91,7 +104,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             _require(request, "refresh_token")
         client_pk = await self._authenticate_client(request.client_id, request.client_secret)
         if request.grant_type == "password":
-            user_id, family = await self._password_grant(request.username, request.password)
+            source = client_address(
+                context.peer(), context.invocation_metadata() or (), self._trusted_gateways
+            )
+            user_id, family = await self._password_grant(request.username, request.password, source)
         else:
             user_id, family = await self._refresh_grant(request.refresh_token, client_pk)
         return await self._issue(user_id, family, client_pk)
@@ -104,13 +120,18 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             raise _bad_client()
         return client[0]
 
-    async def _password_grant(self, username: str, password: str) -> tuple[int, uuid.UUID]:
+    async def _password_grant(
+        self, username: str, password: str, source: str
+    ) -> tuple[int, uuid.UUID]:
+        # Before any work: a throttled guess costs no lookup and no hashing.
+        self._throttle.check(username, source, "password")
         found = await self._credentials.user_by_username(username)
-        # verify_password checks a decoy hash for unknown users, so timing is alike.
-        ok = await verify_password(None if found is None else found[1], password)
+        # An unknown user's check runs against a decoy hash, so timing is alike.
+        ok = await self._hashing.verify(None if found is None else found[1], password)
         if found is None or not ok:
-            log.info("password grant refused: bad credentials")
+            self._throttle.failed(username, source, "password")  # logs user and address
             raise _bad_credentials()
+        self._throttle.succeeded(username, source)
         return found[0].id, uuid.uuid4()
 
     async def _refresh_grant(self, refresh_token: str, client_pk: int) -> tuple[int, uuid.UUID]:

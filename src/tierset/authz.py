@@ -161,13 +161,19 @@ async def resolve_authorized(
 ) -> Resolution:
     """Resolves settings for `scope`, returning them only if the caller may view them.
 
-    The read and the owner lookup are one statement; the settings leave this
-    function only after the check on the owner it reported has passed.
+    A caller confined to its account resolves with that account named, so the
+    store answers another account's scope exactly as it answers a missing one
+    (NOT_FOUND, the same statement, nothing cached) and both become the same
+    PERMISSION_DENIED: neither the answer nor the work done tells them apart.
+    The owner the statement reports is checked again before anything leaves.
     """
+    if Permission.SETTINGS_VIEW not in principal.permissions:
+        raise denied(Permission.SETTINGS_VIEW)
     if scope.level is Level.ACCOUNT:
         require(principal, Permission.SETTINGS_VIEW, scope.id)
+    visible_to = None if principal.acts_on_any_account else principal.account_id
     try:
-        resolution = await store.resolve(scope, keys)
+        resolution = await store.resolve(scope, keys, visible_to)
     except errors.TiersetError as error:
         if error.code is grpc.StatusCode.NOT_FOUND:
             require(principal, Permission.SETTINGS_VIEW, None)

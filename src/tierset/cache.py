@@ -21,7 +21,10 @@ a notification takes to arrive:
   after that write commits, so it either bumps the generation before the
   answer is stored, or evicts the answer after.
 * Unknown scopes (NOT_FOUND) are never cached, so a retailer registered later
-  is readable at once.
+  is readable at once. A caller confined to one account reads with that account
+  named (``visible_to``): another account's scope is then NOT_FOUND from the same
+  statement, never stored, and a cached entry of another account is a miss. A
+  refused read costs the same whether or not the scope exists.
 """
 
 from __future__ import annotations
@@ -85,10 +88,14 @@ class ResolutionCache:
         """The cache key of a read."""
         return (scope.level, scope.id, tuple(keys))
 
-    def get(self, key: CacheKey) -> Resolution | None:
-        """The cached resolution, or None (counted as a hit or a miss)."""
+    def get(self, key: CacheKey, visible_to: int | None = None) -> Resolution | None:
+        """The cached resolution, or None (counted as a hit or a miss).
+
+        With `visible_to`, an entry of another account is a miss like an absent one, so
+        a caller confined to its account cannot learn from speed what others read.
+        """
         found = self._entries.get(key)
-        if found is None:
+        if found is None or (visible_to is not None and found.account_id != visible_to):
             self.misses += 1
             metrics.CACHE_MISSES.inc()
             return None
@@ -212,17 +219,21 @@ class CachedStore(Store):
         super().__init__(pool, acquire_timeout)
         self.cache = cache
 
-    async def resolve(self, scope: ScopeRef, keys: list[str]) -> Resolution:
-        """Like :meth:`Store.resolve`, from the cache when it holds the answer."""
+    async def resolve(
+        self, scope: ScopeRef, keys: list[str], visible_to: int | None = None
+    ) -> Resolution:
+        """Like :meth:`Store.resolve`, from the cache when it holds an answer the caller
+        may see. Only answers the database gave are stored, and with `visible_to` it
+        gives none for another account's scope, so a refused read never fills the cache."""
         cache = self.cache
         if not cache.enabled:
-            return await super().resolve(scope, keys)
+            return await super().resolve(scope, keys, visible_to)
         key = cache.key(scope, keys)
-        found = cache.get(key)
+        found = cache.get(key, visible_to)
         if found is not None:
             return found
         generation = cache.generation
-        resolution = await super().resolve(scope, keys)
+        resolution = await super().resolve(scope, keys, visible_to)
         cache.put(key, resolution, generation)
         return resolution
 

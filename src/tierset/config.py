@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tierset.client_address import Network, parse_networks
+
 _Number = TypeVar("_Number", int, float)
 
 
@@ -79,6 +81,19 @@ def _positive(value: _Number, name: str) -> _Number:
     return value
 
 
+def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(env.get(name, ""))
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _non_negative(value: _Number, name: str) -> _Number:
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the processes need to know, typed."""
@@ -116,6 +131,21 @@ class Config:
     refresh_token_seconds: int = 30 * 24 * 3600
     auth_cache_seconds: float = 5.0
     auth_cache_size: int = 10_000
+    # argon2id password checks hold 64 MiB each: how much memory they may take at once
+    # (budget // 64 MiB checks run together, at least one), and how long a check waits
+    # for room before it is refused (UNAVAILABLE, PASSWORD_HASHING_BUSY).
+    password_hash_memory_budget_bytes: int = 128 * 1024 * 1024
+    password_hash_wait_seconds: float = 1.0
+    # Password-guess throttling (throttle.py): failures allowed per window, per
+    # (username, source), per source and per username (0: that limit is off), and how many
+    # keys each of its in-process tables keeps.
+    auth_throttle_window_seconds: float = 3600.0
+    auth_throttle_user_source_failures: int = 10
+    auth_throttle_source_failures: int = 100
+    auth_throttle_user_failures: int = 50
+    auth_throttle_max_entries: int = 50_000
+    # Peers whose `tierset-client-address` metadata the server believes (the gateways).
+    trusted_gateways: tuple[Network, ...] = ()
     # Resolved reads each server process keeps; 0 turns the read cache off.
     cache_max_entries: int = 10_000
     # ...and the memory they may take (about; values are counted twice, text and response).
@@ -129,6 +159,8 @@ class Config:
     http_max_body_bytes: int = 2 * 1024 * 1024
     # Gateway processes sharing the HTTP port (SO_REUSEPORT).
     gateway_processes: int = 1
+    # Proxies in front of the gateway whose X-Forwarded-For it believes (none by default).
+    gateway_trusted_proxies: tuple[str, ...] = ()
 
     @property
     def has_database(self) -> bool:
@@ -183,6 +215,47 @@ class Config:
             ),
             auth_cache_seconds=_float(env, "TIERSET_AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
             auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
+            password_hash_memory_budget_bytes=_positive(
+                _int(
+                    env,
+                    "TIERSET_PASSWORD_HASH_MEMORY_BUDGET_BYTES",
+                    cls.password_hash_memory_budget_bytes,
+                ),
+                "TIERSET_PASSWORD_HASH_MEMORY_BUDGET_BYTES",
+            ),
+            password_hash_wait_seconds=_non_negative(
+                _float(env, "TIERSET_PASSWORD_HASH_WAIT_SECONDS", cls.password_hash_wait_seconds),
+                "TIERSET_PASSWORD_HASH_WAIT_SECONDS",
+            ),
+            auth_throttle_window_seconds=_positive(
+                _float(
+                    env, "TIERSET_AUTH_THROTTLE_WINDOW_SECONDS", cls.auth_throttle_window_seconds
+                ),
+                "TIERSET_AUTH_THROTTLE_WINDOW_SECONDS",
+            ),
+            auth_throttle_user_source_failures=_non_negative(
+                _int(
+                    env,
+                    "TIERSET_AUTH_THROTTLE_USER_SOURCE_FAILURES",
+                    cls.auth_throttle_user_source_failures,
+                ),
+                "TIERSET_AUTH_THROTTLE_USER_SOURCE_FAILURES",
+            ),
+            auth_throttle_source_failures=_non_negative(
+                _int(
+                    env, "TIERSET_AUTH_THROTTLE_SOURCE_FAILURES", cls.auth_throttle_source_failures
+                ),
+                "TIERSET_AUTH_THROTTLE_SOURCE_FAILURES",
+            ),
+            auth_throttle_user_failures=_non_negative(
+                _int(env, "TIERSET_AUTH_THROTTLE_USER_FAILURES", cls.auth_throttle_user_failures),
+                "TIERSET_AUTH_THROTTLE_USER_FAILURES",
+            ),
+            auth_throttle_max_entries=_positive(
+                _int(env, "TIERSET_AUTH_THROTTLE_MAX_ENTRIES", cls.auth_throttle_max_entries),
+                "TIERSET_AUTH_THROTTLE_MAX_ENTRIES",
+            ),
+            trusted_gateways=_networks(env, "TIERSET_TRUSTED_GATEWAYS"),
             cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
             cache_max_bytes=_positive(
                 _int(env, "TIERSET_CACHE_MAX_BYTES", cls.cache_max_bytes), "TIERSET_CACHE_MAX_BYTES"
@@ -201,5 +274,8 @@ class Config:
             gateway_processes=_positive(
                 _int(env, "TIERSET_GATEWAY_PROCESSES", cls.gateway_processes),
                 "TIERSET_GATEWAY_PROCESSES",
+            ),
+            gateway_trusted_proxies=tuple(
+                str(network) for network in _networks(env, "TIERSET_GATEWAY_TRUSTED_PROXIES")
             ),
         )

@@ -7,13 +7,13 @@ whoever creates it, and stored only as its SHA-256 digest. A fast hash is
 right here, unlike for passwords: a secret carries 256 random bits, so there
 is nothing to guess and no dictionary to precompute, and a fast digest lets
 every call be verified with one lookup through a unique index. Passwords are
-chosen by people, so they get argon2id (slow, salted, memory-hard).
+chosen by people, so they get argon2id (slow, salted, memory-hard); the server
+checks them through ``password_hashing.PasswordHashing``, within a memory budget.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import secrets
 import uuid
@@ -51,13 +51,6 @@ MAX_USERNAME_CHARS = 150
 _hasher = argon2.PasswordHasher()
 
 
-@functools.cache
-def _decoy_hash() -> str:
-    """Verified against when the username is unknown, so that a wrong username
-    takes as long as a wrong password and does not reveal which users exist."""
-    return _hasher.hash(secrets.token_urlsafe(16))
-
-
 def new_secret(prefix: str) -> str:
     """A fresh secret: the prefix and 256 random bits, URL-safe."""
     return prefix + secrets.token_urlsafe(32)
@@ -71,20 +64,6 @@ def digest(secret: str) -> bytes:
 def hash_password(password: str) -> str:
     """An argon2id hash of a password (salted, with its parameters)."""
     return _hasher.hash(password)
-
-
-async def verify_password(password_hash: str | None, password: str) -> bool:
-    """Whether `password` matches; slow by design, so it runs off the event loop."""
-
-    def check() -> bool:
-        try:
-            return _hasher.verify(password_hash or _decoy_hash(), password) and bool(password_hash)
-        except argon2.exceptions.VerificationError:
-            return False
-        except argon2.exceptions.InvalidHashError:
-            return False
-
-    return await asyncio.to_thread(check)
 
 
 def check_username(username: str) -> str:

@@ -67,6 +67,18 @@ AUTH_FAILURES = Counter(
     "Calls refused for missing or bad credentials, or for lack of permission, by reason.",
     ["reason"],
 )
+AUTH_THROTTLED = Counter(
+    "tierset_auth_throttled",
+    "Sign-ins refused by the password-guess throttle, by the limit that held them: "
+    "user_source, source or user.",
+    ["limit"],
+)
+PASSWORD_CHECKS_REFUSED = Counter(
+    "tierset_password_checks_refused",
+    "Password checks refused for want of room in the hashing memory budget, by why: "
+    "too many already waiting (queue_full) or no slot freed in time (wait_timeout).",
+    ["why"],
+)
 
 
 def gateway_registry() -> CollectorRegistry:

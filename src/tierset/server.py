@@ -29,8 +29,10 @@ from tierset.interceptors import ErrorInterceptor
 from tierset.metrics import start_metrics_server
 from tierset.migrate import migrate
 from tierset.observability import ObservabilityInterceptor
+from tierset.password_hashing import PasswordHashing
 from tierset.settings_api import SettingsService
 from tierset.store import Store
+from tierset.throttle import Limit, LoginThrottle
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -90,6 +92,7 @@ class App:
     pool: asyncpg.Pool
     port: int
     authenticator: Authenticator
+    hashing: PasswordHashing
     # The read cache and its change listener; None when TIERSET_CACHE_MAX_ENTRIES is 0.
     cache: ResolutionCache | None = None
     listener: CacheListener | None = None
@@ -102,6 +105,7 @@ class App:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.authenticator.close()
+        self.hashing.close()
         if self.listener is not None:
             await self.listener.stop()
         try:
@@ -113,6 +117,17 @@ class App:
             log.info("database pool closed")
 
 
+def login_throttle(config: Config) -> LoginThrottle:
+    """The password-guess throttle `config` describes (one per process)."""
+    window = config.auth_throttle_window_seconds
+    return LoginThrottle(
+        per_user_source=Limit(config.auth_throttle_user_source_failures, window),
+        per_source=Limit(config.auth_throttle_source_failures, window),
+        per_user=Limit(config.auth_throttle_user_failures, window),
+        max_entries=config.auth_throttle_max_entries,
+    )
+
+
 async def start_app(config: Config, dsn: str | None) -> App:
     """Connects, migrates (unless told not to), and starts serving on `config.grpc_address`."""
     pool = await create_pool(config, dsn)
@@ -121,6 +136,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
     authenticator: Authenticator | None = None
     server: grpc.aio.Server | None = None
     database_health: DatabaseHealth | None = None
+    hashing = PasswordHashing(
+        config.password_hash_memory_budget_bytes, config.password_hash_wait_seconds
+    )
     try:
         if config.migrate_on_start:
             async with pool.acquire() as connection:
@@ -135,8 +153,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
             listener.start()
             settings_store = CachedStore(pool, cache, config.pool_acquire_timeout_seconds)
         credentials = CredentialStore(pool, config.pool_acquire_timeout_seconds)
+        throttle = login_throttle(config)
         authenticator = Authenticator(
-            credentials, config.auth_cache_seconds, config.auth_cache_size
+            credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
         )
         # Observability outermost: it must see the status ErrorInterceptor settles on, and
         # set the request id before anything logs. ErrorInterceptor before AuthInterceptor:
@@ -145,7 +164,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
             interceptors=[
                 ObservabilityInterceptor(access_log=config.access_log),
                 ErrorInterceptor(),
-                AuthInterceptor(authenticator),
+                AuthInterceptor(authenticator, config.trusted_gateways),
             ],
             # grpc turns SO_REUSEPORT on by default, which lets a second server started by
             # mistake share the port silently; only the worker processes may share it.
@@ -155,6 +174,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
             AuthService(
                 credentials,
                 authenticator,
+                hashing,
+                throttle,
+                config.trusted_gateways,
                 config.access_token_seconds,
                 config.refresh_token_seconds,
             ),
@@ -199,10 +221,21 @@ async def start_app(config: Config, dsn: str | None) -> App:
             await authenticator.close()
         if listener is not None:
             await listener.stop()
+        hashing.close()
         await pool.close()
         raise
     log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
-    return App(server, health_servicer, pool, port, authenticator, cache, listener, database_health)
+    return App(
+        server,
+        health_servicer,
+        pool,
+        port,
+        authenticator,
+        hashing,
+        cache,
+        listener,
+        database_health,
+    )
 
 
 async def wait_for_stop_signal() -> None:

@@ -177,12 +177,18 @@ class Store(PoolClient):
         async with self._acquire() as connection:
             await connection.fetchval(query("ping"))
 
-    async def resolve(self, scope: ScopeRef, keys: list[str]) -> Resolution:
+    async def resolve(
+        self, scope: ScopeRef, keys: list[str], visible_to: int | None = None
+    ) -> Resolution:
         """Each key's most specific value for the scope, in one statement.
 
-        Raises NOT_FOUND when the account or retailer does not exist.
+        Raises NOT_FOUND when the account or retailer does not exist, or when
+        `visible_to` names an account and the scope belongs to another: the same
+        statement, the same answer, so the two cannot be told apart.
         """
-        rows = await self._fetch(query("effective_settings"), scope.level.value, scope.id, keys)
+        rows = await self._fetch(
+            query("effective_settings"), scope.level.value, scope.id, keys, visible_to
+        )
         if not rows:
             raise _scope_not_found(scope)
         settings = [

@@ -1,8 +1,11 @@
 """The gateway's side of every gRPC call: the stubs, a deadline, and the metadata sent.
 
-Every call carries the configured deadline, the request id as ``x-request-id``
-and, when the client sent one, its ``Authorization`` header as ``authorization``,
-untouched: the server decides what it means.
+Every call carries the configured deadline, the request id as ``x-request-id``,
+the client's address as ``tierset-client-address`` (the TCP peer, or what a proxy
+in ``TIERSET_GATEWAY_TRUSTED_PROXIES`` put in X-Forwarded-For; the server uses it
+to throttle password guesses when it trusts this gateway) and, when the client
+sent one, its ``Authorization`` header as ``authorization``, untouched: the
+server decides what it means.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2_grpc
 from starlette.requests import Request
 
+from tierset.client_address import CLIENT_ADDRESS_METADATA
 from tierset.config import Config
 from tierset.gateway.errors import bad_request
 from tierset.v1 import auth_pb2_grpc, integrations_pb2_grpc, settings_pb2_grpc
@@ -75,6 +79,8 @@ def _printable_ascii(value: str) -> bool:
 def call_options(request: Request) -> dict[str, Any]:
     """Keyword arguments for a stub call: the deadline and the metadata."""
     metadata = [(REQUEST_ID_HEADER, request_id(request))]
+    if request.client is not None and request.client.host:
+        metadata.append((CLIENT_ADDRESS_METADATA, request.client.host))
     authorization = request.headers.get("authorization")
     if authorization is not None:
         # gRPC metadata is printable ASCII; anything else cannot be passed on unchanged.

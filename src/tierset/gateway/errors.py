@@ -14,6 +14,8 @@ rendered here, so the two path families answer consistently:
 
 A 401 carries ``WWW-Authenticate`` with the schemes that would have worked
 (Bearer and Basic on the API paths; Basic, for the client, on the token endpoint).
+A failure whose ErrorInfo says ``retry_after_seconds`` (a throttled sign-in, 429; no
+room to check a password, 503) carries ``Retry-After`` with those seconds.
 
 Messages are shown only when they were written for clients (the server's
 error vocabulary or the gateway's own); a status made by the gRPC transport
@@ -70,6 +72,8 @@ class Failure:
     violations: tuple[tuple[str, str], ...] = ()
     # False when the message came from the transport, not from code written for clients.
     trusted: bool = True
+    # Whole seconds after which a retry may succeed (ErrorInfo `retry_after_seconds`).
+    retry_after_seconds: int | None = None
 
 
 class GatewayError(Exception):
@@ -172,6 +176,9 @@ OAUTH_ERRORS: dict[str, tuple[int, str]] = {
     "UNSUPPORTED_GRANT_TYPE": (400, "unsupported_grant_type"),
     "INVALID_SCOPE": (400, "invalid_scope"),
     "INVALID_REQUEST": (400, "invalid_request"),
+    # Too many failed sign-ins. RFC 6749 has no code for it; "slow_down" is the registered
+    # OAuth code (RFC 8628 §3.5) that tells a client to wait before asking again.
+    "AUTH_THROTTLED": (429, "slow_down"),
 }
 
 
@@ -229,6 +236,8 @@ def response(failure: Failure, family: Family) -> JSONResponse:
     if status == 401:
         for challenge in challenges(failure, family):
             reply.headers.append("WWW-Authenticate", challenge)
+    if failure.retry_after_seconds is not None:
+        reply.headers["Retry-After"] = str(failure.retry_after_seconds)
     if family is Family.OAUTH:
         reply.headers.update(OAUTH_NO_STORE)
     return reply
@@ -243,18 +252,26 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> Failure:
             rich = status_pb2.Status.FromString(value)
     if rich is None:
         return Failure(error.code(), error.details() or "", trusted=False)
-    reason, trusted = "", False
+    reason, trusted, retry_after = "", False, None
     violations: list[tuple[str, str]] = []
     for detail in rich.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason, trusted = info.reason, info.domain == ERROR_DOMAIN
+            retry_after = (
+                _seconds(info.metadata.get("retry_after_seconds", "")) if trusted else None
+            )
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request_detail = error_details_pb2.BadRequest()
             detail.Unpack(bad_request_detail)
             violations.extend((v.field, v.description) for v in bad_request_detail.field_violations)
-    return Failure(error.code(), rich.message, reason, tuple(violations), trusted)
+    return Failure(error.code(), rich.message, reason, tuple(violations), trusted, retry_after)
+
+
+def _seconds(text: str) -> int | None:
+    # Passed on only as the plain small number RFC 9110 allows in Retry-After.
+    return int(text) if text.isdigit() and len(text) <= 6 else None
 
 
 def route_not_found(family: Family, method: str, path: str) -> JSONResponse:

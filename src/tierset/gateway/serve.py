@@ -53,6 +53,10 @@ def gateway_server(config: Config) -> GatewayServer:
             access_log=False,  # the envelope logs each request with its id
             server_header=False,
             ws="none",
+            # X-Forwarded-For is believed only from the configured proxies (none by
+            # default): from anyone else it would let a client choose its own address.
+            proxy_headers=bool(config.gateway_trusted_proxies),
+            forwarded_allow_ips=list(config.gateway_trusted_proxies),
             timeout_graceful_shutdown=int(config.shutdown_grace_seconds) or 1,
         )
     )

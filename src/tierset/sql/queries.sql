@@ -6,14 +6,19 @@
 -- each key in $3 resolves to its most specific level (RETAILER > ACCOUNT >
 -- GLOBAL; the enum's order). No row at all means the scope does not exist;
 -- one row with a NULL key means it exists but none of the keys do.
+-- $4, when not NULL, is the only account whose scopes the caller may see: a
+-- scope of another account then yields no row, exactly like a missing one, so
+-- the two refusals do the same work and cannot be told apart.
 WITH scope AS (
     SELECT NULL::bigint AS retailer_id, a.id AS account_id
       FROM accounts a
      WHERE $1::text = 'ACCOUNT' AND a.id = $2
+       AND ($4::bigint IS NULL OR a.id = $4::bigint)
     UNION ALL
     SELECT r.id, r.account_id
       FROM retailers r
      WHERE $1::text = 'RETAILER' AND r.id = $2
+       AND ($4::bigint IS NULL OR r.account_id = $4::bigint)
 )
 SELECT scope.account_id AS scope_account_id,
        eff.id, eff.key, eff.type::text AS type, eff.value::text AS value,
