@@ -55,7 +55,11 @@ ANONYMOUS_SERVICES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-ANONYMOUS_METHODS = frozenset({"/tierset.v1.AuthService/CreateToken"})
+CREATE_TOKEN_METHOD = "/tierset.v1.AuthService/CreateToken"  # noqa: S105 - a method name
+ANONYMOUS_METHODS = frozenset({CREATE_TOKEN_METHOD})
+# Each anonymous method takes only a small request (tierset.limits checks it before the
+# request is parsed): CreateToken a few KiB of credentials, every other one the smaller
+# TIERSET_GRPC_ANONYMOUS_MAX_REQUEST_BYTES, so a new anonymous method is small by default.
 
 _BEARER_KINDS = frozenset({Kind.ACCESS_TOKEN.value, Kind.API_TOKEN.value})
 

@@ -152,6 +152,27 @@ class Config:
     cache_max_bytes: int = 64 * 1024 * 1024
     # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
     processes: int = 1
+    # What one gRPC caller can hold (see tierset.limits and docs/configuration.md).
+    # Request sizes: the server-wide cap (authenticated methods), and the smaller caps of
+    # the anonymous methods, which anyone who can reach the port may call.
+    grpc_max_request_bytes: int = 4 * 1024 * 1024
+    grpc_anonymous_max_request_bytes: int = 1024
+    grpc_create_token_max_request_bytes: int = 4096
+    grpc_max_metadata_bytes: int = 8192
+    # Streams: open calls of any kind on one connection (HTTP/2 MAX_CONCURRENT_STREAMS), and
+    # server-streaming calls held open in this process, over all connections.
+    grpc_max_streams_per_connection: int = 100
+    grpc_max_streaming_calls: int = 1000
+    # Connections: closed after this long without a call, or this old (then the grace lets
+    # calls in flight finish); the server pings a connection with calls but no traffic every
+    # keepalive interval and drops it when the ping is not answered within the timeout; a
+    # client may ping no more often than the minimum interval.
+    grpc_max_connection_idle_seconds: float = 300.0
+    grpc_max_connection_age_seconds: float = 1800.0
+    grpc_max_connection_age_grace_seconds: float = 30.0
+    grpc_keepalive_seconds: float = 60.0
+    grpc_keepalive_timeout_seconds: float = 20.0
+    grpc_min_client_ping_interval_seconds: float = 30.0
     # The REST gateway: where it listens, the gRPC server it calls, and its limits.
     http_address: str = "127.0.0.1:8080"
     grpc_target: str = "127.0.0.1:50051"
@@ -261,6 +282,87 @@ class Config:
                 _int(env, "TIERSET_CACHE_MAX_BYTES", cls.cache_max_bytes), "TIERSET_CACHE_MAX_BYTES"
             ),
             processes=_int(env, "TIERSET_PROCESSES", cls.processes),
+            # Every gRPC limit is positive: 0 would mean "no limit" to gRPC for some.
+            grpc_max_request_bytes=_positive(
+                _int(env, "TIERSET_GRPC_MAX_REQUEST_BYTES", cls.grpc_max_request_bytes),
+                "TIERSET_GRPC_MAX_REQUEST_BYTES",
+            ),
+            grpc_anonymous_max_request_bytes=_positive(
+                _int(
+                    env,
+                    "TIERSET_GRPC_ANONYMOUS_MAX_REQUEST_BYTES",
+                    cls.grpc_anonymous_max_request_bytes,
+                ),
+                "TIERSET_GRPC_ANONYMOUS_MAX_REQUEST_BYTES",
+            ),
+            grpc_create_token_max_request_bytes=_positive(
+                _int(
+                    env,
+                    "TIERSET_GRPC_CREATE_TOKEN_MAX_REQUEST_BYTES",
+                    cls.grpc_create_token_max_request_bytes,
+                ),
+                "TIERSET_GRPC_CREATE_TOKEN_MAX_REQUEST_BYTES",
+            ),
+            grpc_max_metadata_bytes=_positive(
+                _int(env, "TIERSET_GRPC_MAX_METADATA_BYTES", cls.grpc_max_metadata_bytes),
+                "TIERSET_GRPC_MAX_METADATA_BYTES",
+            ),
+            grpc_max_streams_per_connection=_positive(
+                _int(
+                    env,
+                    "TIERSET_GRPC_MAX_STREAMS_PER_CONNECTION",
+                    cls.grpc_max_streams_per_connection,
+                ),
+                "TIERSET_GRPC_MAX_STREAMS_PER_CONNECTION",
+            ),
+            grpc_max_streaming_calls=_positive(
+                _int(env, "TIERSET_GRPC_MAX_STREAMING_CALLS", cls.grpc_max_streaming_calls),
+                "TIERSET_GRPC_MAX_STREAMING_CALLS",
+            ),
+            grpc_max_connection_idle_seconds=_positive(
+                _float(
+                    env,
+                    "TIERSET_GRPC_MAX_CONNECTION_IDLE_SECONDS",
+                    cls.grpc_max_connection_idle_seconds,
+                ),
+                "TIERSET_GRPC_MAX_CONNECTION_IDLE_SECONDS",
+            ),
+            grpc_max_connection_age_seconds=_positive(
+                _float(
+                    env,
+                    "TIERSET_GRPC_MAX_CONNECTION_AGE_SECONDS",
+                    cls.grpc_max_connection_age_seconds,
+                ),
+                "TIERSET_GRPC_MAX_CONNECTION_AGE_SECONDS",
+            ),
+            grpc_max_connection_age_grace_seconds=_positive(
+                _float(
+                    env,
+                    "TIERSET_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
+                    cls.grpc_max_connection_age_grace_seconds,
+                ),
+                "TIERSET_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
+            ),
+            grpc_keepalive_seconds=_positive(
+                _float(env, "TIERSET_GRPC_KEEPALIVE_SECONDS", cls.grpc_keepalive_seconds),
+                "TIERSET_GRPC_KEEPALIVE_SECONDS",
+            ),
+            grpc_keepalive_timeout_seconds=_positive(
+                _float(
+                    env,
+                    "TIERSET_GRPC_KEEPALIVE_TIMEOUT_SECONDS",
+                    cls.grpc_keepalive_timeout_seconds,
+                ),
+                "TIERSET_GRPC_KEEPALIVE_TIMEOUT_SECONDS",
+            ),
+            grpc_min_client_ping_interval_seconds=_positive(
+                _float(
+                    env,
+                    "TIERSET_GRPC_MIN_CLIENT_PING_INTERVAL_SECONDS",
+                    cls.grpc_min_client_ping_interval_seconds,
+                ),
+                "TIERSET_GRPC_MIN_CLIENT_PING_INTERVAL_SECONDS",
+            ),
             http_address=env.get("TIERSET_HTTP_ADDRESS", cls.http_address),
             grpc_target=env.get("TIERSET_GRPC_TARGET", cls.grpc_target),
             gateway_deadline_seconds=_positive(

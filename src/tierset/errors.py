@@ -80,6 +80,11 @@ def unavailable(message: str, reason: str = "BACKEND_UNAVAILABLE") -> TiersetErr
     return TiersetError(grpc.StatusCode.UNAVAILABLE, reason, message)
 
 
+def resource_exhausted(message: str, reason: str) -> TiersetError:
+    """A server-side limit is reached; the call may be retried once others have ended."""
+    return TiersetError(grpc.StatusCode.RESOURCE_EXHAUSTED, reason, message)
+
+
 def deadline_exceeded() -> TiersetError:
     """The caller's deadline passed before the work was done; it was abandoned."""
     return TiersetError(

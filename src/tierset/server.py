@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import asyncpg
 import grpc
-from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -23,9 +22,10 @@ from tierset.auth_api import AuthService
 from tierset.cache import CachedStore, CacheListener, ResolutionCache
 from tierset.config import Config
 from tierset.credentials import CredentialStore
-from tierset.health import DatabaseHealth
+from tierset.health import DatabaseHealth, HealthService
 from tierset.integrations_api import IntegrationService
 from tierset.interceptors import ErrorInterceptor
+from tierset.limits import LimitsInterceptor, server_options
 from tierset.metrics import start_metrics_server
 from tierset.migrate import migrate
 from tierset.observability import ObservabilityInterceptor
@@ -88,7 +88,7 @@ class App:
     """A running server and what it owns."""
 
     server: grpc.aio.Server
-    health: health_aio.HealthServicer
+    health: HealthService
     pool: asyncpg.Pool
     port: int
     authenticator: Authenticator
@@ -158,17 +158,22 @@ async def start_app(config: Config, dsn: str | None) -> App:
             credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
         )
         # Observability outermost: it must see the status ErrorInterceptor settles on, and
-        # set the request id before anything logs. ErrorInterceptor before AuthInterceptor:
-        # it turns the refusals into rich statuses.
+        # set the request id before anything logs. Limits next: a request too large or a
+        # stream past the cap is refused before anything else runs for it. ErrorInterceptor
+        # before AuthInterceptor: it turns the refusals into rich statuses.
         server = grpc.aio.server(
             interceptors=[
                 ObservabilityInterceptor(access_log=config.access_log),
+                LimitsInterceptor(config),
                 ErrorInterceptor(),
                 AuthInterceptor(authenticator, config.trusted_gateways),
             ],
             # grpc turns SO_REUSEPORT on by default, which lets a second server started by
             # mistake share the port silently; only the worker processes may share it.
-            options=[("grpc.so_reuseport", int(config.processes > 1))],
+            options=[
+                ("grpc.so_reuseport", int(config.processes > 1)),
+                *server_options(config),
+            ],
         )
         auth_pb2_grpc.add_AuthServiceServicer_to_server(
             AuthService(
@@ -189,7 +194,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
             IntegrationService(store), server
         )
-        health_servicer = health_aio.HealthServicer()
+        health_servicer = HealthService(SERVICE_NAMES)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
