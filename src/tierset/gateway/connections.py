@@ -40,7 +40,10 @@ from tierset.config import Config
 from tierset.gateway import errors
 
 # How long a refused connection is drained before it is closed (see the module docstring).
-LINGER_SECONDS = 1.0
+# Long enough for a slow client to read the answer before a close with its data unread
+# resets the connection (and drops the answer with it); the connection still counts
+# towards the limit meanwhile, and nothing it sends is kept.
+LINGER_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
