@@ -282,13 +282,13 @@ async def test_malformed_requests_are_400_in_fluentcarts_shape(
         assert len(body["errors"]) == 1
 
 
-async def test_a_body_over_the_size_limit_is_400(post, gateway_config):
+async def test_a_body_over_the_size_limit_is_413(post, gateway_config):
     big = {**SAMPLE_PAYLOAD, "integration": "x" * gateway_config.http_max_body_bytes}
 
     response = await post(big)
 
-    assert response.status_code == 400
-    assert list(response.json()["errors"]) == ["body"]
+    assert response.status_code == 413
+    assert response.json()["data"] == {"status": 413}
 
 
 async def test_a_query_that_is_not_utf8_is_400(http, rest_auth_headers):

@@ -487,15 +487,15 @@ async def test_a_body_without_content_type_is_400(http, rest_auth_headers, new_a
     assert _shape(response.json()) == _error("Content-Type", 400, "Bad Request")
 
 
-async def test_a_body_over_the_size_limit_is_400(send, new_account, gateway_config):
+async def test_a_body_over_the_size_limit_is_413(send, new_account, gateway_config):
     account = await new_account()
     padding = "x" * gateway_config.http_max_body_bytes
     content = _put_body("K", padding, "LOB")
 
     response = await send("PUT", f"/api/v4.1/settings/account/{account}/K", content=content)
 
-    assert response.status_code == 400
-    assert _shape(response.json()) == _error("body", 400, "Bad Request")
+    assert response.status_code == 413
+    assert _shape(response.json()) == _error("body", 413, "Content Too Large")
     assert str(gateway_config.http_max_body_bytes) in response.json()["error"][0]["message"]
 
 

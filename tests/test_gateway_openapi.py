@@ -81,3 +81,31 @@ async def test_schemathesis_finds_no_server_error_and_no_response_off_the_docume
     output, _ = await asyncio.wait_for(process.communicate(), timeout=120)
 
     assert process.returncode == 0, output.decode()[-8000:]
+
+
+# Paths anyone may call; every other operation needs credentials.
+ANONYMOUS_PATHS = {"/oauth/token", "/healthz", "/readyz", "/openapi.json"}
+
+
+def test_the_document_declares_how_to_authenticate():
+    schemes = document()["components"]["securitySchemes"]
+
+    assert schemes["oauth2"]["type"] == "oauth2"
+    assert schemes["oauth2"]["flows"]["password"]["tokenUrl"] == "/oauth/token"
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["basic"] == {**schemes["basic"], "type": "http", "scheme": "basic"}
+
+
+def test_every_operation_says_which_credentials_it_takes():
+    for path, item in document()["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            if path in ANONYMOUS_PATHS:
+                assert operation["security"] == [], (path, method)
+            else:
+                assert {name for requirement in operation["security"] for name in requirement} == {
+                    "oauth2",
+                    "bearer",
+                    "basic",
+                }, (path, method)

@@ -58,6 +58,42 @@ PUT_CASES = [
     ),
     ("LOB over 1 MiB", "K", _setting("x" * (MIB + 1), "LOB"), "value"),
     ("JSON over 1 MiB", "K", _setting(["x" * MIB]), "value"),
+    # 2 MiB of UTF-8, within the body limit; six times that once ASCII-escaped, past gRPC's
+    # 4 MiB message limit (which answered 429, a status clients retry).
+    (
+        "LOB of 2 MiB of 4-byte characters",
+        "K",
+        json.dumps(
+            {"setting": {"value": "\U0001f600" * ((2 * MIB - 100) // 4), "type": "LOB"}},
+            ensure_ascii=False,
+        ),
+        "value",
+    ),
+    (
+        "setting.key twice",
+        "K",
+        '{"setting": {"key": "K", "key": "K", "value": 1, "type": "INTEGER"}}',
+        "body",
+    ),
+    (
+        "setting.type twice",
+        "K",
+        '{"setting": {"value": "1", "type": "STRING", "type": "INTEGER"}}',
+        "body",
+    ),
+    ("setting twice", "K", GOOD[:-1] + ', "setting": {"value": 1, "type": "INTEGER"}}', "body"),
+    (
+        "a JSON value with a member twice",
+        "K",
+        '{"setting": {"value": {"a": 1, "a": 2}, "type": "JSON"}}',
+        "body",
+    ),
+    (
+        "a member twice deep inside",
+        "K",
+        '{"setting": {"value": [[{"b": {"a": 1, "a": 1}}]], "type": "JSON"}}',
+        "body",
+    ),
     ("type as a number", "K", _setting(1, 5), "type"),
     ("type empty", "K", _setting(1, ""), "type"),
     ("type in the gRPC spelling", "K", _setting(1, "SETTING_TYPE_JSON"), "type"),
@@ -138,3 +174,48 @@ async def test_the_documented_limits_themselves_are_accepted(send, new_account):
     for key, content in inside.items():
         response = await send("PUT", f"/api/v4.1/settings/account/{account}/{key}", content)
         assert response.status_code == 200, (key[:10], response.text)
+
+
+@pytest.mark.parametrize(
+    ("content", "member"),
+    [
+        ('{"setting": {"key": "K", "key": "K", "value": 1, "type": "INTEGER"}}', "key"),
+        ('{"setting": {"value": "1", "type": "STRING", "type": "INTEGER"}}', "type"),
+        ('{"setting": {"value": {"a": 1, "a": 2}, "type": "JSON"}}', "a"),
+    ],
+)
+async def test_a_duplicated_member_is_named(send, new_account, content, member):
+    account = await new_account()
+
+    response = await send("PUT", f"/api/v4.1/settings/account/{account}/K", content)
+
+    assert response.status_code == 400
+    (entry,) = response.json()["error"]
+    assert entry["code"] == "body"
+    assert f'"{member}"' in entry["message"] and "more than once" in entry["message"]
+
+
+async def test_a_duplicated_member_is_400_on_fluentcart(http, rest_auth_headers):
+    content = '{"integration_name": "webhook", "integration_name": "slack", "integration": "{}"}'
+
+    response = await http.post(
+        "/wp-json/fluent-cart/v2/integration/global-settings",
+        content=content,
+        headers={**rest_auth_headers, "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert '"integration_name"' in response.json()["errors"]["body"]
+
+
+async def test_text_is_measured_in_the_utf8_bytes_sent(send, new_account):
+    """200,000 é are 400,000 bytes of UTF-8 (1.2 MB once ASCII-escaped): inside the 1 MiB."""
+    account = await new_account()
+    value = "\u00e9" * 200_000
+    content = json.dumps({"setting": {"value": value, "type": "JSON"}}, ensure_ascii=False)
+
+    put = await send("PUT", f"/api/v4.1/settings/account/{account}/K", content.encode())
+    got = await send("GET", f"/api/v4.1/settings/account/{account}/K")
+
+    assert put.status_code == 200, put.text[:300]
+    assert got.json()["settings"][0]["value"] == value

@@ -178,6 +178,15 @@ class Config:
     grpc_target: str = "127.0.0.1:50051"
     gateway_deadline_seconds: float = 5.0
     http_max_body_bytes: int = 2 * 1024 * 1024
+    # What one connection may make the gateway hold before a handler runs (docs/rest.md has
+    # the figures): the request line and headers, in bytes and in headers; how long they may
+    # take to arrive; how long an idle keep-alive connection stays open; how many
+    # connections each gateway process holds at once.
+    http_max_header_bytes: int = 16 * 1024
+    http_max_headers: int = 100
+    http_header_timeout_seconds: float = 10.0
+    http_keepalive_timeout_seconds: int = 5  # whole seconds, as uvicorn takes it
+    http_max_connections: int = 256
     # Gateway processes sharing the HTTP port (SO_REUSEPORT).
     gateway_processes: int = 1
     # Proxies in front of the gateway whose X-Forwarded-For it believes (none by default).
@@ -372,6 +381,30 @@ class Config:
             http_max_body_bytes=_positive(
                 _int(env, "TIERSET_HTTP_MAX_BODY_BYTES", cls.http_max_body_bytes),
                 "TIERSET_HTTP_MAX_BODY_BYTES",
+            ),
+            http_max_header_bytes=_positive(
+                _int(env, "TIERSET_HTTP_MAX_HEADER_BYTES", cls.http_max_header_bytes),
+                "TIERSET_HTTP_MAX_HEADER_BYTES",
+            ),
+            http_max_headers=_positive(
+                _int(env, "TIERSET_HTTP_MAX_HEADERS", cls.http_max_headers),
+                "TIERSET_HTTP_MAX_HEADERS",
+            ),
+            http_header_timeout_seconds=_positive(
+                _float(env, "TIERSET_HTTP_HEADER_TIMEOUT_SECONDS", cls.http_header_timeout_seconds),
+                "TIERSET_HTTP_HEADER_TIMEOUT_SECONDS",
+            ),
+            http_keepalive_timeout_seconds=_positive(
+                _int(
+                    env,
+                    "TIERSET_HTTP_KEEPALIVE_TIMEOUT_SECONDS",
+                    cls.http_keepalive_timeout_seconds,
+                ),
+                "TIERSET_HTTP_KEEPALIVE_TIMEOUT_SECONDS",
+            ),
+            http_max_connections=_positive(
+                _int(env, "TIERSET_HTTP_MAX_CONNECTIONS", cls.http_max_connections),
+                "TIERSET_HTTP_MAX_CONNECTIONS",
             ),
             gateway_processes=_positive(
                 _int(env, "TIERSET_GATEWAY_PROCESSES", cls.gateway_processes),

@@ -110,7 +110,7 @@ async def _on_http_exception(request: Request, error: Exception) -> Response:
     if error.status_code == 405:
         allow = (error.headers or {}).get("Allow", "")
         return errors.method_not_allowed(family, allow)
-    return errors.route_not_found(family, request.method, request.url.path)
+    return errors.route_not_found(family)
 
 
 def create_app(config: Config) -> Starlette:
@@ -124,7 +124,7 @@ def create_app(config: Config) -> Starlette:
             app.state.backend = Backend.over(channel, config)
             yield
 
-    return Starlette(
+    app = Starlette(
         routes=ROUTES,
         # Metrics outermost, so every response counts, by route template (never raw path).
         middleware=[Middleware(HttpMetricsMiddleware), Middleware(RequestEnvelope)],
@@ -135,3 +135,8 @@ def create_app(config: Config) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # No redirects: Starlette's trailing-slash redirect builds its Location from the Host
+    # header (an open redirect, and a POST of credentials replayed there). A path with a
+    # slash too many is the family's 404 like any other unknown path.
+    app.router.redirect_slashes = False
+    return app

@@ -6,6 +6,13 @@ in ``TIERSET_GATEWAY_TRUSTED_PROXIES`` put in X-Forwarded-For; the server uses i
 to throttle password guesses when it trusts this gateway) and, when the client
 sent one, its ``Authorization`` header as ``authorization``, untouched: the
 server decides what it means.
+
+Nothing is sent that gRPC itself would refuse for its size, which would come back
+as RESOURCE_EXHAUSTED, a 429 that clients retry: an ``Authorization`` header over
+:data:`MAX_AUTHORIZATION_BYTES` is a 431, a message over the server's
+:data:`GRPC_MAX_MESSAGE_BYTES` a 413. Two ``Authorization`` headers are a 401
+``CREDENTIALS_MALFORMED``, as gRPC refuses two ``authorization`` entries: which
+one counts must not depend on who reads them.
 """
 
 from __future__ import annotations
@@ -16,17 +23,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2_grpc
 from starlette.requests import Request
 
 from tierset.client_address import CLIENT_ADDRESS_METADATA
 from tierset.config import Config
-from tierset.gateway.errors import bad_request
+from tierset.gateway.errors import (
+    CONTENT_TOO_LARGE,
+    HEADERS_TOO_LARGE,
+    Failure,
+    GatewayError,
+    bad_request,
+    too_large,
+)
 from tierset.v1 import auth_pb2_grpc, integrations_pb2_grpc, settings_pb2_grpc
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's request id is kept when it is short and plain enough to log and forward.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# gRPC servers refuse a call whose metadata passes 8 KiB (grpc.max_metadata_size); half of
+# that for the credential leaves room for the rest, and is far above any real credential.
+MAX_AUTHORIZATION_BYTES = 4096
+# The largest message the tierset server receives: gRPC's default, which it keeps.
+GRPC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,13 +96,41 @@ def _printable_ascii(value: str) -> bool:
     return all(" " <= character <= "~" for character in value)
 
 
-def call_options(request: Request) -> dict[str, Any]:
-    """Keyword arguments for a stub call: the deadline and the metadata."""
+def _authorization(request: Request) -> str | None:
+    """The one Authorization header, if any, checked to travel as gRPC metadata."""
+    sent = request.headers.getlist("authorization")
+    if len(sent) > 1:
+        raise GatewayError(
+            Failure(
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"Send one Authorization header, not {len(sent)}.",
+                "CREDENTIALS_MALFORMED",
+            )
+        )
+    return sent[0] if sent else None
+
+
+def call_options(request: Request, message: Message) -> dict[str, Any]:
+    """Keyword arguments for a stub call carrying `message`: the deadline and the metadata."""
+    if message.ByteSize() > GRPC_MAX_MESSAGE_BYTES:
+        raise too_large(
+            CONTENT_TOO_LARGE,
+            "body",
+            f"The request is larger than the {GRPC_MAX_MESSAGE_BYTES} bytes one call may carry.",
+            "BODY_TOO_LARGE",
+        )
     metadata = [(REQUEST_ID_HEADER, request_id(request))]
     if request.client is not None and request.client.host:
         metadata.append((CLIENT_ADDRESS_METADATA, request.client.host))
-    authorization = request.headers.get("authorization")
+    authorization = _authorization(request)
     if authorization is not None:
+        if len(authorization) > MAX_AUTHORIZATION_BYTES:
+            raise too_large(
+                HEADERS_TOO_LARGE,
+                "Authorization",
+                f"The Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes.",
+                "HEADERS_TOO_LARGE",
+            )
         # gRPC metadata is printable ASCII; anything else cannot be passed on unchanged.
         if not _printable_ascii(authorization):
             raise bad_request(

@@ -4,9 +4,13 @@ The envelope picks the request id (the client's ``X-Request-ID`` when sane,
 else a new one), returns it as a response header, and makes it the
 ``request_id`` of every log line written while the request is served
 (:data:`tierset.logs.REQUEST_ID`, as the gRPC server does), ending with one
-access line. It refuses a path or query that is not UTF-8 once
-percent-decoded (the family's 400), and turns anything that escapes a handler
-into the family's 500 — the stack trace goes to the log, never to the client.
+access line. Every response gets ``Cache-Control: no-store`` and
+``X-Content-Type-Options: nosniff`` (:data:`errors.SECURITY_HEADERS`). It refuses
+a path or query that is not UTF-8 once percent-decoded (the family's 400), and
+turns anything that escapes a handler into the family's 500 — the stack trace
+goes to the log, never to the client. A client that hangs up before its body is
+read is not an error: it is logged at INFO and counted as 499 (the response
+goes nowhere, but the log line and the metrics see its status).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from urllib.parse import unquote_to_bytes
 
 import grpc
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tierset import logs
@@ -23,6 +28,14 @@ from tierset.gateway import errors
 from tierset.gateway.calls import REQUEST_ID_HEADER, request_id_from
 
 log = logging.getLogger("tierset.gateway")
+
+
+_SECURITY_HEADERS = [(name.encode(), value.encode()) for name, value in errors.SECURITY_HEADERS]
+
+
+def _with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    return [*headers, *(pair for pair in _SECURITY_HEADERS if pair[0] not in present)]
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -57,7 +70,7 @@ class RequestEnvelope:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [
-                    *message.get("headers", []),
+                    *_with_security_headers(list(message.get("headers", []))),
                     (REQUEST_ID_HEADER.encode(), request_id.encode()),
                 ]
             await send(message)
@@ -74,6 +87,15 @@ class RequestEnvelope:
                 await errors.response(failure, family)(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            log.info(
+                "request %s: the client closed the connection before sending its body", request_id
+            )
+            if not status:  # sent to a closed connection: only the log and the metrics see it
+                failure = errors.Failure(
+                    grpc.StatusCode.CANCELLED, "The client closed the connection.", "CLIENT_CLOSED"
+                )
+                await errors.response(failure, family)(scope, receive, send_with_id)
         except Exception:
             log.exception("request %s: unhandled error on %s %s", request_id, scope["method"], path)
             if status:  # the response has begun; all that is left is to drop the connection

@@ -62,6 +62,16 @@ def family_of(path: str) -> Family:
 
 
 @dataclass(frozen=True)
+class Row:
+    """How one gRPC code is answered over HTTP."""
+
+    http_status: int
+    # Fluent Commerce's top-level "message"; also the text shown when the failure's own
+    # message was not written for clients.
+    title: str
+
+
+@dataclass(frozen=True)
 class Failure:
     """A failed request, as a gRPC status with its details."""
 
@@ -74,6 +84,10 @@ class Failure:
     trusted: bool = True
     # Whole seconds after which a retry may succeed (ErrorInfo `retry_after_seconds`).
     retry_after_seconds: int | None = None
+    # The gateway's own refusals that HTTP has a status for and gRPC has not (413, 431,
+    # 408) answer with this row instead of their code's: gRPC's RESOURCE_EXHAUSTED would
+    # be a 429, which clients retry.
+    row: Row | None = None
 
 
 class GatewayError(Exception):
@@ -84,21 +98,34 @@ class GatewayError(Exception):
         self.failure = failure
 
 
+# The rows of the gateway's own refusals (Failure.row), with RFC 9110's and RFC 6585's titles.
+CONTENT_TOO_LARGE = Row(413, "Content Too Large")
+HEADERS_TOO_LARGE = Row(431, "Request Header Fields Too Large")
+REQUEST_TIMEOUT = Row(408, "Request Timeout")
+
+# On every response: nothing the gateway answers (settings, integration secrets, tokens)
+# may be kept by a cache, or be sniffed into something other than the declared type.
+SECURITY_HEADERS = (("cache-control", "no-store"), ("x-content-type-options", "nosniff"))
+
+
+def too_large(row: Row, field: str, description: str, reason: str) -> GatewayError:
+    """A request the gateway refuses for its size, answered with `row` (413 or 431)."""
+    return GatewayError(
+        Failure(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            description,
+            reason,
+            ((field, description),),
+            row=row,
+        )
+    )
+
+
 def bad_request(field: str, description: str, reason: str = "BAD_REQUEST") -> GatewayError:
     """A malformed request, naming the one thing that is wrong with it."""
     return GatewayError(
         Failure(grpc.StatusCode.INVALID_ARGUMENT, description, reason, ((field, description),))
     )
-
-
-@dataclass(frozen=True)
-class Row:
-    """How one gRPC code is answered over HTTP."""
-
-    http_status: int
-    # Fluent Commerce's top-level "message"; also the text shown when the failure's own
-    # message was not written for clients.
-    title: str
 
 
 # The table. The Fluent Commerce reference lists 400, 401, 403, 404 and 500 with these
@@ -199,7 +226,7 @@ def oauth_error(failure: Failure, row: Row) -> tuple[int, dict[str, Any]]:
 
 def render(failure: Failure, family: Family) -> tuple[int, dict[str, Any]]:
     """The HTTP status and body answering `failure` on a path of `family`."""
-    row = STATUS_TABLE[failure.code]
+    row = failure.row or STATUS_TABLE[failure.code]
     if family is Family.FLUENTCART:
         return row.http_status, fluentcart_body(failure, row)
     if family is Family.OAUTH:
@@ -274,12 +301,13 @@ def _seconds(text: str) -> int | None:
     return int(text) if text.isdigit() and len(text) <= 6 else None
 
 
-def route_not_found(family: Family, method: str, path: str) -> JSONResponse:
+def route_not_found(family: Family) -> JSONResponse:
     """No route has this path: the family's 404 (WordPress's ``rest_no_route`` for FluentCart)."""
     if family is Family.FLUENTCART:
         return JSONResponse(wordpress_error("rest_no_route", WORDPRESS_NO_ROUTE, 404), 404)
+    # The path is not echoed: a client's text in an answer is one more thing to escape.
     failure = Failure(
-        grpc.StatusCode.NOT_FOUND, f"No route matches {method} {path[:200]}", "NOT_FOUND"
+        grpc.StatusCode.NOT_FOUND, "No route matches this method and path.", "NOT_FOUND"
     )
     return response(failure, family)
 

@@ -90,7 +90,9 @@ async def save_global_settings(request: Request) -> Response:
         raise bad_request(
             "body", "The request body holds text that is not valid Unicode."
         ) from None
-    reply = await backend(request).integrations.SetGlobalSettings(message, **call_options(request))
+    reply = await backend(request).integrations.SetGlobalSettings(
+        message, **call_options(request, message)
+    )
     return JSONResponse(
         {
             "message": reply.message,
@@ -109,8 +111,9 @@ async def save_global_settings(request: Request) -> Response:
 async def get_global_settings(request: Request) -> Response:
     """GET /wp-json/fluent-cart/v2/integration/global-settings?settings_key=<name>"""
     name = request.query_params.get("settings_key", "")
+    message = integrations_pb2.GetGlobalSettingsRequest(settings_key=name)
     reply = await backend(request).integrations.GetGlobalSettings(
-        integrations_pb2.GetGlobalSettingsRequest(settings_key=name), **call_options(request)
+        message, **call_options(request, message)
     )
     return JSONResponse(
         {

@@ -86,16 +86,14 @@ async def _put(request: Request, kind: str, param: str) -> Response:
             value.json_value = jsonbody.dumps_exact(setting["value"])
         except RecursionError:
             raise bad_request("setting.value", "setting.value is nested too deeply.") from None
-    reply = await backend(request).settings.PutSetting(
-        settings_pb2.PutSettingRequest(
-            scope=scope,
-            key=key,
-            type=setting_type(setting.get("type")),
-            value=value,
-            expected_version=expected_version,
-        ),
-        **call_options(request),
+    message = settings_pb2.PutSettingRequest(
+        scope=scope,
+        key=key,
+        type=setting_type(setting.get("type")),
+        value=value,
+        expected_version=expected_version,
     )
+    reply = await backend(request).settings.PutSetting(message, **call_options(request, message))
     return JSONResponse(
         {"id": str(reply.id)}, headers={"ETag": preconditions.etag(level, reply.version)}
     )
@@ -140,9 +138,8 @@ async def _get(request: Request, kind: str, param: str) -> Response:
     scope = _scope(request, kind, param)
     joined = request.path_params["key"]
     keys = joined.split(",") if joined else []
-    reply = await backend(request).settings.GetSettings(
-        settings_pb2.GetSettingsRequest(scope=scope, keys=keys), **call_options(request)
-    )
+    message = settings_pb2.GetSettingsRequest(scope=scope, keys=keys)
+    reply = await backend(request).settings.GetSettings(message, **call_options(request, message))
     # Built as text so JSON values keep every digit (a float round-trip would not).
     body = '{"settings":[' + ",".join(_entry_json(s) for s in reply.settings) + "]}"
     # One key, one resource: its ETag conditions a later PUT. Several keys have none.

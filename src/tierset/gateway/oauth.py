@@ -81,7 +81,7 @@ async def _token_request(request: Request) -> auth_pb2.CreateTokenRequest:
 async def token(request: Request) -> Response:
     """POST /oauth/token"""
     message = await _token_request(request)
-    reply = await backend(request).auth.CreateToken(message, **call_options(request))
+    reply = await backend(request).auth.CreateToken(message, **call_options(request, message))
     return JSONResponse(
         {
             "access_token": reply.access_token,

@@ -384,6 +384,46 @@ def _probe(summary: str, codes: dict[str, str]) -> Schema:
     }
 
 
+# How a caller authenticates (the gRPC server checks; the gateway passes the header on).
+SECURITY_SCHEMES: Schema = {
+    "oauth2": {
+        "type": "oauth2",
+        "description": "Fluent Commerce clients: the password grant at /oauth/token, then the "
+        "access token as a Bearer.",
+        "flows": {
+            "password": {
+                "tokenUrl": "/oauth/token",
+                "refreshUrl": "/oauth/token",
+                "scopes": {"api": "The settings and integration APIs."},
+            }
+        },
+    },
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An access token from /oauth/token, or an API token (tierset token).",
+    },
+    "basic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "username:application password, as WordPress clients send it.",
+    },
+}
+# Any one of them will do.
+_CREDENTIALS = [{"oauth2": ["api"]}, {"bearer": []}, {"basic": []}]
+# Paths that take no credentials: the token endpoint authenticates with its form fields.
+ANONYMOUS_PATHS = frozenset({"/oauth/token", "/healthz", "/readyz", "/openapi.json"})
+
+
+def _secured(path: str, item: Schema) -> Schema:
+    """`item` with each operation's ``security``: none on anonymous paths, else credentials."""
+    security = [] if path in ANONYMOUS_PATHS else _CREDENTIALS
+    return {
+        method: operation if method == "parameters" else {**operation, "security": security}
+        for method, operation in item.items()
+    }
+
+
 @cache
 def document() -> Schema:
     """The OpenAPI document (built once)."""
@@ -396,7 +436,19 @@ def document() -> Schema:
             "global settings over tierset's gRPC API. Every response carries X-Request-ID; "
             "the Authorization header is passed to the gRPC server unchanged.",
         },
-        "paths": {
+        "paths": _paths(),
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": SECURITY_SCHEMES,
+            "headers": _HEADERS,
+        },
+    }
+
+
+def _paths() -> Schema:
+    return {
+        path: _secured(path, item)
+        for path, item in {
             "/api/v4.1/settings/account/{accountId}/{key}": _settings_path("account", "accountId"),
             "/api/v4.1/settings/retailer/{retailerId}/{key}": _settings_path(
                 "retailer", "retailerId"
@@ -415,25 +467,24 @@ def document() -> Schema:
                     "responses": {"200": _response("OpenAPI 3 document", {"type": "object"})},
                 }
             },
-        },
-        "components": {
-            "schemas": _SCHEMAS,
-            "headers": {
-                "XRequestId": {
-                    "description": "The request id: the client's X-Request-ID when it is 1-128 "
-                    "characters of A-Z a-z 0-9 . _ : -, else a new one. Sent to gRPC as "
-                    "x-request-id and logged.",
-                    "schema": {"type": "string"},
-                },
-                "WWWAuthenticate": {
-                    "description": "How to authenticate (RFC 7235): Bearer and Basic challenges "
-                    "on the API paths, Basic on the token endpoint.",
-                    "required": True,
-                    "schema": {"type": "string"},
-                },
-            },
-        },
+        }.items()
     }
+
+
+_HEADERS: Schema = {
+    "XRequestId": {
+        "description": "The request id: the client's X-Request-ID when it is 1-128 "
+        "characters of A-Z a-z 0-9 . _ : -, else a new one. Sent to gRPC as "
+        "x-request-id and logged.",
+        "schema": {"type": "string"},
+    },
+    "WWWAuthenticate": {
+        "description": "How to authenticate (RFC 7235): Bearer and Basic challenges "
+        "on the API paths, Basic on the token endpoint.",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
 
 
 async def serve(request: Request) -> Response:

@@ -16,6 +16,7 @@ import uvicorn
 from tierset import metrics
 from tierset.config import Config
 from tierset.gateway.app import create_app
+from tierset.gateway.connections import guarded_protocol
 from tierset.workers import stop_with_parent
 
 log = logging.getLogger("tierset.gateway")
@@ -49,6 +50,9 @@ def gateway_server(config: Config) -> GatewayServer:
             host=host,
             port=port,
             lifespan="on",
+            # httptools, within the connection limits (gateway/connections.py).
+            http=guarded_protocol(config),
+            timeout_keep_alive=config.http_keepalive_timeout_seconds,
             log_config=None,  # the process's logging is configured once, by the CLI
             access_log=False,  # the envelope logs each request with its id
             server_header=False,
