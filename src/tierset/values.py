@@ -5,16 +5,29 @@ a JSON string, an INTEGER a JSON number, and so on. :func:`decode_value`
 checks a proposed value against its type and returns the JSON text to store;
 :func:`encode_value` turns stored JSON text back into the proto form.
 
+Every form a value can be sent in (``string_value``, ``integer_value``,
+``boolean_value``, ``json_value``) of every type passes the same rules: a
+JSON setting sent as ``string_value`` is the JSON string it holds, checked
+like any other JSON value.
+
 Limits (documented in the README and the proto):
 
 * keys: 1..255 characters of ``A-Z a-z 0-9 . _ -``, starting with a letter
   or digit; at most 100 keys per read;
 * STRING: at most 4,096 characters; LOB: at most 1 MiB of UTF-8;
-* JSON: at most 1 MiB of JSON text, nested at most 32 deep; numbers finite,
-  with at most 1,000 digits and 1,000 decimal places (PostgreSQL's numeric
-  refuses some longer ones, and Python's int() refuses over 4,300 digits);
+* JSON: at most 1 MiB of JSON text, both as sent and as stored, nested at
+  most 32 deep;
+* numbers: finite, and at most 1,000 digits once written out in full;
 * INTEGER: -2**63 .. 2**63-1;
 * no NUL character anywhere (PostgreSQL text and jsonb cannot hold it).
+
+Numbers are stored as PostgreSQL's ``numeric`` keeps them: every digit and
+the scale as sent, written out in plain decimal notation, with no negative
+zero (``1E+2`` reads back as ``100``, ``1.50`` as ``1.50``, ``-0`` as
+``0``). :func:`stored_number` says how. The limits count a number as it is
+stored, because that is what every later read costs: ``1e-999`` is six
+characters sent and 1,001 stored, so a 1 MiB array of them would be read
+back as 150 MB.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ import json
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -173,26 +187,54 @@ def _reject_constant(name: str) -> Any:
 
 def _too_many_digits(text: str) -> ValueError:
     return ValueError(
-        f"number {text[:40]} has more than {MAX_NUMBER_DIGITS} digits or decimal places"
+        f"number {text[:40]} has more than {MAX_NUMBER_DIGITS} digits written out in full"
     )
 
 
-def _checked_float(text: str) -> float:
-    # `text` is a well-formed JSON number (the parser checked), so Decimal reads it exactly.
-    exact = Decimal(text).as_tuple()
-    decimal_places = -exact.exponent if isinstance(exact.exponent, int) else 0
-    if len(exact.digits) > MAX_NUMBER_DIGITS or decimal_places > MAX_NUMBER_DIGITS:
-        raise _too_many_digits(text)
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return number
+def _written_digits(number: Decimal) -> int:
+    """How many digits PostgreSQL writes for `number` (plain notation), computed without
+    writing them: 1e-999 is 1,000 (0.000...1), 1E+5 is 6, 1.50 is 3."""
+    exact = number.as_tuple()
+    assert isinstance(exact.exponent, int)  # a JSON number is never NaN or infinite
+    if exact.exponent >= 0:
+        return 1 if exact.digits == (0,) else len(exact.digits) + exact.exponent
+    decimal_places = -exact.exponent
+    return max(1, len(exact.digits) - decimal_places) + decimal_places
 
 
-def _checked_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+def stored_number(text: str) -> str:
+    """A JSON number token as PostgreSQL stores and reads it back: every digit and the
+    scale as sent, in plain decimal notation, no negative zero (-0.0 is 0.0)."""
+    number = Decimal(text)
+    if _written_digits(number) > MAX_NUMBER_DIGITS:
         raise _too_many_digits(text)
-    return int(text)
+    written = format(number, "f")
+    return written.removeprefix("-") if number.is_zero() else written
+
+
+class _NumberRules:
+    """The number hooks of one parse: each number is checked, and how many bytes longer
+    the document is once PostgreSQL writes its numbers out is added up."""
+
+    def __init__(self) -> None:
+        self.growth = 0
+
+    def _stored_length(self, text: str) -> None:
+        self.growth += max(0, len(stored_number(text)) - len(text))
+
+    def float_(self, text: str) -> float:
+        # `text` is a well-formed JSON number (the parser checked), so Decimal reads it exactly.
+        self._stored_length(text)
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(f"number {text[:40]} is out of range")
+        return number
+
+    def int_(self, text: str) -> int:
+        if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+            raise _too_many_digits(text)
+        self._stored_length(text)
+        return int(text)
 
 
 # A STRING or LOB sent as JSON text is longer than the string it holds (its quotes, and up
@@ -201,15 +243,23 @@ MAX_ENCODED_STRING_BYTES = 6 * MAX_LOB_BYTES + 2
 
 
 def parse_json_text(text: str, key: str, field: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parses JSON text strictly (no NaN/Infinity), within the size and depth limits."""
-    if len(text.encode("utf-8")) > max_bytes:
+    """Parses JSON text strictly (no NaN/Infinity), within the size and depth limits.
+
+    The size is checked as sent and as stored: PostgreSQL writes numbers out in full
+    (see :func:`stored_number`), and its text is never longer than the sent one otherwise
+    (it drops spacing and writes no escape longer than JSON requires).
+    """
+    # surrogatepass: an unpaired surrogate is refused below, by name, not as a crash here.
+    sent_bytes = len(text.encode("utf-8", "surrogatepass"))
+    if sent_bytes > max_bytes:
         raise bad_field(field, f"{key}: JSON value is larger than {max_bytes} bytes")
+    numbers = _NumberRules()
     try:
         value = json.loads(
             text,
             parse_constant=_reject_constant,
-            parse_float=_checked_float,
-            parse_int=_checked_int,
+            parse_float=numbers.float_,
+            parse_int=numbers.int_,
         )
     except RecursionError:
         raise bad_field(
@@ -222,7 +272,42 @@ def parse_json_text(text: str, key: str, field: str, max_bytes: int = MAX_JSON_B
     problem = _first_unstorable(value)
     if problem:
         raise bad_field(field, f"{key}: value {problem}")
+    if sent_bytes + numbers.growth > max_bytes:
+        raise bad_field(
+            field,
+            f"{key}: JSON value is larger than {max_bytes} bytes as stored"
+            " (PostgreSQL writes every number out in full)",
+        )
     return value
+
+
+def stored_json(text: str) -> str:
+    """Valid JSON text as a JSON setting reads it back: compact, object members in
+    PostgreSQL's order (shorter keys first, then by bytes; the last of duplicates kept),
+    numbers as :func:`stored_number` writes them. It documents (and the tests pin) what
+    PostgreSQL does; the server itself never needs it."""
+
+    def render(node: Any) -> str:
+        if isinstance(node, _NumberToken):
+            return stored_number(node.text)
+        if isinstance(node, list):
+            return "[" + ",".join(render(item) for item in node) + "]"
+        if isinstance(node, dict):
+            ordered = sorted(node, key=lambda name: (len(name.encode()), name.encode()))
+            members = (
+                json.dumps(name, ensure_ascii=False) + ":" + render(node[name]) for name in ordered
+            )
+            return "{" + ",".join(members) + "}"
+        return json.dumps(node, ensure_ascii=False)
+
+    return render(json.loads(text, parse_float=_NumberToken, parse_int=_NumberToken))
+
+
+@dataclass(frozen=True)
+class _NumberToken:
+    """A number as written in JSON text, kept as text by :func:`stored_json`."""
+
+    text: str
 
 
 def decode_value(key: str, setting_type: SettingType, value: settings_pb2.SettingValue) -> str:
@@ -237,6 +322,12 @@ def decode_value(key: str, setting_type: SettingType, value: settings_pb2.Settin
     if kind == "json_value":
         limit = MAX_JSON_BYTES if setting_type is SettingType.JSON else MAX_ENCODED_STRING_BYTES
         candidate: Any = parse_json_text(value.json_value, key, field, limit)
+    elif setting_type is SettingType.JSON:
+        # A JSON setting sent in another field is the JSON value it holds, and passes the
+        # same rules as one sent as JSON text (size, NUL, depth).
+        as_json = json.dumps(getattr(value, kind), ensure_ascii=False)
+        parse_json_text(as_json, key, field)
+        return as_json
     else:
         candidate = getattr(value, kind)
 
