@@ -162,12 +162,15 @@ async def resolve_authorized(
     """Resolves settings for `scope`, returning them only if the caller may view them.
 
     The read and the owner lookup are one statement; the settings leave this
-    function only after the check on the owner it reported has passed.
+    function only after the check on the owner it reported has passed. A large
+    read is fetched, or refused for its size, only after that check too.
     """
     if scope.level is Level.ACCOUNT:
         require(principal, Permission.SETTINGS_VIEW, scope.id)
     try:
-        resolution = await store.resolve(scope, keys)
+        resolution = await store.resolve(
+            scope, keys, lambda owner: require(principal, Permission.SETTINGS_VIEW, owner)
+        )
     except errors.TiersetError as error:
         if error.code is grpc.StatusCode.NOT_FOUND:
             require(principal, Permission.SETTINGS_VIEW, None)

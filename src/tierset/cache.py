@@ -34,7 +34,8 @@ from collections import OrderedDict
 import asyncpg
 
 from tierset import metrics
-from tierset.store import Resolution, ScopeRef, Store, WriteResult
+from tierset.large_reads import ReadBudget
+from tierset.store import OwnerCheck, Resolution, ScopeRef, Store, WriteResult
 from tierset.values import Level, SettingType
 
 log = logging.getLogger(__name__)
@@ -207,22 +208,28 @@ class CachedStore(Store):
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, cache: ResolutionCache, acquire_timeout: float | None = None
+        self,
+        pool: asyncpg.Pool,
+        cache: ResolutionCache,
+        acquire_timeout: float | None = None,
+        read_budget: ReadBudget | None = None,
     ) -> None:
-        super().__init__(pool, acquire_timeout)
+        super().__init__(pool, acquire_timeout, read_budget)
         self.cache = cache
 
-    async def resolve(self, scope: ScopeRef, keys: list[str]) -> Resolution:
+    async def resolve(
+        self, scope: ScopeRef, keys: list[str], check_owner: OwnerCheck | None = None
+    ) -> Resolution:
         """Like :meth:`Store.resolve`, from the cache when it holds the answer."""
         cache = self.cache
         if not cache.enabled:
-            return await super().resolve(scope, keys)
+            return await super().resolve(scope, keys, check_owner)
         key = cache.key(scope, keys)
         found = cache.get(key)
         if found is not None:
             return found
         generation = cache.generation
-        resolution = await super().resolve(scope, keys)
+        resolution = await super().resolve(scope, keys, check_owner)
         cache.put(key, resolution, generation)
         return resolution
 

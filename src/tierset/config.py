@@ -118,6 +118,10 @@ class Config:
     cache_max_entries: int = 10_000
     # ...and the memory they may take (about; values are counted twice, text and response).
     cache_max_bytes: int = 64 * 1024 * 1024
+    # Bytes of large reads (over 64 KiB of values) each server process holds at once, and
+    # how long a large read waits for room before it is refused UNAVAILABLE (large_reads.py).
+    read_budget_bytes: int = 64 * 1024 * 1024
+    read_budget_wait_seconds: float = 2.0
     # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
     processes: int = 1
     # The REST gateway: where it listens, the gRPC server it calls, and its limits.
@@ -184,6 +188,13 @@ class Config:
             cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
             cache_max_bytes=_positive(
                 _int(env, "TIERSET_CACHE_MAX_BYTES", cls.cache_max_bytes), "TIERSET_CACHE_MAX_BYTES"
+            ),
+            read_budget_bytes=_positive(
+                _int(env, "TIERSET_READ_BUDGET_BYTES", cls.read_budget_bytes),
+                "TIERSET_READ_BUDGET_BYTES",
+            ),
+            read_budget_wait_seconds=_float(
+                env, "TIERSET_READ_BUDGET_WAIT_SECONDS", cls.read_budget_wait_seconds
             ),
             processes=_int(env, "TIERSET_PROCESSES", cls.processes),
             http_address=env.get("TIERSET_HTTP_ADDRESS", cls.http_address),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import grpc
 
 from tierset import authz, errors
 from tierset.authz import Permission
-from tierset.store import ScopeRef, Store, StoredSetting
+from tierset.large_reads import LARGE_READ_BYTES, off_loop
+from tierset.store import Resolution, ScopeRef, Store, StoredSetting
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 from tierset.values import (
     LEVEL_TO_PROTO,
@@ -14,7 +17,6 @@ from tierset.values import (
     Level,
     check_key,
     check_keys,
-    check_read_size,
     decode_value,
     encode_value,
     setting_type_from_proto,
@@ -60,6 +62,12 @@ def _expected_version(
     return request.expected_version
 
 
+def _response(resolution: Resolution) -> settings_pb2.GetSettingsResponse:
+    return settings_pb2.GetSettingsResponse(
+        settings=[setting_to_proto(s) for s in resolution.settings]
+    )
+
+
 class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
@@ -77,13 +85,16 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
         # Built once per resolution: a cached one is answered many times, and building
         # its Setting messages (typed values, timestamps) cost more than the rest of a hit.
         # grpc only reads the message to serialise it, so sharing it between calls is safe.
-        response = resolution.renderings.get(_RESPONSE)
-        if response is None:
-            check_read_size(s.value for s in resolution.settings)
-            response = settings_pb2.GetSettingsResponse(
-                settings=[setting_to_proto(s) for s in resolution.settings]
-            )
-            resolution.renderings[_RESPONSE] = response
+        cached: settings_pb2.GetSettingsResponse | None = resolution.renderings.get(_RESPONSE)
+        if cached is not None:
+            return cached
+        # A large response is built within the read budget (it is another copy of the
+        # values) and off the event loop (decoding megabytes would stall every call).
+        budget = self._store.read_budget
+        large = budget is not None and resolution.read_bytes > LARGE_READ_BYTES
+        async with budget.reserve(resolution.read_bytes) if budget and large else nullcontext():
+            response = await off_loop(resolution.read_bytes, lambda: _response(resolution))
+        resolution.renderings[_RESPONSE] = response
         return response
 
     async def PutSetting(

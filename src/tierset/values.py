@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -49,7 +48,8 @@ MAX_KEY_LENGTH = 255
 MAX_KEYS_PER_READ = 100
 MAX_STRING_CHARS = 4096
 MAX_LOB_BYTES = 1024 * 1024
-# What one read may return in all; 100 keys of LOB size would be 100 MiB in one message.
+# What one read may return in all, in bytes of values as stored (the database refuses a
+# larger read before sending it); 100 keys of LOB size would be 100 MiB in one message.
 MAX_READ_BYTES = 16 * 1024 * 1024
 # What tierset's own clients (the gateway, tierset.client) accept in one message: a read
 # at MAX_READ_BYTES plus the envelope. gRPC's default, 4 MiB, is below legitimate reads.
@@ -106,17 +106,6 @@ def check_key(key: str, field: str = "key") -> str:
             "letters, digits, '.', '_' and '-'",
         )
     return key
-
-
-def check_read_size(settings: Iterable[str]) -> None:
-    """Refuses a read whose values add up to more than MAX_READ_BYTES (read fewer keys)."""
-    total = sum(len(value) for value in settings)
-    if total > MAX_READ_BYTES:
-        raise bad_field(
-            "keys",
-            f"the values of these keys add up to more than {MAX_READ_BYTES // (1024 * 1024)} MiB;"
-            " read fewer keys at once",
-        )
 
 
 def check_keys(keys: list[str]) -> list[str]:

@@ -6,6 +6,9 @@
 -- each key in $3 resolves to its most specific level (RETAILER > ACCOUNT >
 -- GLOBAL; the enum's order). No row at all means the scope does not exist;
 -- one row with a NULL key means it exists but none of the keys do.
+-- `read_bytes` is what the resolved values add up to as fetched (value_bytes,
+-- migration 0004). Over $4 bytes, every value is NULL: the read is judged by
+-- its size before a single value is rendered or sent.
 WITH scope AS (
     SELECT NULL::bigint AS retailer_id, a.id AS account_id
       FROM accounts a
@@ -16,8 +19,11 @@ WITH scope AS (
      WHERE $1::text = 'RETAILER' AND r.id = $2
 )
 SELECT scope.account_id AS scope_account_id,
-       eff.id, eff.key, eff.type::text AS type, eff.value::text AS value,
-       eff.level::text AS level, eff.version, eff.update_time
+       eff.id, eff.key, eff.type::text AS type,
+       CASE WHEN coalesce(sum(eff.value_bytes) OVER (), 0) <= $4::bigint
+            THEN eff.value::text END AS value,
+       eff.level::text AS level, eff.version, eff.update_time,
+       coalesce(sum(eff.value_bytes) OVER (), 0) AS read_bytes
   FROM scope
   LEFT JOIN LATERAL (
       SELECT DISTINCT ON (s.key) s.*
