@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tierset import values
 from tierset.errors import TiersetError
 from tierset.v1 import accounts_pb2, settings_pb2
-from tierset import values
 from tierset.values import (
     INT64_MAX,
     INT64_MIN,

@@ -17,6 +17,7 @@ see NOT_FOUND for an account or retailer.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from dataclasses import dataclass
 from enum import StrEnum
@@ -157,9 +158,15 @@ async def authorize_scope(
 
 
 async def resolve_authorized(
-    principal: Principal, scope: ScopeRef, keys: list[str], store: Store
+    principal: Principal,
+    scope: ScopeRef,
+    keys: list[str],
+    store: Store,
+    lease: contextlib.AsyncExitStack | None = None,
 ) -> Resolution:
     """Resolves settings for `scope`, returning them only if the caller may view them.
+
+    `lease` holds a large read's share of the read budget (see Store.resolve).
 
     The read and the owner lookup are one statement; the settings leave this
     function only after the check on the owner it reported has passed. A large
@@ -169,7 +176,7 @@ async def resolve_authorized(
         require(principal, Permission.SETTINGS_VIEW, scope.id)
     try:
         resolution = await store.resolve(
-            scope, keys, lambda owner: require(principal, Permission.SETTINGS_VIEW, owner)
+            scope, keys, lambda owner: require(principal, Permission.SETTINGS_VIEW, owner), lease
         )
     except errors.TiersetError as error:
         if error.code is grpc.StatusCode.NOT_FOUND:

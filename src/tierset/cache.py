@@ -218,18 +218,22 @@ class CachedStore(Store):
         self.cache = cache
 
     async def resolve(
-        self, scope: ScopeRef, keys: list[str], check_owner: OwnerCheck | None = None
+        self,
+        scope: ScopeRef,
+        keys: list[str],
+        check_owner: OwnerCheck | None = None,
+        lease: contextlib.AsyncExitStack | None = None,
     ) -> Resolution:
         """Like :meth:`Store.resolve`, from the cache when it holds the answer."""
         cache = self.cache
         if not cache.enabled:
-            return await super().resolve(scope, keys, check_owner)
+            return await super().resolve(scope, keys, check_owner, lease)
         key = cache.key(scope, keys)
         found = cache.get(key)
         if found is not None:
             return found
         generation = cache.generation
-        resolution = await super().resolve(scope, keys, check_owner)
+        resolution = await super().resolve(scope, keys, check_owner, lease)
         cache.put(key, resolution, generation)
         return resolution
 

@@ -79,6 +79,12 @@ def _positive(value: _Number, name: str) -> _Number:
     return value
 
 
+def _not_negative(value: float, name: str) -> float:
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, not {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything the processes need to know, typed."""
@@ -193,8 +199,9 @@ class Config:
                 _int(env, "TIERSET_READ_BUDGET_BYTES", cls.read_budget_bytes),
                 "TIERSET_READ_BUDGET_BYTES",
             ),
-            read_budget_wait_seconds=_float(
-                env, "TIERSET_READ_BUDGET_WAIT_SECONDS", cls.read_budget_wait_seconds
+            read_budget_wait_seconds=_not_negative(
+                _float(env, "TIERSET_READ_BUDGET_WAIT_SECONDS", cls.read_budget_wait_seconds),
+                "TIERSET_READ_BUDGET_WAIT_SECONDS",
             ),
             processes=_int(env, "TIERSET_PROCESSES", cls.processes),
             http_address=env.get("TIERSET_HTTP_ADDRESS", cls.http_address),

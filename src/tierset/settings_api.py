@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import contextlib
 
 import grpc
 
 from tierset import authz, errors
 from tierset.authz import Permission
-from tierset.large_reads import LARGE_READ_BYTES, off_loop
+from tierset.large_reads import off_loop
 from tierset.store import Resolution, ScopeRef, Store, StoredSetting
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 from tierset.values import (
@@ -79,23 +79,22 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     ) -> settings_pb2.GetSettingsResponse:
         scope = scope_from_proto(request.scope)
         keys = check_keys(list(request.keys))
-        resolution = await authz.resolve_authorized(
-            authz.current_principal(), scope, keys, self._store
-        )
-        # Built once per resolution: a cached one is answered many times, and building
-        # its Setting messages (typed values, timestamps) cost more than the rest of a hit.
-        # grpc only reads the message to serialise it, so sharing it between calls is safe.
-        cached: settings_pb2.GetSettingsResponse | None = resolution.renderings.get(_RESPONSE)
-        if cached is not None:
-            return cached
-        # A large response is built within the read budget (it is another copy of the
-        # values) and off the event loop (decoding megabytes would stall every call).
-        budget = self._store.read_budget
-        large = budget is not None and resolution.read_bytes > LARGE_READ_BYTES
-        async with budget.reserve(resolution.read_bytes) if budget and large else nullcontext():
+        # The lease keeps a large read's share of the read budget until its response is
+        # built: that is another copy of its values.
+        async with contextlib.AsyncExitStack() as lease:
+            resolution = await authz.resolve_authorized(
+                authz.current_principal(), scope, keys, self._store, lease
+            )
+            # Built once per resolution: a cached one is answered many times, and building
+            # its Setting messages (typed values, timestamps) cost more than the rest of a
+            # hit. grpc only reads the message to serialise it, so sharing it is safe.
+            cached: settings_pb2.GetSettingsResponse | None = resolution.renderings.get(_RESPONSE)
+            if cached is not None:
+                return cached
+            # Off the event loop when large: decoding megabytes would stall every call.
             response = await off_loop(resolution.read_bytes, lambda: _response(resolution))
-        resolution.renderings[_RESPONSE] = response
-        return response
+            resolution.renderings[_RESPONSE] = response
+            return response
 
     async def PutSetting(
         self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext

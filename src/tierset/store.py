@@ -29,7 +29,7 @@ from tierset import errors
 from tierset.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
 from tierset.values import MAX_READ_BYTES, Level, SettingType, compact_json
 
-# Told the account owning a scope before a large read is fetched or refused; raises to stop.
+# Told the account owning a scope before a large read is fetched or refused; raises to stop it.
 OwnerCheck = Callable[[int], None]
 
 
@@ -219,14 +219,20 @@ class Store(PoolClient):
             await connection.fetchval(query("ping"))
 
     async def resolve(
-        self, scope: ScopeRef, keys: list[str], check_owner: OwnerCheck | None = None
+        self,
+        scope: ScopeRef,
+        keys: list[str],
+        check_owner: OwnerCheck | None = None,
+        lease: contextlib.AsyncExitStack | None = None,
     ) -> Resolution:
         """Each key's most specific value for the scope, in one statement (two if large).
 
         Raises NOT_FOUND when the account or retailer does not exist, INVALID_ARGUMENT
         (READ_TOO_LARGE) when the values add up to more than MAX_READ_BYTES, UNAVAILABLE
         when the read budget has no room in time. `check_owner` is called with the owning
-        account before a large read is fetched or refused.
+        account before a large read is fetched or refused. A large read's share of the
+        budget is held until `lease` closes (the caller has built its response from it),
+        or only while it is fetched when no lease is given.
         """
         rows = await self._resolve_rows(scope, keys, LARGE_READ_BYTES)
         read_bytes = int(rows[0]["read_bytes"])
@@ -237,8 +243,9 @@ class Store(PoolClient):
             check_owner(account_id)
         if read_bytes > MAX_READ_BYTES:
             raise read_too_large(read_bytes)
-        budget = self.read_budget
-        async with budget.reserve(read_bytes) if budget else contextlib.nullcontext():
+        async with contextlib.AsyncExitStack() as fetching:
+            if self.read_budget is not None:
+                await (lease or fetching).enter_async_context(self.read_budget.reserve(read_bytes))
             rows = await self._resolve_rows(scope, keys, MAX_READ_BYTES)
             read_bytes = int(rows[0]["read_bytes"])
             if read_bytes > MAX_READ_BYTES:  # written larger in between
