@@ -129,6 +129,13 @@ def test_any_json_text_is_accepted_or_refused_as_invalid_argument(setting_type, 
     json.loads(stored)  # what is accepted is JSON the database will take
 
 
+@given(json_documents)
+def test_compacting_jsonb_text_drops_only_the_spaces_it_adds(doc):
+    # PostgreSQL writes ", " and ": " between tokens, as json.dumps does by default.
+    spaced = json.dumps(doc, ensure_ascii=False)
+    assert values.compact_json(spaced) == json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
 @given(number_documents)
 def test_a_number_is_accepted_only_if_its_stored_form_is_within_the_limits(text):
     try:

@@ -9,7 +9,8 @@ and its serialised bytes). Reads larger than LARGE_READ_BYTES therefore:
   waits (first come, first served) up to the configured time, then is refused
   UNAVAILABLE with reason READS_OVERLOADED (HTTP 503), which a client may retry;
 * are converted (JSON text to proto or JSON) in a worker thread by
-  :func:`off_loop`, so that the event loop keeps answering other calls.
+  :func:`off_loop`, so that the event loop keeps answering other calls. So
+  are large values being written (checked), and large REST bodies (gateway).
 
 Smaller reads, nearly all of them, skip both: a thread hop would cost them
 more than the conversion. The budget counts values' bytes as fetched from the
