@@ -245,7 +245,8 @@ class Store(PoolClient):
             raise read_too_large(read_bytes)
         async with contextlib.AsyncExitStack() as fetching:
             if self.read_budget is not None:
-                await (lease or fetching).enter_async_context(self.read_budget.reserve(read_bytes))
+                holder = lease if lease is not None else fetching
+                await holder.enter_async_context(self.read_budget.reserve(read_bytes))
             rows = await self._resolve_rows(scope, keys, MAX_READ_BYTES)
             read_bytes = int(rows[0]["read_bytes"])
             if read_bytes > MAX_READ_BYTES:  # written larger in between
