@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from tierset.store import query
+from tierset.values import MAX_READ_BYTES
 
 
 def _nodes(node: dict) -> list[dict]:
@@ -38,6 +39,7 @@ async def test_precedence_query_uses_the_level_scope_key_index(db, new_account, 
             retailer,
             ["PLAN.KEY.1", "PLAN.KEY.2"],
             visible_to,
+            MAX_READ_BYTES,
         )
         nodes = _nodes(json.loads(explained)[0]["Plan"])
         on_settings = [n for n in nodes if n.get("Relation Name") == "settings"]

@@ -16,11 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tierset import values
 from tierset.errors import TiersetError
 from tierset.v1 import accounts_pb2, settings_pb2
 from tierset.values import (
     INT64_MAX,
     INT64_MIN,
+    MAX_JSON_BYTES,
+    MAX_NUMBER_DIGITS,
     SettingType,
     decode_value,
     encode_value,
@@ -57,6 +60,27 @@ json_values = json_documents.flatmap(
         [json.dumps(doc), json.dumps(doc, ensure_ascii=False), json.dumps(doc, indent=1)]
     )
 ).map(lambda text: V(json_value=text))
+
+
+# JSON number tokens in every notation: signs, fractions, exponents small and absurd.
+number_tokens = st.builds(
+    lambda sign, whole, fraction, exponent: sign + whole + fraction + exponent,
+    st.sampled_from(["", "-"]),
+    st.one_of(st.just("0"), st.integers(1, 10**30).map(str)),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=30).map(".".__add__)),
+    st.one_of(
+        st.just(""),
+        st.builds(
+            lambda e, sign, n: f"{e}{sign}{n}",
+            st.sampled_from(["e", "E"]),
+            st.sampled_from(["", "+", "-"]),
+            st.integers(0, 1200),
+        ),
+    ),
+)
+number_documents = st.lists(number_tokens, min_size=1, max_size=6).map(
+    lambda tokens: "[" + ", ".join(tokens) + "]"
+)
 
 
 def as_json_text(value: settings_pb2.SettingValue) -> settings_pb2.SettingValue:
@@ -105,6 +129,28 @@ def test_any_json_text_is_accepted_or_refused_as_invalid_argument(setting_type, 
     json.loads(stored)  # what is accepted is JSON the database will take
 
 
+@given(json_documents)
+def test_compacting_jsonb_text_drops_only_the_spaces_it_adds(doc):
+    # PostgreSQL writes ", " and ": " between tokens, as json.dumps does by default.
+    spaced = json.dumps(doc, ensure_ascii=False)
+    assert values.compact_json(spaced) == json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+@given(number_documents)
+def test_a_number_is_accepted_only_if_its_stored_form_is_within_the_limits(text):
+    try:
+        decode_value("K", SettingType.JSON, V(json_value=text))
+    except TiersetError as error:
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+        return
+    stored = values.stored_json(text)
+    assert len(stored.encode()) <= MAX_JSON_BYTES
+    for written in json.loads(stored, parse_float=str, parse_int=str):
+        assert sum(c.isdigit() for c in written) <= MAX_NUMBER_DIGITS
+        assert "e" not in written.lower()
+    assert exact_json(stored) == exact_json(text)  # the same numbers, every digit
+
+
 @pytest.fixture(scope="module")
 async def scope(accounts_stub) -> settings_pb2.Scope:
     created = await accounts_stub.CreateAccount(
@@ -149,3 +195,16 @@ async def test_every_accepted_json_document_round_trips_through_the_server(
     # (1e-05 as 0.00001); the document and every digit of every number stay the same.
     got = await _put_then_get(settings_stub, scope, SettingType.JSON, value)
     assert exact_json(got.json_value) == exact_json(value.json_value)
+
+
+@given(number_documents)
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+async def test_numbers_read_back_as_documented(settings_stub, scope, text):
+    # README, "Values, keys and limits": plain decimal notation, every digit and the scale
+    # as sent, no negative zero; values.stored_json is that rule, PostgreSQL applies it.
+    try:
+        decode_value("K", SettingType.JSON, V(json_value=text))
+    except TiersetError:
+        return
+    got = await _put_then_get(settings_stub, scope, SettingType.JSON, V(json_value=text))
+    assert got.json_value == values.stored_json(text)

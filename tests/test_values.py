@@ -8,8 +8,15 @@ import grpc
 import pytest
 
 from tests.helpers import field_violations
+from tierset import values
 from tierset.v1 import settings_pb2
-from tierset.values import MAX_JSON_DEPTH, MAX_LOB_BYTES, MAX_READ_BYTES, MAX_STRING_CHARS
+from tierset.values import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_LOB_BYTES,
+    MAX_READ_BYTES,
+    MAX_STRING_CHARS,
+)
 
 T = settings_pb2
 V = settings_pb2.SettingValue
@@ -33,6 +40,10 @@ VALID = [
     (T.SETTING_TYPE_JSON, V(json_value="null"), None),
     (T.SETTING_TYPE_JSON, V(json_value="12345678901234567890123"), None),
     (T.SETTING_TYPE_JSON, V(json_value='{"nested": {"deep": [1, 2.5, "x", false]}}'), None),
+    # The other value forms of a JSON setting are the JSON value they hold.
+    (T.SETTING_TYPE_JSON, V(string_value="EUR"), V(json_value='"EUR"')),
+    (T.SETTING_TYPE_JSON, V(integer_value=-7), V(json_value="-7")),
+    (T.SETTING_TYPE_JSON, V(boolean_value=True), V(json_value="true")),
 ]
 
 
@@ -49,13 +60,16 @@ async def test_valid_values_round_trip(
     read = await settings_stub.GetSettings(settings_pb2.GetSettingsRequest(scope=scope, keys=[key]))
 
     got = read.settings[0].value
-    if expected is None:  # JSON: the same JSON value, whatever the spacing
+    if expected is None:  # JSON text: the same JSON value, whatever the spacing
         assert json.loads(got.json_value) == json.loads(value.json_value)
         # Compact, with every digit as sent (the 23-digit integer included).
         assert got.json_value == value.json_value.replace(": ", ":").replace(", ", ",")
     else:
         assert got == expected
 
+
+ABSURD_NUMBERS = "[" + ",".join(["1e-999"] * 149_000) + "]"
+DEEP = "[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)
 
 INVALID = [
     (T.SETTING_TYPE_INTEGER, V(string_value="12"), "expects a whole number"),
@@ -72,19 +86,35 @@ INVALID = [
     (T.SETTING_TYPE_JSON, V(json_value="{not json"), "not valid JSON"),
     (T.SETTING_TYPE_JSON, V(json_value="NaN"), "not valid JSON"),
     (T.SETTING_TYPE_JSON, V(json_value="1e999"), "not valid JSON"),
-    (T.SETTING_TYPE_JSON, V(json_value="1e-20000"), "decimal places"),
+    (T.SETTING_TYPE_JSON, V(json_value="1e-20000"), "more than 1000 digits"),
     (T.SETTING_TYPE_JSON, V(json_value="1." + "0" * 20000), "more than 1000 digits"),
-    (T.SETTING_TYPE_JSON, V(json_value="[0.1e-99999]"), "decimal places"),
+    (T.SETTING_TYPE_JSON, V(json_value="[0.1e-99999]"), "more than 1000 digits"),
+    # Numbers are counted as PostgreSQL writes them out: 1e-1000 is 1,001 digits stored.
+    (T.SETTING_TYPE_JSON, V(json_value="1e-1000"), "more than 1000 digits"),
+    (T.SETTING_TYPE_JSON, V(json_value="[1, -5E-1000]"), "more than 1000 digits"),
+    # 1.04 MB as sent, 149 MB as stored and read (each 1e-999 is written out as 1,001 bytes).
+    (T.SETTING_TYPE_JSON, V(json_value=ABSURD_NUMBERS), "larger than 1048576 bytes as stored"),
     (T.SETTING_TYPE_JSON, V(json_value="1" * 5000), "more than 1000 digits"),
     (T.SETTING_TYPE_INTEGER, V(json_value="9" * 1001), "more than 1000 digits"),
     (T.SETTING_TYPE_JSON, V(json_value='{"a": "\\u0000"}'), "NUL"),
     (T.SETTING_TYPE_JSON, V(json_value='["\\ud800"]'), "surrogate"),
-    (
-        T.SETTING_TYPE_JSON,
-        V(json_value="[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1)),
-        "nested deeper",
-    ),
+    (T.SETTING_TYPE_JSON, V(json_value=DEEP), "nested deeper"),
     (T.SETTING_TYPE_JSON, V(), "a value is required"),
+    # Every form of every type passes the same rules: size, NUL, depth (issue 10, finding 9).
+    (T.SETTING_TYPE_JSON, V(string_value="x" * MAX_JSON_BYTES), "larger than 1048576 bytes"),
+    (T.SETTING_TYPE_JSON, V(string_value="é" * (MAX_JSON_BYTES // 2)), "larger than"),
+    (T.SETTING_TYPE_JSON, V(string_value="a\x00b"), "NUL"),
+    (T.SETTING_TYPE_STRING, V(json_value='"a\\u0000b"'), "NUL"),
+    (T.SETTING_TYPE_STRING, V(json_value=json.dumps("x" * (MAX_STRING_CHARS + 1))), "longer than"),
+    (T.SETTING_TYPE_LOB, V(string_value="a\x00b"), "NUL"),
+    (T.SETTING_TYPE_LOB, V(json_value='"a\\u0000b"'), "NUL"),
+    (T.SETTING_TYPE_LOB, V(json_value=json.dumps("x" * (MAX_LOB_BYTES + 1))), "larger than"),
+    (T.SETTING_TYPE_LOB, V(json_value=json.dumps("é" * (MAX_LOB_BYTES // 2 + 1))), "larger than"),
+    (T.SETTING_TYPE_STRING, V(json_value=DEEP), "nested deeper"),
+    (T.SETTING_TYPE_LOB, V(json_value=DEEP), "nested deeper"),
+    (T.SETTING_TYPE_INTEGER, V(json_value=DEEP), "nested deeper"),
+    (T.SETTING_TYPE_BOOLEAN, V(json_value=DEEP), "nested deeper"),
+    (T.SETTING_TYPE_INTEGER, V(json_value="1e-1000"), "more than 1000 digits"),
     (T.SETTING_TYPE_UNSPECIFIED, V(string_value="x"), "type must be one of"),
     (99, V(string_value="x"), "type must be one of"),
 ]
@@ -107,6 +137,42 @@ async def test_invalid_values_are_rejected_and_not_written(
         assert key in raised.value.details()
     assert set(field_violations(raised.value)) in ({"value"}, {"type"})
     assert await db.fetchval("SELECT count(*) FROM settings WHERE key = $1", key) == 0
+
+
+# How PostgreSQL stores (and so reads back) a number: every digit and the scale as sent,
+# written out in plain decimal notation, with no negative zero (README, "Values").
+NUMBERS_AS_STORED = [
+    ("-0", "0"),
+    ("-0.0", "0.0"),
+    ("1E+2", "100"),
+    ("1.50", "1.50"),
+    ("100e-2", "1.00"),
+    ("1e-5", "0.00001"),
+    ("-1.2E-3", "-0.0012"),
+    ("0.1e1", "1"),
+    ("12345678901234567890123", "12345678901234567890123"),
+    ("1e-400", "0." + "0" * 399 + "1"),
+    ('{"b": [1E1, -0], "a": 2.50}', '{"a":2.50,"b":[10,0]}'),
+]
+
+
+@pytest.mark.parametrize(("sent", "read_back"), NUMBERS_AS_STORED)
+async def test_numbers_are_stored_as_documented(
+    settings_stub, new_account, unique_key, sent, read_back
+):
+    scope = settings_pb2.Scope(account_id=await new_account())
+    key = unique_key("NUMBER")
+    await settings_stub.PutSetting(
+        settings_pb2.PutSettingRequest(
+            scope=scope, key=key, type=T.SETTING_TYPE_JSON, value=V(json_value=sent)
+        )
+    )
+
+    read = await settings_stub.GetSettings(settings_pb2.GetSettingsRequest(scope=scope, keys=[key]))
+
+    assert read.settings[0].value.json_value == read_back
+    # values.stored_json predicts it, which is how the limits count a value as stored.
+    assert values.stored_json(sent) == read_back
 
 
 async def test_failed_update_keeps_previous_value(settings_stub, new_account, unique_key):

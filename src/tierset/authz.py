@@ -17,6 +17,7 @@ see NOT_FOUND for an account or retailer.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from dataclasses import dataclass
 from enum import StrEnum
@@ -157,7 +158,11 @@ async def authorize_scope(
 
 
 async def resolve_authorized(
-    principal: Principal, scope: ScopeRef, keys: list[str], store: Store
+    principal: Principal,
+    scope: ScopeRef,
+    keys: list[str],
+    store: Store,
+    lease: contextlib.AsyncExitStack | None = None,
 ) -> Resolution:
     """Resolves settings for `scope`, returning them only if the caller may view them.
 
@@ -165,7 +170,10 @@ async def resolve_authorized(
     store answers another account's scope exactly as it answers a missing one
     (NOT_FOUND, the same statement, nothing cached) and both become the same
     PERMISSION_DENIED: neither the answer nor the work done tells them apart.
-    The owner the statement reports is checked again before anything leaves.
+    The owner the statement reports is checked again before anything leaves, and
+    a large read is fetched, or refused for its size, only after that check.
+
+    `lease` holds a large read's share of the read budget (see Store.resolve).
     """
     if Permission.SETTINGS_VIEW not in principal.permissions:
         raise denied(Permission.SETTINGS_VIEW)
@@ -173,7 +181,13 @@ async def resolve_authorized(
         require(principal, Permission.SETTINGS_VIEW, scope.id)
     visible_to = None if principal.acts_on_any_account else principal.account_id
     try:
-        resolution = await store.resolve(scope, keys, visible_to)
+        resolution = await store.resolve(
+            scope,
+            keys,
+            visible_to,
+            lambda owner: require(principal, Permission.SETTINGS_VIEW, owner),
+            lease,
+        )
     except errors.TiersetError as error:
         if error.code is grpc.StatusCode.NOT_FOUND:
             require(principal, Permission.SETTINGS_VIEW, None)

@@ -37,7 +37,8 @@ from collections import OrderedDict
 import asyncpg
 
 from tierset import metrics
-from tierset.store import Resolution, ScopeRef, Store, WriteResult
+from tierset.large_reads import ReadBudget
+from tierset.store import OwnerCheck, Resolution, ScopeRef, Store, WriteResult
 from tierset.values import Level, SettingType
 
 log = logging.getLogger(__name__)
@@ -214,26 +215,35 @@ class CachedStore(Store):
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, cache: ResolutionCache, acquire_timeout: float | None = None
+        self,
+        pool: asyncpg.Pool,
+        cache: ResolutionCache,
+        acquire_timeout: float | None = None,
+        read_budget: ReadBudget | None = None,
     ) -> None:
-        super().__init__(pool, acquire_timeout)
+        super().__init__(pool, acquire_timeout, read_budget)
         self.cache = cache
 
     async def resolve(
-        self, scope: ScopeRef, keys: list[str], visible_to: int | None = None
+        self,
+        scope: ScopeRef,
+        keys: list[str],
+        visible_to: int | None = None,
+        check_owner: OwnerCheck | None = None,
+        lease: contextlib.AsyncExitStack | None = None,
     ) -> Resolution:
         """Like :meth:`Store.resolve`, from the cache when it holds an answer the caller
         may see. Only answers the database gave are stored, and with `visible_to` it
         gives none for another account's scope, so a refused read never fills the cache."""
         cache = self.cache
         if not cache.enabled:
-            return await super().resolve(scope, keys, visible_to)
+            return await super().resolve(scope, keys, visible_to, check_owner, lease)
         key = cache.key(scope, keys)
         found = cache.get(key, visible_to)
         if found is not None:
             return found
         generation = cache.generation
-        resolution = await super().resolve(scope, keys, visible_to)
+        resolution = await super().resolve(scope, keys, visible_to, check_owner, lease)
         cache.put(key, resolution, generation)
         return resolution
 

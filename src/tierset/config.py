@@ -150,6 +150,10 @@ class Config:
     cache_max_entries: int = 10_000
     # ...and the memory they may take (about; values are counted twice, text and response).
     cache_max_bytes: int = 64 * 1024 * 1024
+    # Bytes of large reads (over 64 KiB of values) each server process holds at once, and
+    # how long a large read waits for room before it is refused UNAVAILABLE (large_reads.py).
+    read_budget_bytes: int = 64 * 1024 * 1024
+    read_budget_wait_seconds: float = 2.0
     # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
     processes: int = 1
     # What one gRPC caller can hold (see tierset.limits and docs/configuration.md).
@@ -289,6 +293,14 @@ class Config:
             cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
             cache_max_bytes=_positive(
                 _int(env, "TIERSET_CACHE_MAX_BYTES", cls.cache_max_bytes), "TIERSET_CACHE_MAX_BYTES"
+            ),
+            read_budget_bytes=_positive(
+                _int(env, "TIERSET_READ_BUDGET_BYTES", cls.read_budget_bytes),
+                "TIERSET_READ_BUDGET_BYTES",
+            ),
+            read_budget_wait_seconds=_non_negative(
+                _float(env, "TIERSET_READ_BUDGET_WAIT_SECONDS", cls.read_budget_wait_seconds),
+                "TIERSET_READ_BUDGET_WAIT_SECONDS",
             ),
             processes=_int(env, "TIERSET_PROCESSES", cls.processes),
             # Every gRPC limit is positive: 0 would mean "no limit" to gRPC for some.

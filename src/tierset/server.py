@@ -25,6 +25,7 @@ from tierset.credentials import CredentialStore
 from tierset.health import DatabaseHealth, HealthService
 from tierset.integrations_api import IntegrationService
 from tierset.interceptors import ErrorInterceptor
+from tierset.large_reads import ReadBudget
 from tierset.limits import LimitsInterceptor, server_options
 from tierset.metrics import start_metrics_server
 from tierset.migrate import migrate
@@ -146,12 +147,16 @@ async def start_app(config: Config, dsn: str | None) -> App:
             if applied:
                 log.info("applied migrations %s", applied)
         store = Store(pool, acquire_timeout=config.pool_acquire_timeout_seconds)
-        settings_store = store
+        # Only settings are read in bulk; one budget per process bounds them all.
+        read_budget = ReadBudget(config.read_budget_bytes, config.read_budget_wait_seconds)
+        settings_store = Store(pool, config.pool_acquire_timeout_seconds, read_budget)
         if config.cache_max_entries > 0:
             cache = ResolutionCache(config.cache_max_entries, config.cache_max_bytes)
             listener = CacheListener(dsn, cache)
             listener.start()
-            settings_store = CachedStore(pool, cache, config.pool_acquire_timeout_seconds)
+            settings_store = CachedStore(
+                pool, cache, config.pool_acquire_timeout_seconds, read_budget
+            )
         credentials = CredentialStore(pool, config.pool_acquire_timeout_seconds)
         throttle = login_throttle(config)
         authenticator = Authenticator(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import grpc
 
 from tierset import authz, errors
 from tierset.authz import Permission
-from tierset.store import ScopeRef, Store, StoredSetting
+from tierset.large_reads import off_loop
+from tierset.store import Resolution, ScopeRef, Store, StoredSetting
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 from tierset.values import (
     LEVEL_TO_PROTO,
@@ -14,7 +17,6 @@ from tierset.values import (
     Level,
     check_key,
     check_keys,
-    check_read_size,
     decode_value,
     encode_value,
     setting_type_from_proto,
@@ -60,6 +62,12 @@ def _expected_version(
     return request.expected_version
 
 
+def _response(resolution: Resolution) -> settings_pb2.GetSettingsResponse:
+    return settings_pb2.GetSettingsResponse(
+        settings=[setting_to_proto(s) for s in resolution.settings]
+    )
+
+
 class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
@@ -71,20 +79,22 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     ) -> settings_pb2.GetSettingsResponse:
         scope = scope_from_proto(request.scope)
         keys = check_keys(list(request.keys))
-        resolution = await authz.resolve_authorized(
-            authz.current_principal(), scope, keys, self._store
-        )
-        # Built once per resolution: a cached one is answered many times, and building
-        # its Setting messages (typed values, timestamps) cost more than the rest of a hit.
-        # grpc only reads the message to serialise it, so sharing it between calls is safe.
-        response = resolution.renderings.get(_RESPONSE)
-        if response is None:
-            check_read_size(s.value for s in resolution.settings)
-            response = settings_pb2.GetSettingsResponse(
-                settings=[setting_to_proto(s) for s in resolution.settings]
+        # The lease keeps a large read's share of the read budget until its response is
+        # built: that is another copy of its values.
+        async with contextlib.AsyncExitStack() as lease:
+            resolution = await authz.resolve_authorized(
+                authz.current_principal(), scope, keys, self._store, lease
             )
+            # Built once per resolution: a cached one is answered many times, and building
+            # its Setting messages (typed values, timestamps) cost more than the rest of a
+            # hit. grpc only reads the message to serialise it, so sharing it is safe.
+            cached: settings_pb2.GetSettingsResponse | None = resolution.renderings.get(_RESPONSE)
+            if cached is not None:
+                return cached
+            # Off the event loop when large: decoding megabytes would stall every call.
+            response = await off_loop(resolution.read_bytes, lambda: _response(resolution))
             resolution.renderings[_RESPONSE] = response
-        return response
+            return response
 
     async def PutSetting(
         self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext
@@ -95,7 +105,10 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
         )
         key = check_key(request.key)
         setting_type = setting_type_from_proto(request.type)
-        value_json = decode_value(key, setting_type, request.value)
+        # Checking a megabyte of JSON takes a while: off the loop, like a large read.
+        value_json = await off_loop(
+            request.value.ByteSize(), lambda: decode_value(key, setting_type, request.value)
+        )
         result = await self._store.write(
             scope, key, setting_type, value_json, _expected_version(request)
         )
@@ -109,7 +122,10 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
         authz.require_platform(authz.current_principal())
         key = check_key(request.key)
         setting_type = setting_type_from_proto(request.type)
-        value_json = decode_value(key, setting_type, request.value)
+        # Checking a megabyte of JSON takes a while: off the loop, like a large read.
+        value_json = await off_loop(
+            request.value.ByteSize(), lambda: decode_value(key, setting_type, request.value)
+        )
         result = await self._store.write(
             None, key, setting_type, value_json, _expected_version(request)
         )

@@ -3,13 +3,20 @@
 The SQL lives in ``sql/queries.sql`` as named statements; this module runs
 them and turns PostgreSQL's answers (and errors, by asyncpg exception class)
 into domain results and :class:`~tierset.errors.TiersetError`.
+
+A read is judged by its size in the database before any value is fetched:
+the first statement carries values only if they add up to LARGE_READ_BYTES
+or less. A larger one is refused above MAX_READ_BYTES (after the caller's
+permission on the owning account is checked), else it waits for room in the
+process's read budget and is fetched again, and converted off the event loop
+(see ``large_reads``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -19,7 +26,11 @@ from typing import Any
 import asyncpg
 
 from tierset import errors
-from tierset.values import Level, SettingType, compact_json
+from tierset.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
+from tierset.values import MAX_READ_BYTES, Level, SettingType, compact_json
+
+# Told the account owning a scope before a large read is fetched or refused; raises to stop it.
+OwnerCheck = Callable[[int], None]
 
 
 @cache
@@ -75,6 +86,8 @@ class Resolution:
 
     account_id: int
     settings: list[StoredSetting]
+    # What the values add up to as fetched from the database, in bytes.
+    read_bytes: int = 0
     renderings: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -114,6 +127,33 @@ class IntegrationRow:
     name: str
     config: str
     created: bool = False
+
+
+def read_too_large(read_bytes: int) -> errors.TiersetError:
+    """A read whose values add up to more than one response may carry."""
+    description = (
+        f"the values of these keys add up to {read_bytes} bytes, more than the"
+        f" {MAX_READ_BYTES // (1024 * 1024)} MiB one read may return; read fewer keys at once"
+    )
+    error = errors.bad_field("keys", description, "READ_TOO_LARGE")
+    error.metadata["read_bytes"] = str(read_bytes)
+    return error
+
+
+def _settings_from_rows(rows: Sequence[Any]) -> list[StoredSetting]:
+    return [
+        StoredSetting(
+            id=row["id"],
+            key=row["key"],
+            type=SettingType(row["type"]),
+            value=compact_json(row["value"]) if row["type"] == "JSON" else row["value"],
+            level=Level(row["level"]),
+            version=row["version"],
+            update_time=row["update_time"],
+        )
+        for row in rows
+        if row["key"] is not None
+    ]
 
 
 def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
@@ -170,7 +210,19 @@ class PoolClient:
 
 
 class Store(PoolClient):
-    """Reads and writes of settings, accounts, retailers and integrations."""
+    """Reads and writes of settings, accounts, retailers and integrations.
+
+    `read_budget` admits large reads; without one (tools, tests) they are not limited.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        acquire_timeout: float | None = None,
+        read_budget: ReadBudget | None = None,
+    ) -> None:
+        super().__init__(pool, acquire_timeout)
+        self.read_budget = read_budget
 
     async def ping(self) -> None:
         """Returns when the database answers a trivial query; raises when it does not."""
@@ -178,33 +230,53 @@ class Store(PoolClient):
             await connection.fetchval(query("ping"))
 
     async def resolve(
-        self, scope: ScopeRef, keys: list[str], visible_to: int | None = None
+        self,
+        scope: ScopeRef,
+        keys: list[str],
+        visible_to: int | None = None,
+        check_owner: OwnerCheck | None = None,
+        lease: contextlib.AsyncExitStack | None = None,
     ) -> Resolution:
-        """Each key's most specific value for the scope, in one statement.
+        """Each key's most specific value for the scope, in one statement (two if large).
 
         Raises NOT_FOUND when the account or retailer does not exist, or when
-        `visible_to` names an account and the scope belongs to another: the same
-        statement, the same answer, so the two cannot be told apart.
+        `visible_to` names an account and the scope belongs to another (the same
+        statement, the same answer, so the two cannot be told apart); INVALID_ARGUMENT
+        (READ_TOO_LARGE) when the values add up to more than MAX_READ_BYTES, UNAVAILABLE
+        when the read budget has no room in time. `check_owner` is called with the owning
+        account before a large read is fetched or refused. A large read's share of the
+        budget is held until `lease` closes (the caller has built its response from it),
+        or only while it is fetched when no lease is given.
         """
+        rows = await self._resolve_rows(scope, keys, visible_to, LARGE_READ_BYTES)
+        read_bytes = int(rows[0]["read_bytes"])
+        account_id = rows[0]["scope_account_id"]
+        if read_bytes <= LARGE_READ_BYTES:
+            return Resolution(account_id, _settings_from_rows(rows), read_bytes)
+        if check_owner is not None:
+            check_owner(account_id)
+        if read_bytes > MAX_READ_BYTES:
+            raise read_too_large(read_bytes)
+        async with contextlib.AsyncExitStack() as fetching:
+            if self.read_budget is not None:
+                holder = lease if lease is not None else fetching
+                await holder.enter_async_context(self.read_budget.reserve(read_bytes))
+            rows = await self._resolve_rows(scope, keys, visible_to, MAX_READ_BYTES)
+            read_bytes = int(rows[0]["read_bytes"])
+            if read_bytes > MAX_READ_BYTES:  # written larger in between
+                raise read_too_large(read_bytes)
+            settings = await off_loop(read_bytes, lambda: _settings_from_rows(rows))
+        return Resolution(rows[0]["scope_account_id"], settings, read_bytes)
+
+    async def _resolve_rows(
+        self, scope: ScopeRef, keys: list[str], visible_to: int | None, max_bytes: int
+    ) -> Any:
         rows = await self._fetch(
-            query("effective_settings"), scope.level.value, scope.id, keys, visible_to
+            query("effective_settings"), scope.level.value, scope.id, keys, visible_to, max_bytes
         )
         if not rows:
             raise _scope_not_found(scope)
-        settings = [
-            StoredSetting(
-                id=row["id"],
-                key=row["key"],
-                type=SettingType(row["type"]),
-                value=compact_json(row["value"]) if row["type"] == "JSON" else row["value"],
-                level=Level(row["level"]),
-                version=row["version"],
-                update_time=row["update_time"],
-            )
-            for row in rows
-            if row["key"] is not None
-        ]
-        return Resolution(account_id=rows[0]["scope_account_id"], settings=settings)
+        return rows
 
     async def write(
         self,

@@ -5,16 +5,29 @@ a JSON string, an INTEGER a JSON number, and so on. :func:`decode_value`
 checks a proposed value against its type and returns the JSON text to store;
 :func:`encode_value` turns stored JSON text back into the proto form.
 
+Every form a value can be sent in (``string_value``, ``integer_value``,
+``boolean_value``, ``json_value``) of every type passes the same rules: a
+JSON setting sent as ``string_value`` is the JSON string it holds, checked
+like any other JSON value.
+
 Limits (documented in the README and the proto):
 
 * keys: 1..255 characters of ``A-Z a-z 0-9 . _ -``, starting with a letter
   or digit; at most 100 keys per read;
 * STRING: at most 4,096 characters; LOB: at most 1 MiB of UTF-8;
-* JSON: at most 1 MiB of JSON text, nested at most 32 deep; numbers finite,
-  with at most 1,000 digits and 1,000 decimal places (PostgreSQL's numeric
-  refuses some longer ones, and Python's int() refuses over 4,300 digits);
+* JSON: at most 1 MiB of JSON text, both as sent and as stored, nested at
+  most 32 deep;
+* numbers: finite, and at most 1,000 digits once written out in full;
 * INTEGER: -2**63 .. 2**63-1;
 * no NUL character anywhere (PostgreSQL text and jsonb cannot hold it).
+
+Numbers are stored as PostgreSQL's ``numeric`` keeps them: every digit and
+the scale as sent, written out in plain decimal notation, with no negative
+zero (``1E+2`` reads back as ``100``, ``1.50`` as ``1.50``, ``-0`` as
+``0``). :func:`stored_number` says how. The limits count a number as it is
+stored, because that is what every later read costs: ``1e-999`` is six
+characters sent and 1,001 stored, so a 1 MiB array of them would be read
+back as 150 MB.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -35,7 +48,8 @@ MAX_KEY_LENGTH = 255
 MAX_KEYS_PER_READ = 100
 MAX_STRING_CHARS = 4096
 MAX_LOB_BYTES = 1024 * 1024
-# What one read may return in all; 100 keys of LOB size would be 100 MiB in one message.
+# What one read may return in all, in bytes of values as stored (the database refuses a
+# larger read before sending it); 100 keys of LOB size would be 100 MiB in one message.
 MAX_READ_BYTES = 16 * 1024 * 1024
 # What tierset's own clients (the gateway, tierset.client) accept in one message: a read
 # at MAX_READ_BYTES plus the envelope. gRPC's default, 4 MiB, is below legitimate reads.
@@ -94,17 +108,6 @@ def check_key(key: str, field: str = "key") -> str:
     return key
 
 
-def check_read_size(settings: Iterable[str]) -> None:
-    """Refuses a read whose values add up to more than MAX_READ_BYTES (read fewer keys)."""
-    total = sum(len(value) for value in settings)
-    if total > MAX_READ_BYTES:
-        raise bad_field(
-            "keys",
-            f"the values of these keys add up to more than {MAX_READ_BYTES // (1024 * 1024)} MiB;"
-            " read fewer keys at once",
-        )
-
-
 def check_keys(keys: list[str]) -> list[str]:
     """Checks a read's key list: 1..100 well-formed keys, none twice."""
     if not keys:
@@ -139,15 +142,15 @@ def unstorable_text(text: str) -> str | None:
 
 
 def _json_depth_exceeds(value: Any, limit: int) -> bool:
-    # Iterative, so a hostile document cannot exhaust the interpreter's stack.
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    # Iterative, so a hostile document cannot exhaust the interpreter's stack; only
+    # containers are visited, a megabyte of numbers is one list.
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            if depth > limit:
-                return True
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
 
 
@@ -167,32 +170,78 @@ def _first_unstorable(value: Any) -> str | None:
     return None
 
 
+def _may_hold_unstorable(text: str) -> bool:
+    """Whether parsing `text` can yield a NUL or an unpaired surrogate: only through a
+    \\u escape (raw control characters are not JSON), or a surrogate in the text itself."""
+    if "\\u" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
 def _too_many_digits(text: str) -> ValueError:
     return ValueError(
-        f"number {text[:40]} has more than {MAX_NUMBER_DIGITS} digits or decimal places"
+        f"number {text[:40]} has more than {MAX_NUMBER_DIGITS} digits written out in full"
     )
 
 
-def _checked_float(text: str) -> float:
-    # `text` is a well-formed JSON number (the parser checked), so Decimal reads it exactly.
-    exact = Decimal(text).as_tuple()
-    decimal_places = -exact.exponent if isinstance(exact.exponent, int) else 0
-    if len(exact.digits) > MAX_NUMBER_DIGITS or decimal_places > MAX_NUMBER_DIGITS:
-        raise _too_many_digits(text)
-    number = float(text)
-    if not math.isfinite(number):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return number
+def _written_digits(number: Decimal) -> int:
+    """How many digits PostgreSQL writes for `number` (plain notation), computed without
+    writing them: 1e-999 is 1,000 (0.000...1), 1E+5 is 6, 1.50 is 3."""
+    exact = number.as_tuple()
+    assert isinstance(exact.exponent, int)  # a JSON number is never NaN or infinite
+    if exact.exponent >= 0:
+        return 1 if exact.digits == (0,) else len(exact.digits) + exact.exponent
+    decimal_places = -exact.exponent
+    return max(1, len(exact.digits) - decimal_places) + decimal_places
 
 
-def _checked_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+def stored_number(text: str) -> str:
+    """A JSON number token as PostgreSQL stores and reads it back: every digit and the
+    scale as sent, in plain decimal notation, no negative zero (-0.0 is 0.0)."""
+    number = Decimal(text)
+    if _written_digits(number) > MAX_NUMBER_DIGITS:
         raise _too_many_digits(text)
-    return int(text)
+    written = format(number, "f")
+    return written.removeprefix("-") if number.is_zero() else written
+
+
+class _NumberRules:
+    """The number hooks of one parse: each number is checked, and how many bytes longer
+    the document is once PostgreSQL writes its numbers out is added up.
+
+    Only a number with an exponent is written out longer than it was sent; the others,
+    nearly all of them, are checked by their length alone (a hook runs for every number
+    of a document, so it must be cheap).
+    """
+
+    def __init__(self) -> None:
+        self.growth = 0
+
+    def float_(self, text: str) -> float:
+        # `text` is a well-formed JSON number (the parser checked), so Decimal reads it exactly.
+        if "e" in text or "E" in text:
+            self.growth += max(0, len(stored_number(text)) - len(text))
+        elif len(text) > MAX_NUMBER_DIGITS and _written_digits(Decimal(text)) > MAX_NUMBER_DIGITS:
+            raise _too_many_digits(text)
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(f"number {text[:40]} is out of range")
+        return number
+
+    @staticmethod
+    def int_(text: str) -> int:
+        # Written out exactly as sent (-0 as 0, shorter).
+        if len(text) > MAX_NUMBER_DIGITS and len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+            raise _too_many_digits(text)
+        return int(text)
 
 
 # A STRING or LOB sent as JSON text is longer than the string it holds (its quotes, and up
@@ -201,15 +250,23 @@ MAX_ENCODED_STRING_BYTES = 6 * MAX_LOB_BYTES + 2
 
 
 def parse_json_text(text: str, key: str, field: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
-    """Parses JSON text strictly (no NaN/Infinity), within the size and depth limits."""
-    if len(text.encode("utf-8")) > max_bytes:
+    """Parses JSON text strictly (no NaN/Infinity), within the size and depth limits.
+
+    The size is checked as sent and as stored: PostgreSQL writes numbers out in full
+    (see :func:`stored_number`), and its text is never longer than the sent one otherwise
+    (it drops spacing and writes no escape longer than JSON requires).
+    """
+    # surrogatepass: an unpaired surrogate is refused below, by name, not as a crash here.
+    sent_bytes = len(text.encode("utf-8", "surrogatepass"))
+    if sent_bytes > max_bytes:
         raise bad_field(field, f"{key}: JSON value is larger than {max_bytes} bytes")
+    numbers = _NumberRules()
     try:
         value = json.loads(
             text,
             parse_constant=_reject_constant,
-            parse_float=_checked_float,
-            parse_int=_checked_int,
+            parse_float=numbers.float_,
+            parse_int=numbers.int_,
         )
     except RecursionError:
         raise bad_field(
@@ -219,10 +276,45 @@ def parse_json_text(text: str, key: str, field: str, max_bytes: int = MAX_JSON_B
         raise bad_field(field, f"{key}: value is not valid JSON ({error})") from None
     if _json_depth_exceeds(value, MAX_JSON_DEPTH):
         raise bad_field(field, f"{key}: JSON value is nested deeper than {MAX_JSON_DEPTH} levels")
-    problem = _first_unstorable(value)
+    problem = _first_unstorable(value) if _may_hold_unstorable(text) else None
     if problem:
         raise bad_field(field, f"{key}: value {problem}")
+    if sent_bytes + numbers.growth > max_bytes:
+        raise bad_field(
+            field,
+            f"{key}: JSON value is larger than {max_bytes} bytes as stored"
+            " (PostgreSQL writes every number out in full)",
+        )
     return value
+
+
+def stored_json(text: str) -> str:
+    """Valid JSON text as a JSON setting reads it back: compact, object members in
+    PostgreSQL's order (shorter keys first, then by bytes; the last of duplicates kept),
+    numbers as :func:`stored_number` writes them. It documents (and the tests pin) what
+    PostgreSQL does; the server itself never needs it."""
+
+    def render(node: Any) -> str:
+        if isinstance(node, _NumberToken):
+            return stored_number(node.text)
+        if isinstance(node, list):
+            return "[" + ",".join(render(item) for item in node) + "]"
+        if isinstance(node, dict):
+            ordered = sorted(node, key=lambda name: (len(name.encode()), name.encode()))
+            members = (
+                json.dumps(name, ensure_ascii=False) + ":" + render(node[name]) for name in ordered
+            )
+            return "{" + ",".join(members) + "}"
+        return json.dumps(node, ensure_ascii=False)
+
+    return render(json.loads(text, parse_float=_NumberToken, parse_int=_NumberToken))
+
+
+@dataclass(frozen=True)
+class _NumberToken:
+    """A number as written in JSON text, kept as text by :func:`stored_json`."""
+
+    text: str
 
 
 def decode_value(key: str, setting_type: SettingType, value: settings_pb2.SettingValue) -> str:
@@ -237,6 +329,12 @@ def decode_value(key: str, setting_type: SettingType, value: settings_pb2.Settin
     if kind == "json_value":
         limit = MAX_JSON_BYTES if setting_type is SettingType.JSON else MAX_ENCODED_STRING_BYTES
         candidate: Any = parse_json_text(value.json_value, key, field, limit)
+    elif setting_type is SettingType.JSON:
+        # A JSON setting sent in another field is the JSON value it holds, and passes the
+        # same rules as one sent as JSON text (size, NUL, depth).
+        as_json = json.dumps(getattr(value, kind), ensure_ascii=False)
+        parse_json_text(as_json, key, field)
+        return as_json
     else:
         candidate = getattr(value, kind)
 
@@ -276,14 +374,23 @@ def decode_value(key: str, setting_type: SettingType, value: settings_pb2.Settin
     return json.dumps(candidate, ensure_ascii=False, separators=(",", ":"))
 
 
-# A JSON string token (escapes included), or a run of JSON whitespace outside strings.
-_STRING_OR_SPACE = re.compile(r'("(?:[^"\\]|\\.)*")|[ \t\n\r]+')
+# A JSON string token, escapes included (the unrolled form: no backtracking per character).
+_JSON_STRING = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")')
 
 
 def compact_json(text: str) -> str:
-    """The same JSON text without insignificant whitespace (PostgreSQL's jsonb output puts
-    a space after every ',' and ':'); numbers and strings are left exactly as they are."""
-    return _STRING_OR_SPACE.sub(lambda match: match.group(1) or "", text)
+    """PostgreSQL's jsonb text without the space it puts after every ',' and ':'.
+
+    jsonb writes no other whitespace outside strings, so only the text between string
+    tokens needs those two replacements, which run at C speed: a megabyte of numbers
+    takes milliseconds, where a callback per match took a second on the event loop.
+    Numbers and strings are left exactly as they are.
+    """
+    if '"' not in text:
+        return text.replace(", ", ",").replace(": ", ":")
+    parts = _JSON_STRING.split(text)  # strings at the odd indexes
+    parts[0::2] = [part.replace(", ", ",").replace(": ", ":") for part in parts[0::2]]
+    return "".join(parts)
 
 
 def encode_value(setting_type: SettingType, stored_json: str) -> settings_pb2.SettingValue:

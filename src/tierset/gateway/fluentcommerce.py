@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from tierset.gateway import jsonbody, preconditions
 from tierset.gateway.calls import backend, call_options
 from tierset.gateway.errors import Failure, GatewayError, bad_request
+from tierset.large_reads import off_loop
 from tierset.v1 import settings_pb2
 
 log = logging.getLogger(__name__)
@@ -134,14 +135,19 @@ def _entry_json(setting: settings_pb2.Setting) -> str:
     return "{" + ",".join(f'"{name}":{text}' for name, text in fields) + "}"
 
 
+def _body_json(reply: settings_pb2.GetSettingsResponse) -> str:
+    return '{"settings":[' + ",".join(_entry_json(s) for s in reply.settings) + "]}"
+
+
 async def _get(request: Request, kind: str, param: str) -> Response:
     scope = _scope(request, kind, param)
     joined = request.path_params["key"]
     keys = joined.split(",") if joined else []
     message = settings_pb2.GetSettingsRequest(scope=scope, keys=keys)
     reply = await backend(request).settings.GetSettings(message, **call_options(request, message))
-    # Built as text so JSON values keep every digit (a float round-trip would not).
-    body = '{"settings":[' + ",".join(_entry_json(s) for s in reply.settings) + "]}"
+    # Built as text so JSON values keep every digit (a float round-trip would not); off
+    # the event loop when large, so that other requests are not kept waiting meanwhile.
+    body = await off_loop(reply.ByteSize(), lambda: _body_json(reply))
     # One key, one resource: its ETag conditions a later PUT. Several keys have none.
     headers = (
         {"ETag": preconditions.etag_of(reply.settings[0])}

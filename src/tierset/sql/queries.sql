@@ -9,6 +9,9 @@
 -- $4, when not NULL, is the only account whose scopes the caller may see: a
 -- scope of another account then yields no row, exactly like a missing one, so
 -- the two refusals do the same work and cannot be told apart.
+-- `read_bytes` is what the resolved values add up to as fetched (value_bytes,
+-- migration 0004). Over $5 bytes, every value is NULL: the read is judged by
+-- its size before a single value is rendered or sent.
 WITH scope AS (
     SELECT NULL::bigint AS retailer_id, a.id AS account_id
       FROM accounts a
@@ -21,8 +24,11 @@ WITH scope AS (
        AND ($4::bigint IS NULL OR r.account_id = $4::bigint)
 )
 SELECT scope.account_id AS scope_account_id,
-       eff.id, eff.key, eff.type::text AS type, eff.value::text AS value,
-       eff.level::text AS level, eff.version, eff.update_time
+       eff.id, eff.key, eff.type::text AS type,
+       CASE WHEN coalesce(sum(eff.value_bytes) OVER (), 0) <= $5::bigint
+            THEN eff.value::text END AS value,
+       eff.level::text AS level, eff.version, eff.update_time,
+       coalesce(sum(eff.value_bytes) OVER (), 0) AS read_bytes
   FROM scope
   LEFT JOIN LATERAL (
       SELECT DISTINCT ON (s.key) s.*

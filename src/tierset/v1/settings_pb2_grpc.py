@@ -74,8 +74,11 @@ class SettingsServiceServicer:
         """Returns the effective setting of each requested key for an account or a
         retailer. Keys that exist at no level are left out of the response.
         Errors: INVALID_ARGUMENT for a missing scope, no keys, too many keys, a
-        duplicate or malformed key; NOT_FOUND when the account or retailer does
-        not exist.
+        duplicate or malformed key, or values adding up to more than 16 MiB as
+        stored (reason READ_TOO_LARGE: read fewer keys at once); NOT_FOUND when
+        the account or retailer does not exist; UNAVAILABLE (reason
+        READS_OVERLOADED) when the server has too many large reads in flight to
+        take this one in time (retry shortly).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
