@@ -12,12 +12,12 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
 
-.PHONY: help install run test check lint typecheck proto proto-check buf-lint clean bench deploy-check soak
+.PHONY: help install run test check lint typecheck imports proto proto-check buf-lint clean bench deploy-check soak
 
 help:
 	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
 	@echo "make test         run the test suite (starts its own PostgreSQL)"
-	@echo "make check        ruff, mypy, buf lint, and a staleness check of the generated code"
+	@echo "make check        ruff, mypy, the import contract, buf lint, and a staleness check of the generated code"
 	@echo "make proto        regenerate src/tierset/v1 from protos/"
 	@echo "make deploy-check render deploy/overlays/*, validate against Kubernetes schemas, check policy"
 	@echo "make bench        measure reads and writes against gRPC, SQL and etcd (results/)"
@@ -67,7 +67,7 @@ bench: $(BENCH_STAMP)
 # Load at concurrency with PostgreSQL crashed (immediate stop) and restarted mid-run, on a
 # PostgreSQL and server of its own on 127.0.0.1. `make test` runs a 3-second form of it.
 soak: $(STAMP)
-	$(BIN)/python -m tierset.soak --seconds 30 --workers 16 --outage-seconds 3 --stop-mode immediate
+	$(BIN)/python -m tierset.cli.soak --seconds 30 --workers 16 --outage-seconds 3 --stop-mode immediate
 
 # Generated code is committed so that an install needs no protoc; `proto-check`
 # fails when it no longer matches protos/.
@@ -97,7 +97,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck buf-lint proto-check
+# The architecture's import contract: .importlinter.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+check: lint typecheck imports buf-lint proto-check
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

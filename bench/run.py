@@ -53,12 +53,13 @@ import asyncpg
 import grpc
 import uvloop
 
-from tierset import client, logs
-from tierset.auth import Authenticator
-from tierset.authz import Principal, Role
-from tierset.credentials import CredentialStore, Kind, digest
-from tierset.embedded import EmbeddedPostgres
-from tierset.migrate import migrate
+from tierset import client
+from tierset.auth.authenticator import Authenticator
+from tierset.auth.credentials import CredentialStore, Kind, digest
+from tierset.core.authz import Principal, Role
+from tierset.ops import logs
+from tierset.ops.embedded import EmbeddedPostgres
+from tierset.store.migrate import migrate
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 BENCH = Path(__file__).resolve().parent
@@ -295,7 +296,7 @@ def tierset_target(
         command = (
             [sys.executable, str(BENCH / "trusting_server.py")]
             if trusting
-            else [sys.executable, "-m", "tierset.cli", "serve"]
+            else [sys.executable, "-m", "tierset.cli.main", "serve"]
         )
         async with process(command, server_env, bench.work / "servers.log") as server:
             async with asyncio.timeout(60):
@@ -322,7 +323,7 @@ def gateway_target(processes: int) -> Callable[[Bench], Any]:
                 "TIERSET_GRPC_TARGET": grpc_server.address,
                 "TIERSET_GATEWAY_PROCESSES": str(processes),
             }
-            command = [sys.executable, "-m", "tierset.cli", "gateway"]
+            command = [sys.executable, "-m", "tierset.cli.main", "gateway"]
             async with process(command, env, bench.work / "servers.log") as gateway:
                 await wait_port(f"127.0.0.1:{port}")
                 if processes > 1:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import uvloop
 
-from tierset.store import query
+from tierset.store.database import query
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:

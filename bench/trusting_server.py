@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import uvloop
 
-from tierset import logs, server
-from tierset.auth import Authenticator
-from tierset.authz import Principal, Role
-from tierset.config import Config
+from tierset.api import server
+from tierset.auth.authenticator import Authenticator
+from tierset.core.authz import Principal, Role
+from tierset.ops import logs
+from tierset.ops.config import Config
 
 TRUSTED = Principal(
     user_id=0,

@@ -36,13 +36,13 @@ import uvicorn
 from hypothesis import settings as hypothesis_settings
 
 from tierset import client
-from tierset.authz import Role
-from tierset.config import Config
-from tierset.credentials import CredentialStore, Kind
-from tierset.embedded import EmbeddedPostgres
+from tierset.api.server import App, start_app
+from tierset.auth.credentials import CredentialStore, Kind
+from tierset.core.authz import Role
 from tierset.gateway.serve import gateway_server
-from tierset.server import App, start_app
-from tierset.store import Store
+from tierset.ops.config import Config
+from tierset.ops.embedded import EmbeddedPostgres
+from tierset.store.database import Store
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -70,7 +70,7 @@ async def start_serve(database_url: str, port: int, **env: str) -> asyncio.subpr
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli",
+        "tierset.cli.main",
         "serve",
         env={
             **os.environ,

@@ -9,8 +9,8 @@ import pytest
 from google.protobuf import json_format
 
 from tests.helpers import error_info
-from tierset.authz import Role
-from tierset.integrations import mask
+from tierset.core.authz import Role
+from tierset.core.integrations import mask
 from tierset.v1 import integrations_pb2, integrations_pb2_grpc
 
 

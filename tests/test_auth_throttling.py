@@ -21,10 +21,10 @@ from prometheus_client import REGISTRY
 
 from tests.conftest import open_channel, running_gateway
 from tests.helpers import basic_authorization, error_info
-from tierset.authz import Role
-from tierset.client_address import CLIENT_ADDRESS_METADATA
-from tierset.config import Config
-from tierset.throttle import Limit, LoginThrottle
+from tierset.auth.throttle import Limit, LoginThrottle
+from tierset.core.authz import Role
+from tierset.ops.client_address import CLIENT_ADDRESS_METADATA
+from tierset.ops.config import Config
 from tierset.v1 import auth_pb2, auth_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 PASSWORD = "the right password"

@@ -13,12 +13,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.helpers import error_info, field_violations
-from tierset import errors
-from tierset.auth import Authenticator, is_anonymous
-from tierset.authz import Role
-from tierset.config import Config
-from tierset.credentials import CredentialStore, Kind
-from tierset.server import SERVICE_NAMES, start_app
+from tierset.api.server import SERVICE_NAMES, start_app
+from tierset.auth.authenticator import Authenticator, is_anonymous
+from tierset.auth.credentials import CredentialStore, Kind
+from tierset.core import errors
+from tierset.core.authz import Role
+from tierset.ops.config import Config
 from tierset.v1 import auth_pb2, auth_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from tests.helpers import error_info
-from tierset.authz import Role
+from tierset.core.authz import Role
 from tierset.v1 import (
     accounts_pb2,
     integrations_pb2,

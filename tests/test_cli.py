@@ -22,8 +22,8 @@ import pytest
 from tests.conftest import free_port
 from tests.helpers import error_info
 from tierset import client
-from tierset.embedded import EmbeddedPostgres
-from tierset.migrate import migrate
+from tierset.ops.embedded import EmbeddedPostgres
+from tierset.store.migrate import migrate
 from tierset.v1 import auth_pb2, auth_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 
@@ -32,7 +32,7 @@ async def tierset(database_url: str, *args: str, stdin: str = "") -> tuple[int, 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli",
+        "tierset.cli.main",
         *args,
         env={**os.environ, "DATABASE_URL": database_url},
         stdin=asyncio.subprocess.PIPE,
@@ -185,7 +185,7 @@ async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subproce
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli",
+        "tierset.cli.main",
         "dev",
         env={
             **os.environ,
@@ -310,7 +310,7 @@ async def _run_dev_to_the_end(database_url: str, data_dir) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli",
+        "tierset.cli.main",
         "dev",
         env={
             **os.environ,
@@ -384,7 +384,7 @@ async def tierset_in(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, s
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli",
+        "tierset.cli.main",
         *args,
         cwd=cwd,
         env=env,

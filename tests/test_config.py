@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tierset.config import Config, ConfigError
+from tierset.ops.config import Config, ConfigError
 
 TIMEOUTS = {
     "TIERSET_DB_CONNECT_TIMEOUT_SECONDS": ("db_connect_timeout_seconds", 1.5),

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import open_channel
 from tests.helpers import error_info
-from tierset.config import Config
+from tierset.ops.config import Config
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 

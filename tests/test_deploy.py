@@ -22,8 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tierset.config import Config
-from tierset.metrics import split_address
+from tierset.ops.config import Config
+from tierset.ops.metrics import split_address
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -470,7 +470,7 @@ def test_the_wheel_the_image_installs_ships_the_sql(tmp_path):
     (wheel,) = tmp_path.glob("tierset-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    sql = ROOT / "src" / "tierset" / "sql"
+    sql = ROOT / "src" / "tierset" / "store" / "sql"
     wanted = {str(path.relative_to(ROOT / "src")) for path in sql.rglob("*.sql")}
-    assert "tierset/sql/queries.sql" in wanted
+    assert "tierset/store/sql/queries.sql" in wanted
     assert wanted <= names, sorted(wanted - names)

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import free_port
-from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError, find_binaries
+from tierset.ops.embedded import EmbeddedPostgres, EmbeddedPostgresError, find_binaries
 
 # asyncpg falls back on ~/.pgpass and PGPASSWORD; neither may lend a test the password.
 NO_PASSFILE = "/nonexistent/tierset-test-pgpass"

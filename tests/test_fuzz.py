@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 import tierset.v1
 from tests.conftest import make_caller_in, open_channel
-from tierset.authz import Role
-from tierset.config import Config
-from tierset.server import SERVICE_NAMES, start_app
+from tierset.api.server import SERVICE_NAMES, start_app
+from tierset.core.authz import Role
+from tierset.ops.config import Config
 
 FD = descriptor.FieldDescriptor
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED}

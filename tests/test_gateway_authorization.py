@@ -19,9 +19,9 @@ import pytest
 
 from tests.helpers import basic_authorization
 from tests.test_authorization import INTEGRATION_SETTINGS, SCOPED, World, expected_code
-from tierset.authz import Role
-from tierset.credentials import CredentialStore, Kind
-from tierset.integrations import mask
+from tierset.auth.credentials import CredentialStore, Kind
+from tierset.core.authz import Role
+from tierset.core.integrations import mask
 
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,

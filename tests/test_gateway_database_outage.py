@@ -15,9 +15,9 @@ import uuid
 import httpx
 
 from tests.conftest import make_caller_in, running_gateway
-from tierset import soak
-from tierset.authz import Role
-from tierset.config import Config
+from tierset.cli import soak
+from tierset.core.authz import Role
+from tierset.ops.config import Config
 
 # Generous bounds: they catch a hang, not a slow machine. The server's own timeouts
 # (soak_config: connect and pool acquire 2 s) decide how fast a failure really is.

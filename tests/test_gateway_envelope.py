@@ -19,13 +19,13 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from tests.conftest import running_gateway, running_http_server
-from tierset.auth import Authenticator, AuthInterceptor
-from tierset.credentials import CredentialStore
+from tierset.api.interceptors import ErrorInterceptor
+from tierset.api.settings import SettingsService
+from tierset.auth.authenticator import Authenticator, AuthInterceptor
+from tierset.auth.credentials import CredentialStore
 from tierset.gateway.envelope import RequestEnvelope
 from tierset.gateway.serve import GatewayServer
-from tierset.interceptors import ErrorInterceptor
-from tierset.settings_api import SettingsService
-from tierset.store import Store
+from tierset.store.database import Store
 from tierset.v1 import settings_pb2_grpc
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")

@@ -9,8 +9,8 @@ import pytest
 import requests
 
 from tests.helpers import basic_authorization
-from tierset.authz import Role
-from tierset.credentials import CredentialStore, Kind
+from tierset.auth.credentials import CredentialStore, Kind
+from tierset.core.authz import Role
 
 PATH = "/wp-json/fluent-cart/v2/integration/global-settings"
 

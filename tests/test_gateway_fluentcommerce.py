@@ -9,9 +9,9 @@ import grpc
 import pytest
 
 from tests.helpers import json_value
-from tierset.authz import Role
+from tierset.core.authz import Role
+from tierset.core.values import MAX_LOB_BYTES
 from tierset.v1 import accounts_pb2, settings_pb2
-from tierset.values import MAX_LOB_BYTES
 
 # The reference's samples, verbatim (its PUT body and GET responses).
 PROVIDERS = (

@@ -14,7 +14,7 @@ import pytest
 
 from tests import rawhttp
 from tests.conftest import running_gateway
-from tierset.config import Config, ConfigError
+from tierset.ops.config import Config, ConfigError
 
 FLUENT_COMMERCE_PATH = "/api/v4.1/settings/account/1/K"
 FLUENTCART_PATH = "/wp-json/fluent-cart/v2/integration/global-settings?settings_key=webhook"

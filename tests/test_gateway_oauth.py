@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, running_gateway
-from tierset.authz import Role
+from tierset.core.authz import Role
 
 PASSWORD = "correct horse battery staple"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

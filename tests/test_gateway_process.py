@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tierset.config import Config, ConfigError
 from tierset.gateway.serve import local_target
+from tierset.ops.config import Config, ConfigError
 
 
 async def _start(
@@ -24,7 +24,7 @@ async def _start(
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli",
+        "tierset.cli.main",
         command,
         env={
             **os.environ,

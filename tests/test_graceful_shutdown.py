@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import free_port, make_caller_in, open_channel, start_serve
-from tierset.authz import Role
+from tierset.core.authz import Role
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 GRACE_SECONDS = 5

@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from tests.conftest import free_port, make_caller_in, open_channel, start_serve
 from tests.helpers import error_info, field_violations, json_value
 from tierset import client
-from tierset.authz import Role
+from tierset.core.authz import Role
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,

@@ -9,7 +9,7 @@ import pytest
 from google.protobuf import json_format, struct_pb2
 
 from tests.helpers import error_info, field_violations
-from tierset.integrations import MASK
+from tierset.core.integrations import MASK
 from tierset.v1 import integrations_pb2
 
 STRINGIFY = integrations_pb2.INTEGRATION_DATA_TYPE_STRINGIFY

@@ -7,9 +7,9 @@ import asyncio
 import grpc
 import pytest
 
-from tierset.config import Config, ConfigError
-from tierset.errors import TiersetError
-from tierset.large_reads import ReadBudget
+from tierset.core.errors import TiersetError
+from tierset.ops.config import Config, ConfigError
+from tierset.ops.large_reads import ReadBudget
 
 
 async def _hold(budget: ReadBudget, size: int, release: asyncio.Event, log: list[int]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from tierset.migrate import available_migrations, migrate
+from tierset.store.migrate import available_migrations, migrate
 
 
 async def test_migrating_twice_applies_each_version_once(create_database):

@@ -32,11 +32,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Caller, free_port, open_channel
 from tests.helpers import error_info
-from tierset import logs, metrics
-from tierset.authz import Role
-from tierset.config import Config
-from tierset.credentials import CredentialStore, Kind
-from tierset.server import App, create_pool
+from tierset.api.server import App, create_pool
+from tierset.auth.credentials import CredentialStore, Kind
+from tierset.core.authz import Role
+from tierset.ops import logs, metrics
+from tierset.ops.config import Config
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -125,7 +125,7 @@ async def serve_process(
     }
     with log_file.open("w") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tierset.cli", "serve", env=env, stderr=stderr
+            sys.executable, "-m", "tierset.cli.main", "serve", env=env, stderr=stderr
         )
     handle = ServeProcess(
         process=process, log_file=log_file, grpc_port=grpc_port, metrics_port=metrics_port, dsn=dsn
@@ -382,7 +382,7 @@ async def gateway_process(
     }
     with log_file.open("w") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tierset.cli", "gateway", env=env, stderr=stderr
+            sys.executable, "-m", "tierset.cli.main", "gateway", env=env, stderr=stderr
         )
     handle = GatewayProcess(
         process=process,

@@ -20,9 +20,9 @@ import grpc
 from tests.conftest import free_port, open_channel, start_serve
 from tests.helpers import error_info
 from tierset import client
-from tierset.authz import Role
-from tierset.credentials import CredentialStore
-from tierset.store import Store
+from tierset.auth.credentials import CredentialStore
+from tierset.core.authz import Role
+from tierset.store.database import Store
 from tierset.v1 import auth_pb2, auth_pb2_grpc
 
 MIB = 1024 * 1024

@@ -15,7 +15,7 @@ import grpc
 
 from tests.conftest import free_port, make_caller_in
 from tierset import client
-from tierset.authz import Role
+from tierset.core.authz import Role
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 DEADLINE_SECONDS = 30.0
@@ -34,7 +34,7 @@ async def serve_two_processes(dsn: str, address: str) -> asyncio.subprocess.Proc
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli",
+        "tierset.cli.main",
         "serve",
         env=env,
         stdout=subprocess.DEVNULL,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tierset.store import query
-from tierset.values import MAX_READ_BYTES
+from tierset.core.values import MAX_READ_BYTES
+from tierset.store.database import query
 
 
 def _nodes(node: dict) -> list[dict]:

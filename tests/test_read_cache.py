@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
-from tierset.cache import ResolutionCache
-from tierset.store import Resolution, ScopeRef, StoredSetting
+from tierset.cache.reads import ResolutionCache
+from tierset.core.values import Level, SettingType
+from tierset.store.database import Resolution, ScopeRef, StoredSetting
 from tierset.v1 import accounts_pb2, settings_pb2
-from tierset.values import Level, SettingType
 
 DEADLINE_SECONDS = 10.0
 

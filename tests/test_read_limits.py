@@ -12,10 +12,10 @@ import grpc
 import pytest
 
 from tests.helpers import error_info, field_violations
-from tierset.authz import Role
-from tierset.store import query
+from tierset.core.authz import Role
+from tierset.core.values import MAX_LOB_BYTES, MAX_READ_BYTES
+from tierset.store.database import query
 from tierset.v1 import settings_pb2
-from tierset.values import MAX_LOB_BYTES, MAX_READ_BYTES
 
 T = settings_pb2
 V = settings_pb2.SettingValue

@@ -14,10 +14,10 @@ import grpc
 import pytest
 
 from tests.helpers import error_info
-from tierset.authz import Role
-from tierset.store import ScopeRef, queries
+from tierset.core.authz import Role
+from tierset.core.values import Level
+from tierset.store.database import ScopeRef, queries
 from tierset.v1 import settings_pb2
-from tierset.values import Level
 
 KEYS = ["PROBE.A", "PROBE.B"]
 

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from tests.helpers import error_info, field_violations, rich_status
-from tierset.errors import MAX_VIOLATIONS
+from tierset.core.errors import MAX_VIOLATIONS
 from tierset.v1 import integrations_pb2, settings_pb2
 
 

@@ -11,9 +11,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.conftest import free_port, start_serve
-from tierset import client, embedded
-from tierset.embedded import EmbeddedPostgres, EmbeddedPostgresError
-from tierset.server import start_app
+from tierset import client
+from tierset.api.server import start_app
+from tierset.ops import embedded
+from tierset.ops.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 
 async def test_health_reports_serving_for_each_service(channel):

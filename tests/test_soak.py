@@ -10,7 +10,7 @@ async def test_short_soak_reports_nothing_lost_and_exits_zero():
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.soak",
+        "tierset.cli.soak",
         "--seconds",
         "3",
         "--workers",

@@ -21,9 +21,9 @@ import pytest
 
 from tests.conftest import free_port, make_caller_in, open_channel, start_serve
 from tests.helpers import field_violations
-from tierset.authz import Role
+from tierset.core.authz import Role
+from tierset.core.values import MAX_JSON_BYTES, MAX_LOB_BYTES
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
-from tierset.values import MAX_JSON_BYTES, MAX_LOB_BYTES
 
 T = settings_pb2
 V = settings_pb2.SettingValue

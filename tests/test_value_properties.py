@@ -16,10 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tierset import values
-from tierset.errors import TiersetError
-from tierset.v1 import accounts_pb2, settings_pb2
-from tierset.values import (
+from tierset.core import values
+from tierset.core.errors import TiersetError
+from tierset.core.values import (
     INT64_MAX,
     INT64_MIN,
     MAX_JSON_BYTES,
@@ -28,6 +27,7 @@ from tierset.values import (
     decode_value,
     encode_value,
 )
+from tierset.v1 import accounts_pb2, settings_pb2
 
 V = settings_pb2.SettingValue
 

@@ -8,15 +8,15 @@ import grpc
 import pytest
 
 from tests.helpers import field_violations
-from tierset import values
-from tierset.v1 import settings_pb2
-from tierset.values import (
+from tierset.core import values
+from tierset.core.values import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     MAX_LOB_BYTES,
     MAX_READ_BYTES,
     MAX_STRING_CHARS,
 )
+from tierset.v1 import settings_pb2
 
 T = settings_pb2
 V = settings_pb2.SettingValue

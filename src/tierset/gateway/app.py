@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tierset.config import Config
+from tierset.core.values import CLIENT_MAX_RECEIVE_BYTES
 from tierset.gateway import errors, fluentcart, fluentcommerce, oauth, openapi, probes
 from tierset.gateway.calls import Backend, request_id
 from tierset.gateway.envelope import RequestEnvelope
-from tierset.metrics import HttpMetricsMiddleware
-from tierset.values import CLIENT_MAX_RECEIVE_BYTES
+from tierset.ops.config import Config
+from tierset.ops.metrics import HttpMetricsMiddleware
 
 log = logging.getLogger("tierset.gateway")
 

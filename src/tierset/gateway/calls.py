@@ -27,8 +27,6 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2_grpc
 from starlette.requests import Request
 
-from tierset.client_address import CLIENT_ADDRESS_METADATA
-from tierset.config import Config
 from tierset.gateway.errors import (
     CONTENT_TOO_LARGE,
     HEADERS_TOO_LARGE,
@@ -37,6 +35,8 @@ from tierset.gateway.errors import (
     bad_request,
     too_large,
 )
+from tierset.ops.client_address import CLIENT_ADDRESS_METADATA
+from tierset.ops.config import Config
 from tierset.v1 import auth_pb2_grpc, integrations_pb2_grpc, settings_pb2_grpc
 
 REQUEST_ID_HEADER = "x-request-id"

@@ -36,8 +36,8 @@ import grpc
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from tierset.config import Config
 from tierset.gateway import errors
+from tierset.ops.config import Config
 
 # How long a refused connection is drained before it is closed (see the module docstring).
 # Long enough for a slow client to read the answer before a close with its data unread

@@ -3,7 +3,7 @@
 The envelope picks the request id (the client's ``X-Request-ID`` when sane,
 else a new one), returns it as a response header, and makes it the
 ``request_id`` of every log line written while the request is served
-(:data:`tierset.logs.REQUEST_ID`, as the gRPC server does), ending with one
+(:data:`tierset.ops.logs.REQUEST_ID`, as the gRPC server does), ending with one
 access line. Every response gets ``Cache-Control: no-store`` and
 ``X-Content-Type-Options: nosniff`` (:data:`errors.SECURITY_HEADERS`). It refuses
 a path or query that is not UTF-8 once percent-decoded (the family's 400), and
@@ -23,9 +23,9 @@ import grpc
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tierset import logs
 from tierset.gateway import errors
 from tierset.gateway.calls import REQUEST_ID_HEADER, request_id_from
+from tierset.ops import logs
 
 log = logging.getLogger("tierset.gateway")
 

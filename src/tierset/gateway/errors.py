@@ -33,7 +33,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import JSONResponse
 
-from tierset.errors import ERROR_DOMAIN
+from tierset.core.errors import ERROR_DOMAIN
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from tierset.gateway import jsonbody, preconditions
 from tierset.gateway.calls import backend, call_options
 from tierset.gateway.errors import Failure, GatewayError, bad_request
-from tierset.large_reads import off_loop
+from tierset.ops.large_reads import off_loop
 from tierset.v1 import settings_pb2
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ command starts N processes that each run the whole gateway (its own event loop
 and gRPC channel) on a socket of its own bound to the same address with
 SO_REUSEPORT, so the kernel spreads new connections across them, as it does for
 the gRPC server's workers. The parent supervises them exactly like those
-(:func:`tierset.workers.supervise`): SIGTERM stops every process gracefully; one
+(:func:`tierset.ops.workers.supervise`): SIGTERM stops every process gracefully; one
 dying stops the rest.
 """
 
@@ -17,9 +17,9 @@ import os
 import signal
 import socket
 
-from tierset.config import Config
 from tierset.gateway.serve import gateway_server, split_address
-from tierset.workers import die_with_parent, run_loop, supervise
+from tierset.ops.config import Config
+from tierset.ops.workers import die_with_parent, run_loop, supervise
 
 log = logging.getLogger("tierset.gateway")
 
@@ -55,7 +55,7 @@ async def serve_shared(config: Config) -> None:
 
 
 def _process_main(config: Config, parent_pid: int) -> None:
-    from tierset import logs  # a spawned child starts clean: configure its logging
+    from tierset.ops import logs  # a spawned child starts clean: configure its logging
 
     die_with_parent(parent_pid)
     logs.configure(config)

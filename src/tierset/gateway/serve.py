@@ -13,11 +13,11 @@ from collections.abc import Generator, Iterator
 
 import uvicorn
 
-from tierset import metrics
-from tierset.config import Config
 from tierset.gateway.app import create_app
 from tierset.gateway.connections import guarded_protocol
-from tierset.workers import stop_with_parent
+from tierset.ops import metrics
+from tierset.ops.config import Config
+from tierset.ops.workers import stop_with_parent
 
 log = logging.getLogger("tierset.gateway")
 
@@ -108,7 +108,7 @@ def gateway_child(config: Config) -> Iterator[subprocess.Popen[bytes]]:
     env["TIERSET_GRPC_TARGET"] = local_target(config.grpc_address)
     # The child dies with us even if we are killed outright and never reach the `finally`.
     child = subprocess.Popen(
-        [sys.executable, "-m", "tierset.cli", "gateway"], env=env, preexec_fn=stop_with_parent
+        [sys.executable, "-m", "tierset.cli.main", "gateway"], env=env, preexec_fn=stop_with_parent
     )
     try:
         yield child

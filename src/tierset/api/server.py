@@ -1,0 +1,283 @@
+"""Builds and runs the gRPC server: config → pool → server with interceptors and health.
+
+SIGTERM or SIGINT flips health to NOT_SERVING, lets in-flight calls finish
+within the grace period, then closes the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tierset.api.accounts import AccountService
+from tierset.api.auth import AuthService
+from tierset.api.health import DatabaseHealth, HealthService
+from tierset.api.integrations import IntegrationService
+from tierset.api.interceptors import ErrorInterceptor
+from tierset.api.limits import LimitsInterceptor, server_options
+from tierset.api.observability import ObservabilityInterceptor
+from tierset.api.settings import SettingsService
+from tierset.auth.authenticator import Authenticator, AuthInterceptor
+from tierset.auth.credentials import CredentialStore
+from tierset.auth.hashing import PasswordHashing
+from tierset.auth.throttle import Limit, LoginThrottle
+from tierset.cache.reads import CachedStore, CacheListener, ResolutionCache
+from tierset.ops.config import Config
+from tierset.ops.large_reads import ReadBudget
+from tierset.ops.metrics import start_metrics_server
+from tierset.store.database import Store
+from tierset.store.migrate import migrate
+from tierset.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    integrations_pb2,
+    integrations_pb2_grpc,
+    settings_pb2,
+    settings_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+# Reads are right without the cache, so start-up waits only briefly for its listener.
+_LISTENER_START_TIMEOUT = 5.0
+
+SERVICE_NAMES = (
+    settings_pb2.DESCRIPTOR.services_by_name["SettingsService"].full_name,
+    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    integrations_pb2.DESCRIPTOR.services_by_name["IntegrationService"].full_name,
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+)
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Resets nothing more when a connection goes back to the pool.
+
+    asyncpg still ends an open transaction and drops listeners; its default
+    also runs `RESET ALL; UNLISTEN *; ...`, a round trip after every query
+    (the profile of an uncached read showed it). tierset never changes session
+    state (only SET LOCAL and transaction-level locks), so that trip is skipped.
+    """
+
+
+async def create_pool(config: Config, dsn: str | None) -> asyncpg.Pool:
+    """A pool whose connections give up on a silent database (connect, command, statement)."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=config.pool_min_size,
+        max_size=config.pool_max_size,
+        reset=_keep_session,
+        timeout=config.db_connect_timeout_seconds,
+        command_timeout=config.db_command_timeout_seconds,
+        server_settings={
+            "application_name": "tierset",
+            "statement_timeout": str(config.statement_timeout_ms),
+        },
+    )
+
+
+@dataclass
+class App:
+    """A running server and what it owns."""
+
+    server: grpc.aio.Server
+    health: HealthService
+    pool: asyncpg.Pool
+    port: int
+    authenticator: Authenticator
+    hashing: PasswordHashing
+    # The read cache and its change listener; None when TIERSET_CACHE_MAX_ENTRIES is 0.
+    cache: ResolutionCache | None = None
+    listener: CacheListener | None = None
+    database_health: DatabaseHealth | None = None
+
+    async def stop(self, grace: float) -> None:
+        """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
+        if self.database_health is not None:
+            await self.database_health.stop()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.authenticator.close()
+        self.hashing.close()
+        if self.listener is not None:
+            await self.listener.stop()
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout=grace)
+        except TimeoutError:
+            log.warning("pool did not close within %.1fs; terminating connections", grace)
+            self.pool.terminate()
+        else:
+            log.info("database pool closed")
+
+
+def login_throttle(config: Config) -> LoginThrottle:
+    """The password-guess throttle `config` describes (one per process)."""
+    window = config.auth_throttle_window_seconds
+    return LoginThrottle(
+        per_user_source=Limit(config.auth_throttle_user_source_failures, window),
+        per_source=Limit(config.auth_throttle_source_failures, window),
+        per_user=Limit(config.auth_throttle_user_failures, window),
+        max_entries=config.auth_throttle_max_entries,
+    )
+
+
+async def start_app(config: Config, dsn: str | None) -> App:
+    """Connects, migrates (unless told not to), and starts serving on `config.grpc_address`."""
+    pool = await create_pool(config, dsn)
+    cache: ResolutionCache | None = None
+    listener: CacheListener | None = None
+    authenticator: Authenticator | None = None
+    server: grpc.aio.Server | None = None
+    database_health: DatabaseHealth | None = None
+    hashing = PasswordHashing(
+        config.password_hash_memory_budget_bytes, config.password_hash_wait_seconds
+    )
+    try:
+        if config.migrate_on_start:
+            async with pool.acquire() as connection:
+                applied = await migrate(connection)
+            if applied:
+                log.info("applied migrations %s", applied)
+        store = Store(pool, acquire_timeout=config.pool_acquire_timeout_seconds)
+        # Only settings are read in bulk; one budget per process bounds them all.
+        read_budget = ReadBudget(config.read_budget_bytes, config.read_budget_wait_seconds)
+        settings_store = Store(pool, config.pool_acquire_timeout_seconds, read_budget)
+        if config.cache_max_entries > 0:
+            cache = ResolutionCache(config.cache_max_entries, config.cache_max_bytes)
+            listener = CacheListener(dsn, cache)
+            listener.start()
+            settings_store = CachedStore(
+                pool, cache, config.pool_acquire_timeout_seconds, read_budget
+            )
+        credentials = CredentialStore(pool, config.pool_acquire_timeout_seconds)
+        throttle = login_throttle(config)
+        authenticator = Authenticator(
+            credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
+        )
+        # Observability outermost: it must see the status ErrorInterceptor settles on, and
+        # set the request id before anything logs. Limits next: a request too large or a
+        # stream past the cap is refused before anything else runs for it. ErrorInterceptor
+        # before AuthInterceptor: it turns the refusals into rich statuses.
+        server = grpc.aio.server(
+            interceptors=[
+                ObservabilityInterceptor(access_log=config.access_log),
+                LimitsInterceptor(config),
+                ErrorInterceptor(),
+                AuthInterceptor(authenticator, config.trusted_gateways),
+            ],
+            # grpc turns SO_REUSEPORT on by default, which lets a second server started by
+            # mistake share the port silently; only the worker processes may share it.
+            options=[
+                ("grpc.so_reuseport", int(config.processes > 1)),
+                *server_options(config),
+            ],
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+            AuthService(
+                credentials,
+                authenticator,
+                hashing,
+                throttle,
+                config.trusted_gateways,
+                config.access_token_seconds,
+                config.refresh_token_seconds,
+            ),
+            server,
+        )
+        settings_pb2_grpc.add_SettingsServiceServicer_to_server(
+            SettingsService(settings_store), server
+        )
+        accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
+        integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
+            IntegrationService(store), server
+        )
+        health_servicer = HealthService(SERVICE_NAMES)
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        try:
+            port = server.add_insecure_port(config.grpc_address)
+        except RuntimeError as error:
+            raise OSError(f"cannot listen on {config.grpc_address}: {error}") from None
+        await server.start()
+        authenticator.listen(dsn)
+        if listener is not None and not await listener.wait_connected(_LISTENER_START_TIMEOUT):
+            log.warning("cache listener not connected yet; serving uncached until it is")
+        database_health = DatabaseHealth(
+            health_servicer,
+            store,
+            ("", *SERVICE_NAMES),
+            interval=config.health_probe_interval_seconds,
+            timeout=config.db_connect_timeout_seconds,
+        )
+        await database_health.report(serving=True)
+        database_health.start()
+    except BaseException:
+        # Undo whatever had started, newest first, so a failed start leaves nothing running.
+        if database_health is not None:
+            await database_health.stop()
+        if server is not None:
+            await server.stop(None)
+        if authenticator is not None:
+            await authenticator.close()
+        if listener is not None:
+            await listener.stop()
+        hashing.close()
+        await pool.close()
+        raise
+    log.info("serving gRPC on %s", config.grpc_address.rsplit(":", 1)[0] + f":{port}")
+    return App(
+        server,
+        health_servicer,
+        pool,
+        port,
+        authenticator,
+        hashing,
+        cache,
+        listener,
+        database_health,
+    )
+
+
+async def wait_for_stop_signal() -> None:
+    """Returns on the first SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def serve(config: Config, dsn: str | None) -> None:
+    """Serves until SIGTERM/SIGINT (metrics too, unless switched off), then shuts down."""
+    app = await start_app(config, dsn)
+    metrics_server = None
+    if config.metrics_address:
+        # Metrics are not worth an outage: a taken port is logged and Prometheus shows
+        # the target as down, while the API keeps serving.
+        try:
+            metrics_server = start_metrics_server(config.metrics_address, app.pool)
+        except OSError as error:
+            log.error("cannot serve metrics on %s: %s", config.metrics_address, error)
+        else:
+            log.info("serving metrics on %s", config.metrics_address)
+    try:
+        await wait_for_stop_signal()
+        log.info("shutting down (grace %.1fs)", config.shutdown_grace_seconds)
+        await app.stop(config.shutdown_grace_seconds)
+    finally:
+        if metrics_server is not None:
+            metrics_server.stop()

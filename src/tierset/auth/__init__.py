@@ -1,0 +1,1 @@
+"""Who is calling: credentials, their hashing and storage, authentication of a call."""

@@ -1,0 +1,359 @@
+"""Authentication of every call: the ``authorization`` metadata → a Principal.
+
+Accepted forms (the REST gateway passes the HTTP header through unchanged):
+
+* ``Bearer <access token>`` from ``AuthService/CreateToken`` (expires), or
+  ``Bearer <API token>`` (``tsk_...``, long-lived, for internal services);
+* ``Basic base64(username:application password)``, WordPress style.
+
+Verification is one lookup by SHA-256 digest through a unique index; verified
+principals are then kept in a small in-process cache for at most
+``auth_cache_seconds`` (and never past the token's own expiry). A revocation
+reaches this process's cache at once: revocations made here forget their ids
+directly, and every revocation NOTIFYs ``tierset_credentials_revoked``, which
+every server LISTENs to. If that notification is missed (the listening
+connection was down), the cache TTL bounds the delay.
+
+Application passwords over Basic carry a username someone may guess for, so they
+go through the password-guess throttle (throttle.py) by username and source
+address (client_address.py): checked before the lookup, a failure counted after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import grpc
+
+from tierset.auth.credentials import CredentialStore, Kind, digest
+from tierset.auth.throttle import LoginThrottle
+from tierset.core import authz, errors
+from tierset.core.authz import Principal, Role
+from tierset.ops.client_address import Network, client_address
+
+log = logging.getLogger(__name__)
+
+REVOCATION_CHANNEL = "tierset_credentials_revoked"
+
+# Callable without credentials: health and reflection (whole services), and the one RPC
+# that issues tokens (it checks the credentials in its request itself). Named exactly, so
+# a new RPC is never anonymous by accident of its name.
+ANONYMOUS_SERVICES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+CREATE_TOKEN_METHOD = "/tierset.v1.AuthService/CreateToken"  # noqa: S105 - a method name
+ANONYMOUS_METHODS = frozenset({CREATE_TOKEN_METHOD})
+# Each anonymous method takes only a small request (tierset.api.limits checks it before the
+# request is parsed): CreateToken a few KiB of credentials, every other one the smaller
+# TIERSET_GRPC_ANONYMOUS_MAX_REQUEST_BYTES, so a new anonymous method is small by default.
+
+_BEARER_KINDS = frozenset({Kind.ACCESS_TOKEN.value, Kind.API_TOKEN.value})
+
+
+def unauthenticated(reason: str, message: str) -> errors.TiersetError:
+    """UNAUTHENTICATED with a reason; the message never repeats what was sent."""
+    return errors.TiersetError(grpc.StatusCode.UNAUTHENTICATED, reason, message)
+
+
+def _missing() -> errors.TiersetError:
+    return unauthenticated(
+        "CREDENTIALS_MISSING",
+        "authentication required: send 'authorization: Bearer <token>' or "
+        "'authorization: Basic base64(username:application password)'",
+    )
+
+
+def _invalid() -> errors.TiersetError:
+    # One answer for unknown, revoked, wrong-kind and wrong-username: which it
+    # was would tell a guesser something.
+    return unauthenticated("CREDENTIALS_INVALID", "invalid credentials")
+
+
+def _expired() -> errors.TiersetError:
+    return unauthenticated("CREDENTIALS_EXPIRED", "the access token has expired")
+
+
+def _malformed(what: str) -> errors.TiersetError:
+    return unauthenticated("CREDENTIALS_MALFORMED", f"malformed authorization: {what}")
+
+
+@dataclass(frozen=True)
+class _Presented:
+    """What the caller sent: a secret, and for Basic the username it claims."""
+
+    secret: str
+    username: str | None
+
+
+def parse_authorization(values: list[str]) -> _Presented:
+    """Splits the ``authorization`` metadata into a secret (and username for Basic)."""
+    if not values:
+        raise _missing()
+    if len(values) > 1:
+        raise _malformed("send one authorization header")
+    scheme, _, credentials = values[0].strip().partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer":
+        if not credentials or not credentials.isascii() or not credentials.isprintable():
+            raise _malformed("Bearer needs a token")
+        if " " in credentials:
+            raise _malformed("a Bearer token has no spaces")
+        return _Presented(credentials, None)
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise _malformed("Basic needs base64 of username:password") from None
+        username, colon, password = decoded.partition(":")
+        if not colon or not username or not password:
+            raise _malformed("Basic needs base64 of username:password")
+        # WordPress shows application passwords in groups separated by spaces.
+        return _Presented(password.replace(" ", ""), username)
+    if not scheme:
+        raise _missing()
+    raise _malformed("unsupported scheme; use Bearer or Basic")
+
+
+def _check_presented(principal: Principal, presented: _Presented) -> Principal:
+    """The credential must fit how it was sent: tokens as Bearer, application
+    passwords as Basic with their own user's name (compared in constant time)."""
+    if presented.username is None:
+        if principal.credential_kind not in _BEARER_KINDS:
+            raise _invalid()
+    elif principal.credential_kind != Kind.APP_PASSWORD.value or not hmac.compare_digest(
+        principal.username.encode(), presented.username.encode()
+    ):
+        raise _invalid()
+    return principal
+
+
+@dataclass
+class _Cached:
+    principal: Principal
+    trusted_until: float  # time.monotonic()
+    expires_at: datetime | None  # the credential's own expiry
+
+
+class Authenticator:
+    """Verifies presented credentials, with a bounded, short-lived cache."""
+
+    def __init__(
+        self,
+        credentials: CredentialStore,
+        cache_seconds: float,
+        cache_size: int,
+        throttle: LoginThrottle | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._throttle = throttle
+        self._cache_seconds = cache_seconds
+        self._cache_size = cache_size
+        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        # Grows with every revocation heard; a lookup that overlapped one is not cached,
+        # since the revocation may be of the very credential it was looking up.
+        self._generation = 0
+        self._listener: asyncio.Task[None] | None = None
+
+    async def authenticate(self, values: list[str], source: str = "unknown") -> Principal:
+        """The principal the ``authorization`` metadata proves, or UNAUTHENTICATED.
+
+        Basic (username and application password) from `source` is throttled:
+        RESOURCE_EXHAUSTED / AUTH_THROTTLED after too many failures.
+        """
+        presented = parse_authorization(values)
+        if presented.username is None or self._throttle is None:
+            return await self._verify(presented)
+        self._throttle.check(presented.username, source, "application password")
+        try:
+            principal = await self._verify(presented)
+        except errors.TiersetError as error:
+            if error.reason == "CREDENTIALS_INVALID":
+                self._throttle.failed(presented.username, source, "application password")
+            raise
+        self._throttle.succeeded(presented.username, source)
+        return principal
+
+    async def _verify(self, presented: _Presented) -> Principal:
+        key = digest(presented.secret)
+        cached = self._cache.get(key)
+        if cached is not None and cached.trusted_until > time.monotonic():
+            if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
+                self._cache.pop(key, None)
+                raise _expired()
+            return _check_presented(cached.principal, presented)
+        generation = self._generation
+        row = await self._credentials.principal_row(key)
+        # The lookup compares digests of 256-bit secrets inside an index: timing
+        # reveals nothing an attacker can steer. The username is compared in
+        # constant time by _check_presented.
+        if row is None or row["revoke_time"] is not None:
+            raise _invalid()
+        principal = Principal(
+            user_id=row["user_id"],
+            username=row["username"],
+            account_id=row["account_id"],
+            roles=frozenset(map(Role, row["roles"])),
+            credential_kind=row["kind"],
+            credential_id=row["credential_id"],
+        )
+        principal = _check_presented(principal, presented)
+        if row["expired"]:
+            raise _expired()
+        self._remember(key, principal, row["expire_time"], generation)
+        return principal
+
+    def _remember(
+        self, key: bytes, principal: Principal, expires_at: datetime | None, generation: int
+    ) -> None:
+        if self._cache_seconds <= 0 or self._cache_size <= 0 or generation != self._generation:
+            return
+        self._cache[key] = _Cached(principal, time.monotonic() + self._cache_seconds, expires_at)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def forget(self, credential_ids: Iterable[int]) -> None:
+        """Drops revoked credentials from the cache (at once, in this process)."""
+        doomed = set(credential_ids)
+        if not doomed:
+            return
+        self._generation += 1
+        for key in [k for k, v in self._cache.items() if v.principal.credential_id in doomed]:
+            del self._cache[key]
+
+    def forget_all(self) -> None:
+        """Empties the cache (a revocation too large to list, or a missed notification)."""
+        self._generation += 1
+        self._cache.clear()
+
+    def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == "*":
+            self.forget_all()
+        elif payload:
+            self.forget(int(part) for part in payload.split(",") if part.isdigit())
+
+    def listen(self, dsn: str | None) -> None:
+        """Starts following revocations made by other processes (PostgreSQL NOTIFY)."""
+        self._listener = asyncio.create_task(self._follow(dsn), name="tierset-revocations")
+
+    async def _follow(self, dsn: str | None) -> None:
+        delay = 0.5
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("revocation listener cannot connect (%s)", type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            lost = asyncio.Event()
+            try:
+                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await connection.add_listener(REVOCATION_CHANNEL, self._on_notification)
+                # Anything revoked while we were not listening: trust nothing cached.
+                self.forget_all()
+                delay = 0.5
+                await lost.wait()
+                log.warning("revocation listener lost its connection; reconnecting")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("revocation listener failed (%s)", type(error).__name__)
+            finally:
+                if not connection.is_closed():
+                    await connection.close()
+            self.forget_all()
+            await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        """Stops following revocations."""
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+
+
+def is_anonymous(method: str) -> bool:
+    """Whether a full method name may be called without credentials."""
+    return method in ANONYMOUS_METHODS or method.startswith(ANONYMOUS_SERVICES)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates every call except the anonymous ones and exposes the caller.
+
+    It wraps the handler (rather than deciding in ``intercept_service``) so that
+    the principal is set in the task that runs the handler, and so that its
+    errors reach the ErrorInterceptor around it as rich statuses.
+    """
+
+    def __init__(
+        self, authenticator: Authenticator, trusted_gateways: tuple[Network, ...] = ()
+    ) -> None:
+        self._authenticator = authenticator
+        self._trusted_gateways = trusted_gateways
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or is_anonymous(handler_call_details.method):
+            return handler
+        if handler.unary_unary is None:
+            # Fail closed: no authenticated streaming RPC exists yet.
+            return _refuse_streaming(handler)
+        inner = handler.unary_unary
+        authenticator = self._authenticator
+        trusted_gateways = self._trusted_gateways
+
+        async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = context.invocation_metadata() or ()
+            values = [
+                value
+                for key, value in metadata
+                if key == "authorization" and isinstance(value, str)
+            ]
+            source = client_address(context.peer(), metadata, trusted_gateways)
+            principal = await authenticator.authenticate(values, source)
+            token = authz.set_current_principal(principal)
+            try:
+                return await inner(request, context)  # type: ignore[arg-type]
+            finally:
+                authz.reset_current_principal(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            authenticated,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _refuse_streaming(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required")
+
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            refuse, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            refuse, handler.request_deserializer, handler.response_serializer
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        refuse, handler.request_deserializer, handler.response_serializer
+    )

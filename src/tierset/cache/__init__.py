@@ -1,0 +1,1 @@
+"""The per-process read cache of resolved settings, kept coherent by PostgreSQL."""

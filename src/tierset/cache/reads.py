@@ -1,0 +1,363 @@
+"""A per-process read cache of resolved settings, kept coherent by PostgreSQL.
+
+Reads far outnumber writes, so each server process keeps the last resolutions
+it computed (a bounded LRU keyed by scope and key list). PostgreSQL tells every
+process what changed: migration 0003 makes each write NOTIFY the channel
+``tierset_settings`` from its own transaction, and a :class:`CacheListener` in
+every process LISTENs on a dedicated connection and drops what a change can
+affect. The process that wrote also drops it itself before answering the
+write, so its own next read never needs to wait for the notification.
+
+Three rules keep the cache from ever serving something stale for longer than
+a notification takes to arrive:
+
+* It is only used while the listener is connected. When that connection drops
+  the whole cache is cleared and reads go to the database until the listener
+  is back (reconnecting with backoff); then it starts again empty, because
+  notifications sent in between were lost.
+* A read that misses records the cache's generation before asking the
+  database and stores its answer only if no invalidation happened meanwhile:
+  a notification for a write the read's snapshot did not see always comes
+  after that write commits, so it either bumps the generation before the
+  answer is stored, or evicts the answer after.
+* Unknown scopes (NOT_FOUND) are never cached, so a retailer registered later
+  is readable at once. A caller confined to one account reads with that account
+  named (``visible_to``): another account's scope is then NOT_FOUND from the same
+  statement, never stored, and a cached entry of another account is a miss. A
+  refused read costs the same whether or not the scope exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+
+import asyncpg
+
+from tierset.core.values import Level, SettingType
+from tierset.ops import metrics
+from tierset.ops.large_reads import ReadBudget
+from tierset.store.database import OwnerCheck, Resolution, ScopeRef, Store, WriteResult
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "tierset_settings"
+
+# What a notification payload names (see migration 0003): everything, an
+# account with its retailers, or one retailer.
+EVERYTHING = "*"
+ACCOUNT_PREFIX = "a:"
+RETAILER_PREFIX = "r:"
+
+CacheKey = tuple[Level, int, tuple[str, ...]]
+
+
+class ResolutionCache:
+    """A bounded LRU of :class:`Resolution` by (level, scope id, keys), with invalidation.
+
+    Disabled (every lookup misses, nothing is stored) until :meth:`enable`.
+    `hits`, `misses` and `invalidations` count what happened in this cache; the
+    same events also move the process's Prometheus counters (metrics.py).
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_entries = max_entries
+        # Entries vary from a few bytes to many MiB (LOBs), so a count alone bounds nothing.
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._sizes: dict[CacheKey, int] = {}
+        self._entries: OrderedDict[CacheKey, Resolution] = OrderedDict()
+        # Which entries each account (itself and its retailers) and retailer affects.
+        self._by_account: dict[int, set[CacheKey]] = {}
+        self._by_retailer: dict[int, set[CacheKey]] = {}
+        self.generation = 0
+        self.enabled = False
+        self.hits = 0
+        self.misses = 0
+        self.invalidations = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    @staticmethod
+    def key(scope: ScopeRef, keys: list[str]) -> CacheKey:
+        """The cache key of a read."""
+        return (scope.level, scope.id, tuple(keys))
+
+    def get(self, key: CacheKey, visible_to: int | None = None) -> Resolution | None:
+        """The cached resolution, or None (counted as a hit or a miss).
+
+        With `visible_to`, an entry of another account is a miss like an absent one, so
+        a caller confined to its account cannot learn from speed what others read.
+        """
+        found = self._entries.get(key)
+        if found is None or (visible_to is not None and found.account_id != visible_to):
+            self.misses += 1
+            metrics.CACHE_MISSES.inc()
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        metrics.CACHE_HITS.inc()
+        return found
+
+    @staticmethod
+    def weight(resolution: Resolution) -> int:
+        """About what an entry holds in memory: its values twice (the stored text and the
+        response built from it), plus a fixed overhead per entry and per setting."""
+        return 256 + sum(2 * (len(s.key) + len(s.value)) + 128 for s in resolution.settings)
+
+    def put(self, key: CacheKey, resolution: Resolution, generation: int) -> None:
+        """Stores a resolution read at `generation`, unless something was invalidated since.
+
+        One larger than an eighth of the byte budget is not kept: it would push out many
+        small, hot entries to make room for itself.
+        """
+        if not self.enabled or generation != self.generation or key in self._entries:
+            return
+        size = self.weight(resolution)
+        if size > self.max_bytes // 8:
+            return
+        self._entries[key] = resolution
+        self._sizes[key] = size
+        self.bytes += size
+        self._by_account.setdefault(resolution.account_id, set()).add(key)
+        level, scope_id, _ = key
+        if level is Level.RETAILER:
+            self._by_retailer.setdefault(scope_id, set()).add(key)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            self._unindex(*self._entries.popitem(last=False))
+
+    def _unindex(self, key: CacheKey, resolution: Resolution) -> None:
+        self.bytes -= self._sizes.pop(key, 0)
+        self._discard(self._by_account, resolution.account_id, key)
+        level, scope_id, _ = key
+        if level is Level.RETAILER:
+            self._discard(self._by_retailer, scope_id, key)
+
+    def _drop(self, keys: set[CacheKey]) -> None:
+        for key in keys:
+            resolution = self._entries.pop(key, None)
+            if resolution is not None:
+                self._unindex(key, resolution)
+
+    @staticmethod
+    def _discard(index: dict[int, set[CacheKey]], owner: int, key: CacheKey) -> None:
+        members = index.get(owner)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del index[owner]
+
+    def invalidate(self, payload: str) -> None:
+        """Drops what a change notification names: '*', 'a:<account>' or 'r:<retailer>'."""
+        self.generation += 1
+        self.invalidations += 1
+        metrics.CACHE_INVALIDATIONS.inc()
+        if payload.startswith(ACCOUNT_PREFIX):
+            owner = _id(payload, ACCOUNT_PREFIX)
+            if owner is not None:
+                self._drop(set(self._by_account.get(owner, ())))
+                return
+        elif payload.startswith(RETAILER_PREFIX):
+            owner = _id(payload, RETAILER_PREFIX)
+            if owner is not None:
+                self._drop(set(self._by_retailer.get(owner, ())))
+                return
+        # '*', or anything not understood: dropping everything is always safe.
+        self.clear()
+
+    def invalidate_scope(self, scope: ScopeRef | None) -> None:
+        """Drops what a write at `scope` (None: GLOBAL) can affect."""
+        if scope is None:
+            self.invalidate(EVERYTHING)
+        elif scope.level is Level.ACCOUNT:
+            self.invalidate(f"{ACCOUNT_PREFIX}{scope.id}")
+        else:
+            self.invalidate(f"{RETAILER_PREFIX}{scope.id}")
+
+    def clear(self) -> None:
+        """Drops every entry; reads in flight will not store their answers."""
+        self.generation += 1
+        self._entries.clear()
+        self._sizes.clear()
+        self.bytes = 0
+        self._by_account.clear()
+        self._by_retailer.clear()
+
+    def enable(self) -> None:
+        """Starts caching, empty (called once the listener is connected)."""
+        self.clear()
+        self.enabled = True
+
+    def disable(self) -> None:
+        """Stops caching and drops everything (called when the listener is lost)."""
+        self.enabled = False
+        self.clear()
+
+
+def _id(payload: str, prefix: str) -> int | None:
+    try:
+        return int(payload.removeprefix(prefix))
+    except ValueError:
+        return None
+
+
+class CachedStore(Store):
+    """A :class:`Store` whose reads go through a :class:`ResolutionCache`.
+
+    Writes drop what they affect from this process's cache before returning;
+    other processes learn of them through the notification.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        cache: ResolutionCache,
+        acquire_timeout: float | None = None,
+        read_budget: ReadBudget | None = None,
+    ) -> None:
+        super().__init__(pool, acquire_timeout, read_budget)
+        self.cache = cache
+
+    async def resolve(
+        self,
+        scope: ScopeRef,
+        keys: list[str],
+        visible_to: int | None = None,
+        check_owner: OwnerCheck | None = None,
+        lease: contextlib.AsyncExitStack | None = None,
+    ) -> Resolution:
+        """Like :meth:`Store.resolve`, from the cache when it holds an answer the caller
+        may see. Only answers the database gave are stored, and with `visible_to` it
+        gives none for another account's scope, so a refused read never fills the cache."""
+        cache = self.cache
+        if not cache.enabled:
+            return await super().resolve(scope, keys, visible_to, check_owner, lease)
+        key = cache.key(scope, keys)
+        found = cache.get(key, visible_to)
+        if found is not None:
+            return found
+        generation = cache.generation
+        resolution = await super().resolve(scope, keys, visible_to, check_owner, lease)
+        cache.put(key, resolution, generation)
+        return resolution
+
+    async def write(
+        self,
+        scope: ScopeRef | None,
+        key: str,
+        setting_type: SettingType,
+        value_json: str,
+        expected_version: int | None = None,
+    ) -> WriteResult:
+        """Like :meth:`Store.write`; this process's cache forgets the scope either way.
+
+        Also on failure: a write whose commit was cut off may have happened.
+        """
+        try:
+            return await super().write(scope, key, setting_type, value_json, expected_version)
+        finally:
+            self.cache.invalidate_scope(scope)
+
+
+# How the listener retries and how often it checks a quiet connection is alive.
+_RECONNECT_FIRST_DELAY = 0.1
+_RECONNECT_MAX_DELAY = 5.0
+# A connection can die without a word (a half-open TCP connection): only a probe shows it,
+# and until then another process's write goes unheard. This bounds that window to ~2 s.
+_LIVENESS_INTERVAL = 1.0
+
+
+class CacheListener:
+    """LISTENs for change notifications on its own connection and applies them to a cache.
+
+    The cache is enabled only while the connection is up; a lost connection
+    disables (and empties) it, and the listener reconnects with backoff.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None,
+        cache: ResolutionCache,
+        *,
+        liveness_interval: float = _LIVENESS_INTERVAL,
+    ) -> None:
+        self._dsn = dsn
+        self._cache = cache
+        self._liveness_interval = liveness_interval
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self.backend_pid: int | None = None
+
+    def start(self) -> None:
+        """Starts listening in the background."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="cache-listener")
+
+    async def wait_connected(self, seconds: float) -> bool:
+        """Waits up to `seconds` for the listener to connect; returns whether it is."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._connected.wait()
+        return self._connected.is_set()
+
+    async def stop(self) -> None:
+        """Stops listening and closes the connection."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _on_notification(
+        self, _connection: object, _pid: int, _channel: str, payload: object
+    ) -> None:
+        self._cache.invalidate(str(payload))
+
+    async def _run(self) -> None:
+        delay = _RECONNECT_FIRST_DELAY
+        while True:
+            try:
+                await self._listen_once()
+                delay = _RECONNECT_FIRST_DELAY
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning(
+                    "cache listener lost (%s); serving uncached, retrying in %.1fs",
+                    type(error).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RECONNECT_MAX_DELAY)
+
+    async def _listen_once(self) -> None:
+        """One connection's life: LISTEN, enable the cache, wait for it to end."""
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=10,
+            server_settings={"application_name": "tierset-cache-listener"},
+        )
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: lost.set())
+        try:
+            await connection.add_listener(CHANNEL, self._on_notification)
+            # LISTEN is in force: from here on no change goes unnoticed, so start afresh.
+            self.backend_pid = connection.get_server_pid()
+            self._cache.enable()
+            self._connected.set()
+            log.info("cache listener connected; read cache enabled")
+            while not lost.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(lost.wait(), self._liveness_interval)
+                if not lost.is_set():
+                    # A silent network loss shows only when we talk.
+                    await connection.execute("SELECT 1", timeout=self._liveness_interval)
+            raise ConnectionError("listener connection closed")
+        finally:
+            self._connected.clear()
+            self._cache.disable()
+            self.backend_pid = None
+            connection.terminate()

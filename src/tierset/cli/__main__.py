@@ -1,0 +1,5 @@
+"""``python -m tierset.cli``: the same as the ``tierset`` command."""
+
+from tierset.cli.main import main
+
+main()

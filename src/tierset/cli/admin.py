@@ -1,0 +1,252 @@
+"""The ``tierset`` administration commands: accounts, retailers, users, credentials.
+
+They talk straight to the database named by DATABASE_URL (or PG*), or to the
+embedded PostgreSQL of ``make run`` when none is set, and apply pending
+migrations first. The embedded one is found from any folder (TIERSET_DATA_DIR,
+else the ``.data`` of the checkout holding the working folder; see
+:mod:`tierset.ops.datadir`); a running server is used on whatever port it listens
+on, a stopped one is started for the command and stopped after, and a missing
+one is an error naming what to set: no command ever creates a database.
+A secret is printed once, on stdout, as ``NAME=value``; everything else goes to
+stderr. Revocations reach running servers at once
+(PostgreSQL NOTIFY), or within TIERSET_AUTH_CACHE_SECONDS at worst.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+
+from tierset.auth.credentials import CredentialStore, Kind, new_secret
+from tierset.core import errors
+from tierset.core.authz import Role
+from tierset.ops.config import Config
+from tierset.ops.datadir import embedded_data_dir
+from tierset.ops.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from tierset.store.database import Store
+from tierset.store.migrate import migrate
+
+LIST_HEADER = "ID\tNAME\tCREATED\tSTATE"
+
+Action = Callable[[argparse.Namespace, Store, CredentialStore], Awaitable[None]]
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _secret(name: str, value: str) -> None:
+    print(f"{name}={value}")
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    """The password from stdin (--password-stdin), else a generated one, printed once."""
+    if getattr(args, "no_password", False):
+        return None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise errors.bad_field("password", "an empty password was given on stdin")
+        return password
+    password = new_secret("")
+    _secret("TIERSET_PASSWORD", password)
+    return password
+
+
+async def account_create(args: argparse.Namespace, store: Store, _: CredentialStore) -> None:
+    row = await store.create_account(args.id, args.name)
+    print(f"TIERSET_ACCOUNT_ID={row.id}")
+
+
+async def retailer_create(args: argparse.Namespace, store: Store, _: CredentialStore) -> None:
+    row = await store.create_retailer(args.id, args.account, args.name)
+    print(f"TIERSET_RETAILER_ID={row.id}")
+
+
+async def user_create(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+    roles = frozenset(Role(r) for r in args.role)
+    password = _read_password(args)
+    user = await creds.create_user(args.account, args.username, password, roles)
+    _note(f"created user {user.username} ({', '.join(sorted(roles))}) in account {args.account}")
+
+
+async def user_set_password(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+    password = _read_password(args)
+    assert password is not None
+    revoked = await creds.set_password(args.username, password)
+    _note(f"password changed; revoked {len(revoked)} OAuth tokens of {args.username}")
+
+
+def _issue(kind: Kind, variable: str, label: str) -> Action:
+    async def action(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+        user = await creds.require_user(args.username)
+        issued = await creds.issue(user.id, kind, name=args.name)
+        _note(f"created {label} {issued.id} ({args.name!r}) for {user.username}; shown once")
+        _secret(variable, issued.secret)
+
+    return action
+
+
+def _list(kind: Kind) -> Action:
+    async def action(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+        await creds.require_user(args.username)
+        # Tab-separated under a header row, like `ps`: `tail -n +2 | cut -f1` gives the ids.
+        print(LIST_HEADER)
+        for record in await creds.list(args.username, kind):
+            state = "active" if record.revoke_time is None else f"revoked {record.revoke_time:%c}"
+            print(f"{record.id}\t{record.name or ''}\t{record.create_time:%Y-%m-%d}\t{state}")
+
+    return action
+
+
+def _revoke(kind: Kind, label: str) -> Action:
+    async def action(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+        if not await creds.revoke(args.id, kind):
+            raise errors.not_found(
+                f"no active {label} {args.id}", f"{kind}_NOT_FOUND", id=str(args.id)
+            )
+        _note(f"revoked {label} {args.id}")
+
+    return action
+
+
+async def oauth_client_create(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+    client_id, secret = await creds.create_oauth_client(args.client_id, args.name)
+    _note(f"registered OAuth client {client_id!r}; the secret is shown once")
+    print(f"TIERSET_CLIENT_ID={client_id}")
+    _secret("TIERSET_CLIENT_SECRET", secret)
+
+
+async def oauth_client_revoke(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+    if not await creds.revoke_oauth_client(args.client_id):
+        raise errors.not_found(f"no active OAuth client {args.client_id!r}", "CLIENT_NOT_FOUND")
+    _note(f"revoked OAuth client {args.client_id!r} and its tokens")
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Adds the administration commands to the ``tierset`` parser."""
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        return sub.add_parser(name, help=help_text).add_subparsers(dest="action", required=True)
+
+    def command(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        help_text: str,
+        action: Action,
+    ) -> argparse.ArgumentParser:
+        parser = parent.add_parser(name, help=help_text)
+        parser.set_defaults(admin_action=action)
+        return parser
+
+    accounts = group("account", "accounts")
+    p = command(accounts, "create", "create an account (prints its id)", account_create)
+    p.add_argument("--id", type=int, help="the id to give it (default: the next free one)")
+    p.add_argument("--name", required=True, help="display name")
+
+    retailers = group("retailer", "retailers")
+    p = command(retailers, "create", "register a retailer under an account", retailer_create)
+    p.add_argument("--id", type=int, help="the id to give it (default: the next free one)")
+    p.add_argument("--account", type=int, required=True, help="the owning account id")
+    p.add_argument("--name", required=True, help="display name")
+
+    users = group("user", "users and their passwords")
+    p = command(users, "create", "create a user with roles", user_create)
+    p.add_argument("--account", type=int, required=True, help="the user's account id")
+    p.add_argument("--username", required=True)
+    p.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=[r.value for r in Role],
+        help="repeat for several roles",
+    )
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument(
+        "--no-password",
+        action="store_true",
+        help="no password (the user authenticates with tokens or application passwords)",
+    )
+    p = command(
+        users, "set-password", "change a password (revokes OAuth tokens)", user_set_password
+    )
+    p.add_argument("--username", required=True)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
+    for noun, kind, variable, label in (
+        ("app-password", Kind.APP_PASSWORD, "TIERSET_APP_PASSWORD", "application password"),
+        ("token", Kind.API_TOKEN, "TIERSET_TOKEN", "API token"),
+    ):
+        parent = group(noun, f"{label}s")
+        p = command(
+            parent, "create", f"create an {label} (printed once)", _issue(kind, variable, label)
+        )
+        p.add_argument("--username", required=True)
+        p.add_argument("--name", required=True, help="what it is for, e.g. 'billing service'")
+        p = command(parent, "list", f"a user's {label}s", _list(kind))
+        p.add_argument("--username", required=True)
+        p = command(parent, "revoke", f"revoke an {label} by id", _revoke(kind, label))
+        p.add_argument("--id", type=int, required=True)
+
+    clients = group("oauth-client", "OAuth clients for the password grant")
+    p = command(clients, "create", "register a client (secret printed once)", oauth_client_create)
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument("--client-id", help="the client_id to use (default: generated)")
+    p = command(clients, "revoke", "retire a client and its tokens", oauth_client_revoke)
+    p.add_argument("--client-id", required=True)
+
+
+async def _execute(action: Action, args: argparse.Namespace, dsn: str | None) -> None:
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as connection:
+            await migrate(connection)
+        await action(args, Store(pool), CredentialStore(pool))
+    finally:
+        await pool.close()
+
+
+def _embedded_database(config: Config) -> tuple[str, EmbeddedPostgres | None]:
+    """The DSN of `make run`'s embedded PostgreSQL, and the cluster when this command had to
+    start it (and so stops it after). Never creates one: a command reading credentials must
+    not leave a new database behind in whatever folder it ran in."""
+    cwd = Path.cwd()
+    data_dir = embedded_data_dir(config.data_dir, cwd)
+    if data_dir is None:
+        raise EmbeddedPostgresError(
+            f"no database to use: DATABASE_URL is not set and {cwd} is not inside a tierset"
+            " checkout; set DATABASE_URL, or TIERSET_DATA_DIR to the data folder of the"
+            " `make run` to use (its checkout's .data)"
+        )
+    cluster = EmbeddedPostgres(data_dir / "postgres", config.embedded_pg_port)
+    if not cluster.exists():
+        found_by = "TIERSET_DATA_DIR" if config.data_dir is not None else "the checkout"
+        raise EmbeddedPostgresError(
+            f"no embedded database in {data_dir} ({found_by}); start `make run` there once,"
+            " or set TIERSET_DATA_DIR to the data folder `make run` uses, or DATABASE_URL"
+        )
+    if cluster.running_port() is not None:
+        return cluster.start(create=False), None  # `make run` owns it: left running
+    return cluster.start(create=False), cluster
+
+
+def run(args: argparse.Namespace, config: Config) -> None:
+    """Runs one administration command against the configured or embedded database."""
+    embedded = None
+    if config.has_database:
+        dsn = config.database_url.reveal() if config.database_url else None
+    else:
+        dsn, embedded = _embedded_database(config)
+    try:
+        asyncio.run(_execute(args.admin_action, args, dsn))
+    except errors.TiersetError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+    finally:
+        if embedded is not None:
+            embedded.stop()

@@ -1,0 +1,194 @@
+"""The ``tierset`` command: run the server, migrate, run everything for development, and
+administer accounts, users and credentials (see :mod:`tierset.cli.admin`).
+
+``tierset -h`` shows DESCRIPTION, plain text: argparse prints it as it is."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from tierset.api.processes import run_workers
+from tierset.api.server import serve
+from tierset.cli import admin
+from tierset.cli.bootstrap import bootstrap_demo
+from tierset.gateway import serve as gateway
+from tierset.gateway.processes import run_gateway_processes
+from tierset.ops import logs
+from tierset.ops.config import Config, ConfigError
+from tierset.ops.datadir import DATA_FOLDER, embedded_data_dir
+from tierset.ops.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from tierset.store.migrate import migrate
+
+log = logging.getLogger("tierset")
+
+DESCRIPTION = (
+    "Run the tierset gRPC server, the REST gateway or both for development (dev), apply"
+    " migrations, and administer accounts, retailers, users and their credentials."
+    " Run 'tierset COMMAND -h' for a command's options."
+)
+
+
+def _run(coroutine: object) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every platform we ship
+        asyncio.run(coroutine)  # type: ignore[arg-type]
+    else:
+        uvloop.run(coroutine)  # type: ignore[arg-type]
+
+
+def _dev_data_dir(config: Config) -> Path:
+    """Where `tierset dev` keeps its data (see tierset.datadir): ./.data outside a checkout."""
+    return embedded_data_dir(config.data_dir, Path.cwd()) or Path(DATA_FOLDER)
+
+
+def _database(config: Config, data_dir: Path) -> tuple[str | None, EmbeddedPostgres | None]:
+    """The DSN to use, starting the embedded PostgreSQL when no database is configured."""
+    if config.has_database:
+        return (config.database_url.reveal() if config.database_url else None), None
+    embedded = EmbeddedPostgres(data_dir / "postgres", config.embedded_pg_port)
+    log.info("no DATABASE_URL: starting embedded PostgreSQL in %s", embedded.data_dir)
+    return embedded.start(), embedded
+
+
+async def _migrate(dsn: str | None) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        applied = await migrate(connection)
+    finally:
+        await connection.close()
+    print(f"applied migrations: {applied}" if applied else "schema is up to date")
+
+
+def _serve(config: Config, dsn: str | None) -> None:
+    """One server process, or `config.processes` of them sharing the port."""
+    if config.processes <= 1:
+        _run(serve(config, dsn))
+        return
+    if config.migrate_on_start:
+        _run(_migrate(dsn))
+    code = run_workers(config, dsn)
+    if code:
+        raise SystemExit(code)
+
+
+def command_serve(config: Config) -> None:
+    """Serves gRPC against DATABASE_URL (or PG*)."""
+    if not config.has_database:
+        raise SystemExit("tierset serve needs DATABASE_URL (or PGHOST); `tierset dev` embeds one")
+    _serve(config, config.database_url.reveal() if config.database_url else None)
+
+
+def command_migrate(config: Config) -> None:
+    """Applies pending migrations to DATABASE_URL (or PG*) and exits."""
+    if not config.has_database:
+        raise SystemExit("tierset migrate needs DATABASE_URL (or PGHOST)")
+    _run(_migrate(config.database_url.reveal() if config.database_url else None))
+
+
+async def _prepare_dev(config: Config, dsn: str | None, data_dir: Path) -> None:
+    """Migrates and creates the demo credentials on a first start."""
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as connection:
+            await migrate(connection)
+        await bootstrap_demo(pool, data_dir, config.grpc_address)
+    finally:
+        await pool.close()
+
+
+def command_gateway(config: Config) -> None:
+    """Serves the REST gateway, calling the gRPC server at TIERSET_GRPC_TARGET."""
+    if config.gateway_processes > 1:
+        code = run_gateway_processes(config)
+        if code:
+            raise SystemExit(code)
+        return
+    _run(gateway.serve(config))
+
+
+def command_dev(config: Config) -> None:
+    """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
+    REST gateway as a separate child process."""
+    data_dir = _dev_data_dir(config)
+    dsn, embedded = _database(config, data_dir)
+    try:
+        try:
+            _run(_prepare_dev(config, dsn, data_dir))
+        except asyncpg.PostgresError as error:
+            # The demo set-up is one transaction: nothing of it was kept, and the next
+            # start does it again.
+            raise SystemExit(
+                f"tierset dev: preparing the database failed ({type(error).__name__}: {error});"
+                " nothing of the first start was kept, the next start tries again"
+            ) from None
+        with gateway.gateway_child(config):
+            _serve(config, dsn)
+    finally:
+        if embedded is not None:
+            log.info("stopping embedded PostgreSQL")
+            embedded.stop()
+
+
+COMMANDS = {
+    "serve": command_serve,
+    "migrate": command_migrate,
+    "dev": command_dev,
+    "gateway": command_gateway,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``tierset`` command."""
+    parser = argparse.ArgumentParser(prog="tierset", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "serve gRPC against DATABASE_URL"),
+        ("dev", "embedded PostgreSQL (unless DATABASE_URL is set) + gRPC + REST gateway"),
+    ):
+        sub.add_parser(name, help=text).add_argument(
+            "--processes",
+            type=int,
+            help="server processes sharing the port (default TIERSET_PROCESSES, 1)",
+        )
+    sub.add_parser("migrate", help="apply pending SQL migrations and exit")
+    admin.add_commands(sub)
+    sub.add_parser(
+        "gateway", help="serve the REST gateway, calling TIERSET_GRPC_TARGET"
+    ).add_argument(
+        "--processes",
+        dest="gateway_processes",
+        type=int,
+        help="gateway processes sharing the port (default TIERSET_GATEWAY_PROCESSES, 1)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = Config.from_env()
+    except ConfigError as error:
+        raise SystemExit(f"configuration error: {error}") from None
+    if getattr(args, "processes", None) is not None:
+        config = dataclasses.replace(config, processes=args.processes)
+    if getattr(args, "gateway_processes", None) is not None:
+        config = dataclasses.replace(config, gateway_processes=args.gateway_processes)
+    logs.configure(config)
+    try:
+        if hasattr(args, "admin_action"):
+            admin.run(args, config)
+        else:
+            COMMANDS[args.command](config)
+    except EmbeddedPostgresError as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

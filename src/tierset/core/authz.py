@@ -1,0 +1,196 @@
+"""Who may do what: roles, the permissions they grant, and the one policy check.
+
+Every handler asks this module before it returns or writes anything of an
+account. The rules:
+
+* ``VIEWER`` may view settings (and the account and retailers) of its account.
+* ``ADMIN`` may also edit settings, register retailers and manage integration
+  settings of its account.
+* ``PLATFORM`` may do all of that on any account, write GLOBAL settings and
+  create accounts.
+
+A scope outside the caller's account answers PERMISSION_DENIED whether or not
+it exists: permission is checked before existence, so a caller cannot probe
+other accounts' ids. Only callers who may act on any account (PLATFORM) ever
+see NOT_FOUND for an account or retailer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass
+from enum import StrEnum
+
+import grpc
+
+from tierset.core import errors
+from tierset.core.values import Level
+from tierset.store.database import Resolution, ScopeRef, Store
+
+
+class Role(StrEnum):
+    """What a user is; a user holds one or more roles."""
+
+    ADMIN = "ADMIN"
+    VIEWER = "VIEWER"
+    PLATFORM = "PLATFORM"
+
+
+class Permission(StrEnum):
+    """What a role allows."""
+
+    SETTINGS_VIEW = "SETTINGS_VIEW"
+    SETTINGS_EDIT = "SETTINGS_EDIT"
+    RETAILERS_MANAGE = "RETAILERS_MANAGE"
+    # Integration settings carry secrets (API keys), so reading them is management too.
+    INTEGRATIONS_MANAGE = "INTEGRATIONS_MANAGE"
+    # GLOBAL settings, creating accounts, and acting on any account.
+    PLATFORM = "PLATFORM"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.VIEWER: frozenset({Permission.SETTINGS_VIEW}),
+    Role.ADMIN: frozenset(
+        {
+            Permission.SETTINGS_VIEW,
+            Permission.SETTINGS_EDIT,
+            Permission.RETAILERS_MANAGE,
+            Permission.INTEGRATIONS_MANAGE,
+        }
+    ),
+    Role.PLATFORM: frozenset(Permission),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a user of one account, with roles."""
+
+    user_id: int
+    username: str
+    account_id: int
+    roles: frozenset[Role]
+    # How the caller proved who it is: ACCESS_TOKEN, API_TOKEN or APP_PASSWORD.
+    credential_kind: str
+    credential_id: int
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        """Everything the caller's roles allow."""
+        return frozenset().union(*(ROLE_PERMISSIONS[role] for role in self.roles))
+
+    @property
+    def acts_on_any_account(self) -> bool:
+        """Whether the caller may act on accounts other than its own."""
+        return Permission.PLATFORM in self.permissions
+
+
+_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("tierset_principal")
+
+
+def current_principal() -> Principal:
+    """The caller of the RPC being handled (set by the AuthInterceptor)."""
+    try:
+        return _current.get()
+    except LookupError:
+        # Fail closed: a handler asking for a caller on an anonymous path is a bug.
+        raise errors.TiersetError(
+            grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_MISSING", "authentication required"
+        ) from None
+
+
+def set_current_principal(principal: Principal) -> contextvars.Token[Principal]:
+    """Makes `principal` the caller for the rest of this task; the interceptor's job."""
+    return _current.set(principal)
+
+
+def reset_current_principal(token: contextvars.Token[Principal]) -> None:
+    """Forgets the caller set by :func:`set_current_principal`."""
+    _current.reset(token)
+
+
+def denied(permission: Permission) -> errors.TiersetError:
+    """PERMISSION_DENIED naming the permission that was missing (never whose data it is)."""
+    where = "" if permission is Permission.PLATFORM else " on the account that owns it"
+    return errors.TiersetError(
+        grpc.StatusCode.PERMISSION_DENIED,
+        "PERMISSION_DENIED",
+        f"permission denied: this needs {permission}{where}",
+        metadata={"permission": permission.value},
+    )
+
+
+def require(principal: Principal, permission: Permission, account_id: int | None) -> None:
+    """Raises PERMISSION_DENIED unless `principal` holds `permission` on `account_id`.
+
+    `account_id` None means the thing asked for does not exist: only a caller
+    who may act on any account passes (and then learns it does not exist).
+    """
+    if permission not in principal.permissions:
+        raise denied(permission)
+    if principal.acts_on_any_account:
+        return
+    if account_id is None or account_id != principal.account_id:
+        raise denied(permission)
+
+
+def require_platform(principal: Principal) -> None:
+    """Raises PERMISSION_DENIED unless the caller has the PLATFORM permission."""
+    if Permission.PLATFORM not in principal.permissions:
+        raise denied(Permission.PLATFORM)
+
+
+async def authorize_scope(
+    principal: Principal, permission: Permission, scope: ScopeRef, store: Store
+) -> None:
+    """Checks `permission` on the account owning `scope` before anything is written.
+
+    An account scope is owned by itself, so a caller confined to its own
+    account is refused without a database round trip.
+    """
+    if permission not in principal.permissions:
+        raise denied(permission)  # no need to ask the database whose scope it is
+    if scope.level is Level.ACCOUNT:
+        require(principal, permission, scope.id)
+    else:
+        require(principal, permission, await store.retailer_account(scope.id))
+
+
+async def resolve_authorized(
+    principal: Principal,
+    scope: ScopeRef,
+    keys: list[str],
+    store: Store,
+    lease: contextlib.AsyncExitStack | None = None,
+) -> Resolution:
+    """Resolves settings for `scope`, returning them only if the caller may view them.
+
+    A caller confined to its account resolves with that account named, so the
+    store answers another account's scope exactly as it answers a missing one
+    (NOT_FOUND, the same statement, nothing cached) and both become the same
+    PERMISSION_DENIED: neither the answer nor the work done tells them apart.
+    The owner the statement reports is checked again before anything leaves, and
+    a large read is fetched, or refused for its size, only after that check.
+
+    `lease` holds a large read's share of the read budget (see Store.resolve).
+    """
+    if Permission.SETTINGS_VIEW not in principal.permissions:
+        raise denied(Permission.SETTINGS_VIEW)
+    if scope.level is Level.ACCOUNT:
+        require(principal, Permission.SETTINGS_VIEW, scope.id)
+    visible_to = None if principal.acts_on_any_account else principal.account_id
+    try:
+        resolution = await store.resolve(
+            scope,
+            keys,
+            visible_to,
+            lambda owner: require(principal, Permission.SETTINGS_VIEW, owner),
+            lease,
+        )
+    except errors.TiersetError as error:
+        if error.code is grpc.StatusCode.NOT_FOUND:
+            require(principal, Permission.SETTINGS_VIEW, None)
+        raise
+    require(principal, Permission.SETTINGS_VIEW, resolution.account_id)
+    return resolution

@@ -1,0 +1,285 @@
+"""Prometheus metrics: the series both processes export, and the endpoint serving them.
+
+The endpoint runs on a port of its own (``TIERSET_METRICS_ADDRESS`` for the server,
+``TIERSET_GATEWAY_METRICS_ADDRESS`` for the gateway), in a thread, so a scrape never waits
+behind API traffic. The gRPC series follow go-grpc-prometheus's names and labels, so
+existing dashboards work unchanged. Pool gauges are read from the asyncpg pool when
+Prometheus scrapes, not sampled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # the gateway exports metrics too, and has no database driver
+    import asyncpg
+
+log = logging.getLogger(__name__)
+
+# Latency buckets from 1 ms to 10 s: a settings read is milliseconds, a timeout is 5 s.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+GRPC_HANDLED = Counter(
+    "grpc_server_handled",
+    "gRPC calls completed by the server, by method and status code.",
+    ["grpc_service", "grpc_method", "grpc_code"],
+)
+GRPC_HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Time the server spent on a gRPC call, until its status was sent.",
+    ["grpc_service", "grpc_method"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_REQUESTS = Counter(
+    "http_server_requests",
+    "HTTP requests the gateway answered, by method, route template and status.",
+    ["method", "route", "status"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "http_server_request_duration_seconds",
+    "Time the gateway spent on an HTTP request, until the response was sent.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+CACHE_HITS = Counter("tierset_cache_hits", "Setting reads answered from the read cache.")
+CACHE_MISSES = Counter("tierset_cache_misses", "Setting reads the read cache had to pass on.")
+CACHE_INVALIDATIONS = Counter(
+    "tierset_cache_invalidations", "Read-cache entries dropped because a write changed them."
+)
+AUTH_FAILURES = Counter(
+    "tierset_auth_failures",
+    "Calls refused for missing or bad credentials, or for lack of permission, by reason.",
+    ["reason"],
+)
+AUTH_THROTTLED = Counter(
+    "tierset_auth_throttled",
+    "Sign-ins refused by the password-guess throttle, by the limit that held them: "
+    "user_source, source or user.",
+    ["limit"],
+)
+PASSWORD_CHECKS_REFUSED = Counter(
+    "tierset_password_checks_refused",
+    "Password checks refused for want of room in the hashing memory budget, by why: "
+    "too many already waiting (queue_full) or no slot freed in time (wait_timeout).",
+    ["why"],
+)
+
+
+def gateway_registry() -> CollectorRegistry:
+    """What the gateway's endpoint serves: its HTTP series and its process's resources.
+
+    The server-side families (gRPC, pool, cache, auth) live in the same module but never
+    move in a gateway process; leaving them out keeps its scrape free of misleading zeros.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (
+        HTTP_REQUESTS,
+        HTTP_REQUEST_SECONDS,
+        PROCESS_COLLECTOR,
+        PLATFORM_COLLECTOR,
+        GC_COLLECTOR,
+    ):
+        registry.register(collector)
+    return registry
+
+
+def split_method(full_method: str) -> tuple[str, str]:
+    """``/pkg.Service/Method`` as (``pkg.Service``, ``Method``)."""
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return service or "unknown", method or "unknown"
+
+
+def observe_rpc(full_method: str, code_name: str, seconds: float) -> None:
+    """Counts one finished call and its latency."""
+    service, method = split_method(full_method)
+    GRPC_HANDLED.labels(service, method, code_name).inc()
+    GRPC_HANDLING_SECONDS.labels(service, method).observe(seconds)
+
+
+def pool_waiting(pool: asyncpg.Pool) -> int:
+    """How many callers are waiting in ``pool.acquire()`` for a connection.
+
+    asyncpg has no public call for this; its free connections sit in an asyncio queue
+    (``Pool._queue``) whose waiting getters are the callers. tests/test_metrics.py pins it.
+    """
+    getters = getattr(getattr(pool, "_queue", None), "_getters", None) or ()
+    return sum(1 for waiter in list(getters) if not waiter.done())
+
+
+class PoolCollector(Collector):
+    """Reports an asyncpg pool's connections when Prometheus scrapes."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        connections = GaugeMetricFamily(
+            "tierset_db_pool_connections",
+            "Open PostgreSQL connections in the pool: in use by a call, or idle.",
+            labels=["state"],
+        )
+        size, idle = self._pool.get_size(), self._pool.get_idle_size()
+        connections.add_metric(["in_use"], size - idle)
+        connections.add_metric(["idle"], idle)
+        yield connections
+        yield GaugeMetricFamily(
+            "tierset_db_pool_waiting",
+            "Calls waiting for a free pool connection (non-zero means the pool is too small).",
+            value=pool_waiting(self._pool),
+        )
+        yield GaugeMetricFamily(
+            "tierset_db_pool_max_connections",
+            "The pool's size limit (TIERSET_POOL_MAX_SIZE).",
+            value=self._pool.get_max_size(),
+        )
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``) as (host, port)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - a bare ":9090" means all
+
+
+@dataclass
+class MetricsServer:
+    """A running ``/metrics`` endpoint (any path answers with the exposition)."""
+
+    httpd: WSGIServer
+    registry: CollectorRegistry
+    collectors: list[Collector] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (useful when it was asked for port 0)."""
+        return int(self.httpd.server_address[1])
+
+    def stop(self) -> None:
+        """Stops serving and forgets the pool it reported on."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        for collector in self.collectors:
+            self.registry.unregister(collector)
+
+
+def start_metrics_server(
+    address: str, pool: asyncpg.Pool | None = None, registry: CollectorRegistry = REGISTRY
+) -> MetricsServer:
+    """Serves `registry` (plus `pool`'s gauges) over HTTP on `address`, in a thread."""
+    host, port = split_address(address)
+    collectors: list[Collector] = []
+    if pool is not None:
+        collector = PoolCollector(pool)
+        registry.register(collector)
+        collectors.append(collector)
+    try:
+        httpd, _thread = start_http_server(port, addr=host, registry=registry)
+    except BaseException:
+        for registered in collectors:
+            registry.unregister(registered)
+        raise
+    return MetricsServer(httpd, registry, collectors)
+
+
+def serve_if_configured(
+    address: str, pool: asyncpg.Pool | None = None, registry: CollectorRegistry = REGISTRY
+) -> MetricsServer | None:
+    """The endpoint on `address`, or None when it is empty (switched off) or cannot bind.
+
+    A port already in use is logged, not fatal: metrics must never keep the API down.
+    """
+    if not address:
+        return None
+    try:
+        endpoint = start_metrics_server(address, pool, registry)
+    except (OSError, ValueError) as error:
+        log.error("cannot serve metrics on %s: %s", address, error)
+        return None
+    log.info("serving metrics on %s", address)
+    return endpoint
+
+
+# ASGI types, spelled out so this module needs no web framework.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNMATCHED_ROUTE = "unmatched"
+
+
+def starlette_route(scope: Scope) -> str:
+    """The template of the Starlette route that matches `scope` (``/v1/settings/{key}``).
+
+    A template, never the raw path: a label per distinct path would grow without bound.
+    """
+    route = scope.get("route")
+    if route is not None and hasattr(route, "path"):
+        return str(route.path)
+    partial = None
+    for candidate in getattr(scope.get("app"), "routes", ()):
+        match, _ = candidate.matches(scope)
+        if match.name == "FULL":
+            return str(candidate.path)
+        if match.name == "PARTIAL" and partial is None:
+            partial = str(candidate.path)  # the path matched, the method did not: a 405
+    return partial or UNMATCHED_ROUTE
+
+
+# Any other method a client invents is counted as OTHER: labels must stay a bounded set.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """`method` as a label value: a standard method, else ``OTHER``."""
+    return method if method in HTTP_METHODS else "OTHER"
+
+
+class HttpMetricsMiddleware:
+    """ASGI middleware counting requests and timing them by method, route and status.
+
+    Wrap the gateway's Starlette app with it (outermost, so error responses count too):
+    ``app = HttpMetricsMiddleware(app)``.
+    """
+
+    def __init__(self, app: ASGIApp, route_of: Callable[[Scope], str] = starlette_route) -> None:
+        self._app = app
+        self._route_of = route_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server sends when the app fails before starting a response
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_and_note_status)
+        finally:
+            method, route = method_label(scope.get("method", "GET")), self._route_of(scope)
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)

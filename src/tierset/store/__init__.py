@@ -1,0 +1,3 @@
+"""PostgreSQL: the named SQL beside its migrations, the code that runs it, the change
+listener.
+"""
