@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 _AUTH_REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
 
 # asyncpg's and the OS's ways of saying "the database is not there right now", by class:
-# refused or lost connections (OSError, class 08, InterfaceError for a closed connection),
+# refused or lost connections (OSError, class 08 including ConnectionDoesNotExistError, which
+# the store also raises for a connection found closed when a call used it),
 # a server shutting down or starting (57P01-57P03), out of connections (53300), a statement
 # timeout (57014), TimeoutError from the connect, pool-acquire and command timeouts, and
 # InternalClientError, which asyncpg raises when PostgreSQL ends a session mid-call
@@ -43,7 +44,6 @@ _DATABASE_DOWN = (
     asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
     asyncpg.QueryCanceledError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
