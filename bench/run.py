@@ -656,8 +656,8 @@ async def drive(
 async def per_call_costs(iterations: int = 20_000) -> dict[str, float]:
     """Microseconds per call of two steps too small for the pairs to resolve in the noise,
     timed in this process: verifying a cached API token (tierset's Authenticator, as
-    the AuthInterceptor calls it) and writing one access-log line (tierset's JSON
-    formatter with its redaction, as ObservabilityInterceptor logs it) to /dev/null.
+    the call pipeline calls it) and writing one access-log line (tierset's JSON
+    formatter with its redaction, as the pipeline logs it) to /dev/null.
     """
     token = "tsk_" + "x" * 43
     principal = Principal(1, "bench", 1, frozenset({Role.PLATFORM}), Kind.API_TOKEN.value, 1)

@@ -6,7 +6,7 @@ bug: the client must see INTERNAL (not a retryable UNAVAILABLE) and the log must
 stack trace. A connection PostgreSQL ended, or one found closed when the call used it, is
 an outage: UNAVAILABLE.
 
-A small servicer of the test's own, behind the server's error mapping on a real
+A small servicer of the test's own, behind the server's real call pipeline on a real
 channel and its own real pool, does each of these to asyncpg.
 """
 
@@ -24,9 +24,9 @@ from google.protobuf import empty_pb2
 
 from tests.conftest import open_channel
 from tests.helpers import error_info
-from tierset.auth import Authenticator, AuthInterceptor
+from tierset.auth import Authenticator
 from tierset.credentials import CredentialStore
-from tierset.interceptors import ErrorInterceptor
+from tierset.pipeline import Pipeline
 from tierset.store import PoolClient
 
 SERVICE = "tierset.test.DatabaseProbe"
@@ -82,8 +82,8 @@ def _add_probe(probe: _Probe, server: Any) -> None:
 async def probe_port(database_url: str, db: asyncpg.Pool) -> AsyncIterator[int]:
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=3)
     authenticator = Authenticator(CredentialStore(db), cache_seconds=60, cache_size=10)
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(), AuthInterceptor(authenticator)])
-    _add_probe(_Probe(pool, 5.0), server)
+    server = grpc.aio.server()
+    Pipeline(authenticator, access_log=False).register(server, _add_probe, _Probe(pool, 5.0))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield port

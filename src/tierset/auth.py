@@ -25,7 +25,7 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 import grpc
 
-from tierset import authz, errors
+from tierset import errors
 from tierset.authz import Principal, Role
 from tierset.credentials import CredentialStore, Kind, digest
 
@@ -255,65 +255,3 @@ class Authenticator:
 def is_anonymous(method: str) -> bool:
     """Whether a full method name may be called without credentials."""
     return method in ANONYMOUS_METHODS or method.startswith(ANONYMOUS_SERVICES)
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call except the anonymous ones and exposes the caller.
-
-    It wraps the handler (rather than deciding in ``intercept_service``) so that
-    the principal is set in the task that runs the handler, and so that its
-    errors reach the ErrorInterceptor around it as rich statuses.
-    """
-
-    def __init__(self, authenticator: Authenticator) -> None:
-        self._authenticator = authenticator
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or is_anonymous(handler_call_details.method):
-            return handler
-        if handler.unary_unary is None:
-            # Fail closed: no authenticated streaming RPC exists yet.
-            return _refuse_streaming(handler)
-        inner = handler.unary_unary
-        authenticator = self._authenticator
-
-        async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            values = [
-                value
-                for key, value in (context.invocation_metadata() or ())
-                if key == "authorization" and isinstance(value, str)
-            ]
-            principal = await authenticator.authenticate(values)
-            token = authz.set_current_principal(principal)
-            try:
-                return await inner(request, context)  # type: ignore[arg-type]
-            finally:
-                authz.reset_current_principal(token)
-
-        return grpc.unary_unary_rpc_method_handler(
-            authenticated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _refuse_streaming(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required")
-
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            refuse, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            refuse, handler.request_deserializer, handler.response_serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        refuse, handler.request_deserializer, handler.response_serializer
-    )

@@ -25,7 +25,7 @@ from tierset.config import Config
 
 MASK = "**********"
 
-# The id of the call being served; the gRPC interceptor sets it for the call's task.
+# The id of the call being served; the call pipeline sets it for the call's task.
 REQUEST_ID: ContextVar[str | None] = ContextVar("tierset_request_id", default=None)
 REQUEST_ID_HEADER = "x-request-id"
 # What we accept from a caller: short and printable, so a log line cannot be forged with it.

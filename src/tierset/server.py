@@ -1,4 +1,4 @@
-"""Builds and runs the gRPC server: config → pool → server with interceptors and health.
+"""Builds and runs the gRPC server: config → pool → server with its call pipeline and health.
 
 SIGTERM or SIGINT flips health to NOT_SERVING, lets in-flight calls finish
 within the grace period, then closes the pool.
@@ -15,20 +15,19 @@ import asyncpg
 import grpc
 from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from tierset.accounts_api import AccountService
-from tierset.auth import Authenticator, AuthInterceptor
+from tierset.auth import Authenticator
 from tierset.auth_api import AuthService
 from tierset.cache import CachedStore, CacheListener, ResolutionCache
 from tierset.config import Config
 from tierset.credentials import CredentialStore
 from tierset.health import DatabaseHealth
 from tierset.integrations_api import IntegrationService
-from tierset.interceptors import ErrorInterceptor
 from tierset.metrics import start_metrics_server
 from tierset.migrate import migrate
-from tierset.observability import ObservabilityInterceptor
+from tierset.pipeline import Pipeline
 from tierset.settings_api import SettingsService
 from tierset.store import Store
 from tierset.v1 import (
@@ -138,39 +137,48 @@ async def start_app(config: Config, dsn: str | None) -> App:
         authenticator = Authenticator(
             credentials, config.auth_cache_seconds, config.auth_cache_size
         )
-        # Observability outermost: it must see the status ErrorInterceptor settles on, and
-        # set the request id before anything logs. ErrorInterceptor before AuthInterceptor:
-        # it turns the refusals into rich statuses.
         server = grpc.aio.server(
-            interceptors=[
-                ObservabilityInterceptor(access_log=config.access_log),
-                ErrorInterceptor(),
-                AuthInterceptor(authenticator),
-            ],
             # grpc turns SO_REUSEPORT on by default, which lets a second server started by
             # mistake share the port silently; only the worker processes may share it.
             options=[("grpc.so_reuseport", int(config.processes > 1))],
         )
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+        # Every service, health and reflection included, is registered through the one call
+        # pipeline (request id, metrics, error mapping, deadline, authentication), which
+        # wraps each method once, here; see tierset.pipeline.
+        pipeline = Pipeline(authenticator, access_log=config.access_log)
+        pipeline.register(
+            server,
+            auth_pb2_grpc.add_AuthServiceServicer_to_server,
             AuthService(
                 credentials,
                 authenticator,
                 config.access_token_seconds,
                 config.refresh_token_seconds,
             ),
+        )
+        pipeline.register(
             server,
+            settings_pb2_grpc.add_SettingsServiceServicer_to_server,
+            SettingsService(settings_store),
         )
-        settings_pb2_grpc.add_SettingsServiceServicer_to_server(
-            SettingsService(settings_store), server
+        pipeline.register(
+            server, accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(store)
         )
-        accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
-        integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
-            IntegrationService(store), server
+        pipeline.register(
+            server,
+            integrations_pb2_grpc.add_IntegrationServiceServicer_to_server,
+            IntegrationService(store),
         )
         health_servicer = health_aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        pipeline.register(server, health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
+        # enable_server_reflection would add the servicer to the server itself; this is the
+        # same (aio) servicer, added through the pipeline like every other.
+        pipeline.register(
+            server,
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+            reflection.aio.ReflectionServicer(  # type: ignore[attr-defined]  # (stubs lag)
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+            ),
         )
         try:
             port = server.add_insecure_port(config.grpc_address)
