@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
-import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -33,8 +33,9 @@ _ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 
 
 def new_request_id() -> str:
-    """A fresh request id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A fresh request id (32 hex digits: 128 random bits, as a uuid4 has 122)."""
+    # Without building a UUID object: this runs for every call that brings no id.
+    return os.urandom(16).hex()
 
 
 def accept_request_id(value: str | None) -> str:
