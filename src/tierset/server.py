@@ -227,22 +227,27 @@ async def wait_for_stop_signal() -> None:
 
 
 async def serve(config: Config, dsn: str | None) -> None:
-    """Serves until SIGTERM/SIGINT (metrics too, unless switched off), then shuts down."""
+    """Serves until SIGTERM/SIGINT (metrics too, unless switched off), then shuts down.
+
+    Everything after start_app, the metrics endpoint included, runs inside the block
+    whose exit stops the app: whatever fails there, the server still stops cleanly.
+    """
     app = await start_app(config, dsn)
     metrics_server = None
-    if config.metrics_address:
-        # Metrics are not worth an outage: a taken port is logged and Prometheus shows
-        # the target as down, while the API keeps serving.
-        try:
-            metrics_server = start_metrics_server(config.metrics_address, app.pool)
-        except OSError as error:
-            log.error("cannot serve metrics on %s: %s", config.metrics_address, error)
-        else:
-            log.info("serving metrics on %s", config.metrics_address)
     try:
+        if config.metrics_address:
+            # Metrics are not worth an outage: a taken port is logged and Prometheus shows
+            # the target as down, while the API keeps serving. (The address itself was
+            # checked when the configuration was read.)
+            try:
+                metrics_server = start_metrics_server(config.metrics_address, app.pool)
+            except OSError as error:
+                log.error("cannot serve metrics on %s: %s", config.metrics_address, error)
+            else:
+                log.info("serving metrics on %s", config.metrics_address)
         await wait_for_stop_signal()
         log.info("shutting down (grace %.1fs)", config.shutdown_grace_seconds)
-        await app.stop(config.shutdown_grace_seconds)
     finally:
+        await app.stop(config.shutdown_grace_seconds)
         if metrics_server is not None:
             metrics_server.stop()
