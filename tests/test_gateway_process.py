@@ -152,6 +152,42 @@ async def test_two_gateway_processes_serve_one_port_and_stop_on_sigterm(
     assert await _refuses_connections(base_url)
 
 
+async def test_two_gateway_processes_serve_metrics_from_the_first(
+    server, new_account, rest_auth_headers
+):
+    account = await new_account()
+    port, metrics_port = free_port(), free_port()
+    process = await _start(
+        "gateway",
+        {
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{port}",
+            "TIERSET_GRPC_TARGET": f"127.0.0.1:{server.port}",
+            "TIERSET_GATEWAY_PROCESSES": "2",
+            "TIERSET_GATEWAY_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        },
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    await _wait_ready(base_url, process)
+    path = f"/api/v4.1/settings/account/{account}/K"
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        for _ in range(100):  # until the first process answers a request (the kernel spreads)
+            await client.get(base_url + path, headers=rest_auth_headers)
+            try:
+                scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            except httpx.TransportError:
+                scraped = None
+            if scraped is not None and "http_server_requests_total{" in scraped.text:
+                break
+            await asyncio.sleep(0.05)
+    output = await _stop(process)
+
+    assert scraped is not None, f"nothing serves /metrics on {metrics_port}:\n{output}"
+    assert scraped.status_code == 200
+    assert 'route="/api/v4.1/settings/account/{accountId}/{key:keylist}"' in scraped.text
+    assert "cannot serve metrics" not in output  # only the first process tries to bind it
+    assert process.returncode == 0, output
+
+
 def _environment_of_gateway_child(parent_pid: int) -> dict[str, str]:
     pairs = Path(f"/proc/{_gateway_child_of(parent_pid)}/environ").read_bytes().split(b"\0")
     return dict(p.decode().split("=", 1) for p in pairs if b"=" in p)
