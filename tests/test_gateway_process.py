@@ -169,21 +169,23 @@ async def test_two_gateway_processes_serve_metrics_from_the_first(
     base_url = f"http://127.0.0.1:{port}"
     await _wait_ready(base_url, process)
     path = f"/api/v4.1/settings/account/{account}/K"
+    settings_route = 'route="/api/v4.1/settings/account/{accountId}/{key:keylist}"'
     async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
         for _ in range(100):  # until the first process answers a request (the kernel spreads)
-            await client.get(base_url + path, headers=rest_auth_headers)
+            # A connection per request, so that the kernel spreads them over both processes.
+            await client.get(base_url + path, headers={**rest_auth_headers, "Connection": "close"})
             try:
                 scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
             except httpx.TransportError:
                 scraped = None
-            if scraped is not None and "http_server_requests_total{" in scraped.text:
+            if scraped is not None and settings_route in scraped.text:
                 break
             await asyncio.sleep(0.05)
     output = await _stop(process)
 
     assert scraped is not None, f"nothing serves /metrics on {metrics_port}:\n{output}"
     assert scraped.status_code == 200
-    assert 'route="/api/v4.1/settings/account/{accountId}/{key:keylist}"' in scraped.text
+    assert settings_route in scraped.text, scraped.text
     assert "cannot serve metrics" not in output  # only the first process tries to bind it
     assert process.returncode == 0, output
 
