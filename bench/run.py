@@ -16,6 +16,14 @@ that trusts every call (bench/trusting_server.py).
 Prints one table with each workload's ratio to its baseline and to etcd, and
 writes JSON, a PNG chart and py-spy profiles under results/ (not committed).
 
+Helper processes (servers, load clients, etcd, py-spy) are started with
+``subprocess.Popen``, never with the event loop's subprocess support: uvloop's
+forks the whole process, and a fork while gRPC's threads are live (the bench
+holds channels to the servers it measures) hung `make bench` inside ``fork()``.
+CPython's Popen execs through vfork/posix_spawn with no at-fork handlers run, so
+there is nothing left to deadlock. Every step has a time limit (`step`): a
+stuck step prints which one it was and the bench exits non-zero.
+
 A workload is one line in `workloads()`: a name, which target serves it, the
 gRPC method (or HTTP) and its requests. Adding one served by another target
 means adding that target to `TARGETS`. Pairs whose difference is smaller than
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import importlib
 import json
 import logging
@@ -41,6 +50,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -246,24 +256,99 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+# --- helper processes and steps -------------------------------------------------
+
+# Every helper process still running, so a stuck bench can stop them all on its way out.
+CHILDREN: set[subprocess.Popen[bytes]] = set()
+
+
+def launch(
+    command: list[str], env: dict[str, str] | None = None, **kw: Any
+) -> subprocess.Popen[bytes]:
+    """Starts a helper without forking this process (see the module docstring)."""
+    child = subprocess.Popen(command, env=env, close_fds=True, **kw)
+    CHILDREN.add(child)
+    return child
+
+
+async def finished(child: subprocess.Popen[bytes], limit_seconds: float | None = None) -> int:
+    """Waits for `child` to exit, off the event loop; TimeoutError after `limit_seconds`."""
+    try:
+        code = await asyncio.to_thread(child.wait, limit_seconds)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError from None
+    CHILDREN.discard(child)
+    return code
+
+
+async def output_of(child: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """`child`'s whole stdout and stderr (for those started with pipes), once it exits."""
+    out, err = await asyncio.to_thread(child.communicate)
+    CHILDREN.discard(child)
+    return out or b"", err or b""
+
+
+class StepTimeout(Exception):
+    """A bench step that did not finish within its limit."""
+
+
+def _abandon(name: str, seconds: float, pg_data: Path | None) -> None:
+    """The watchdog's last resort for an event loop stuck outright (say, inside fork())."""
+    print(f"\nbench step {name!r} is stuck (limit {seconds:.0f}s); threads:", file=sys.stderr)
+    faulthandler.dump_traceback(all_threads=True)
+    for child in list(CHILDREN):
+        with contextlib.suppress(OSError):
+            child.kill()
+    pid_file = pg_data / "postmaster.pid" if pg_data else None
+    if pid_file is not None and pid_file.exists():
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGQUIT)  # immediate stop
+    os._exit(3)
+
+
+# Where the embedded PostgreSQL keeps its data (its pid file), for _abandon.
+PG_DATA: list[Path] = []
+
+
+@contextlib.asynccontextmanager
+async def step(name: str, seconds: float) -> AsyncIterator[None]:
+    """Runs a step that must end within `seconds`, or fails loudly naming it.
+
+    Two guards: asyncio's timeout, which cancels the step and lets the clean-up run; and,
+    30 s later, a watchdog thread for a loop too stuck to notice (a blocking system call),
+    which prints every thread's stack, kills the helpers and exits with status 3.
+    """
+    watchdog = threading.Timer(
+        seconds + 30, _abandon, args=(name, seconds, PG_DATA[0] if PG_DATA else None)
+    )
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise StepTimeout(f"bench step {name!r} did not finish within {seconds:.0f}s") from None
+    finally:
+        watchdog.cancel()
+
+
 @contextlib.asynccontextmanager
 async def process(
     command: list[str], env: dict[str, str] | None = None, log: Path | None = None
-) -> AsyncIterator[asyncio.subprocess.Process]:
+) -> AsyncIterator[subprocess.Popen[bytes]]:
     output = log.open("ab") if log else subprocess.DEVNULL
-    started = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=output, stderr=subprocess.STDOUT
-    )
+    started = launch(command, env, stdout=output, stderr=subprocess.STDOUT)
     try:
         yield started
     finally:
-        if started.returncode is None:
+        if started.poll() is None:
             started.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(started.wait(), 20)
+                await finished(started, 20)
             except TimeoutError:
                 started.kill()
-                await started.wait()
+                await finished(started)
+        CHILDREN.discard(started)
         if log:
             output.close()  # type: ignore[union-attr]
 
@@ -296,7 +381,7 @@ def tierset_target(
         command = (
             [sys.executable, str(BENCH / "trusting_server.py")]
             if trusting
-            else [sys.executable, "-m", "tierset.cli.main", "serve"]
+            else [sys.executable, "-m", "tierset.cli", "serve"]
         )
         async with process(command, server_env, bench.work / "servers.log") as server:
             async with asyncio.timeout(60):
@@ -323,7 +408,7 @@ def gateway_target(processes: int) -> Callable[[Bench], Any]:
                 "TIERSET_GRPC_TARGET": grpc_server.address,
                 "TIERSET_GATEWAY_PROCESSES": str(processes),
             }
-            command = [sys.executable, "-m", "tierset.cli.main", "gateway"]
+            command = [sys.executable, "-m", "tierset.cli", "gateway"]
             async with process(command, env, bench.work / "servers.log") as gateway:
                 await wait_port(f"127.0.0.1:{port}")
                 if processes > 1:
@@ -641,10 +726,12 @@ async def drive(
     spec_file = bench.work / "spec.json"
     spec_file.write_text(json.dumps(spec))
     cpu_before = cpu_seconds(running.pids) if running else 0.0
-    loader = await asyncio.create_subprocess_exec(
-        sys.executable, str(BENCH / script), str(spec_file), stdout=subprocess.PIPE
-    )
-    out, _ = await loader.communicate()
+    loader = launch([sys.executable, str(BENCH / script), str(spec_file)], stdout=subprocess.PIPE)
+    try:
+        out, _ = await output_of(loader)
+    except asyncio.CancelledError:
+        loader.kill()  # the step ran out of time: do not leave the load running
+        raise
     if loader.returncode:
         raise RuntimeError(f"the load process failed on {workload.name}")
     result: dict[str, Any] = json.loads(out)
@@ -657,8 +744,8 @@ async def drive(
 async def per_call_costs(iterations: int = 20_000) -> dict[str, float]:
     """Microseconds per call of two steps too small for the pairs to resolve in the noise,
     timed in this process: verifying a cached API token (tierset's Authenticator, as
-    the AuthInterceptor calls it) and writing one access-log line (tierset's JSON
-    formatter with its redaction, as ObservabilityInterceptor logs it) to /dev/null.
+    the call pipeline calls it) and writing one access-log line (tierset's JSON
+    formatter with its redaction, as the pipeline logs it) to /dev/null.
     """
     token = "tsk_" + "x" * 43
     principal = Principal(1, "bench", 1, frozenset({Role.PLATFORM}), Kind.API_TOKEN.value, 1)
@@ -835,25 +922,27 @@ async def profile(bench: Bench, target: str, workload: Workload) -> dict[str, An
         return {"error": "py-spy not installed"}
     out = RESULTS / f"profile-{target}.txt"
     async with TARGETS[target](bench) as running:
-        recorder = await asyncio.create_subprocess_exec(
-            spy,
-            "record",
-            "--pid",
-            str(running.pids[0]),
-            "--duration",
-            str(int(bench.args.seconds + bench.args.warmup)),
-            "--rate",
-            "200",
-            "--format",
-            "raw",
-            "--output",
-            str(out),
-            "--nonblocking",
+        recorder = launch(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(running.pids[0]),
+                "--duration",
+                str(int(bench.args.seconds + bench.args.warmup)),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                "--nonblocking",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         await drive(bench, workload, running)
-        _, err = await recorder.communicate()
+        _, err = await output_of(recorder)
     if recorder.returncode or not out.exists():
         return {"error": err.decode(errors="replace").strip()[-300:]}
     own: Counter[str] = Counter()
@@ -906,23 +995,31 @@ async def main(args: argparse.Namespace) -> None:
     bench = Bench(args, work)
     bench.etcd = load_etcd_protos(work)
     cluster = EmbeddedPostgres(work / "pg", free_port())
+    PG_DATA.append(work / "pg")
+    # A workload's own time, plus what starting its load client and the servers may take.
+    per_workload = args.seconds + args.warmup + 60
     try:
-        admin = cluster.start()
-        print(f"seeding ({machine()['nproc']} cores, {machine()['cpu']}) ...", flush=True)
-        bench.databases["main"] = await create_database(admin, "bench")
-        rows = {"main": await seed_main(bench.databases["main"])}
-        for name, accounts in (("size_10k", 200), ("size_1m", 20_000)):
-            bench.databases[name] = await create_database(admin, name)
-            rows[name] = await seed_sized(bench.databases[name], accounts)
-        for name, dsn in bench.databases.items():
-            bench.tokens[name] = await make_token(dsn)
-        print(f"seeded {rows} in {time.monotonic() - begun:.0f}s", flush=True)
-        connection = await asyncpg.connect(admin)
-        pg_version = await connection.fetchval("SHOW server_version")
-        await connection.close()
+        async with step("start PostgreSQL and seed", 300):
+            admin = await asyncio.to_thread(cluster.start)
+            print(f"seeding ({machine()['nproc']} cores, {machine()['cpu']}) ...", flush=True)
+            bench.databases["main"] = await create_database(admin, "bench")
+            rows = {"main": await seed_main(bench.databases["main"])}
+            for name, accounts in (("size_10k", 200), ("size_1m", 20_000)):
+                bench.databases[name] = await create_database(admin, name)
+                rows[name] = await seed_sized(bench.databases[name], accounts)
+            for name, dsn in bench.databases.items():
+                bench.tokens[name] = await make_token(dsn)
+            print(f"seeded {rows} in {time.monotonic() - begun:.0f}s", flush=True)
+            connection = await asyncpg.connect(admin)
+            pg_version = await connection.fetchval("SHOW server_version")
+            await connection.close()
 
         made = workloads(bench)
-        only = args.only
+        wanted = [part for part in (args.only or "").split("|") if part]
+
+        def only(name: str) -> bool:
+            return not wanted or any(part in name for part in wanted)
+
         order: list[str] = []
         for w in made:
             if w.target not in order:
@@ -930,15 +1027,19 @@ async def main(args: argparse.Namespace) -> None:
         # The bare servers answer with tierset's own bytes, so tierset goes first.
         order.sort(key=lambda t: 0 if t == "tierset" else 1)
         for target in order:
-            todo = [w for w in made if w.target == target and (not only or only in w.name)]
+            todo = [w for w in made if w.target == target and only(w.name)]
             if not todo:
                 continue
             starter = TARGETS.get(target)
-            async with starter(bench) if starter else contextlib.nullcontext() as running:
+            async with (
+                step(f"target {target}", 90 + per_workload * len(todo)),
+                starter(bench) if starter else contextlib.nullcontext() as running,
+            ):
                 if target == "tierset":
                     await capture_responses(bench, running, made)
                 for workload in todo:
-                    result = await drive(bench, workload, running)
+                    async with step(f"workload {workload.name}", per_workload):
+                        result = await drive(bench, workload, running)
                     bench.results[workload.name] = result | {
                         "kind": workload.kind,
                         "baselines": workload.baselines,
@@ -949,21 +1050,32 @@ async def main(args: argparse.Namespace) -> None:
                         flush=True,
                     )
         for base, measured, reference in PAIRS:
-            if only and only not in base and only not in measured[0]:
+            if not only(base) and not only(measured[0]):
                 continue
             workload = next(w for w in made if w.name == base)
-            await measure_pair(bench, workload, measured, reference)
-        propagation = await measure_propagation(bench)
-        costs = await per_call_costs()
+            pair_seconds = 2 * PAIR_ROUNDS * (PAIR_ROUND_SECONDS + PAIR_WARMUP_SECONDS + 30)
+            async with step(f"pair {measured[0]}", 120 + pair_seconds):
+                await measure_pair(bench, workload, measured, reference)
+        async with step("write -> visible propagation", 180):
+            propagation = await measure_propagation(bench)
+        async with step("per-call costs", 120):
+            costs = await per_call_costs()
         profiles = {}
         if args.profile:
             one_key = next(w for w in made if w.name == "GetSettings 1 key retailer, cached")
             for target in ("tierset", "tierset-uncached"):
-                profiles[target] = await profile(bench, target, one_key)
+                async with step(f"profile {target}", 90 + per_workload):
+                    profiles[target] = await profile(bench, target, one_key)
             # The gateway's own process (the gRPC server behind it is not sampled).
             rest = next(w for w in made if w.name == "REST GET 1 key retailer")
-            profiles["gateway"] = await profile(bench, "gateway", rest)
+            async with step("profile gateway", 90 + per_workload):
+                profiles["gateway"] = await profile(bench, "gateway", rest)
+    except StepTimeout as error:
+        print(f"\nFAILED: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     finally:
+        for child in list(CHILDREN):  # a step that failed may have left its helpers running
+            child.kill()
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
     report(bench, propagation, costs, profiles, pg_version, time.monotonic() - begun)
@@ -1094,7 +1206,9 @@ def arguments() -> argparse.Namespace:
         "--client-processes", type=int, default=2, help="load client processes sharing the 64"
     )
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument("--only", help="run only workloads whose name contains this")
+    parser.add_argument(
+        "--only", help="run only workloads whose name contains this (or one of A|B|...)"
+    )
     return parser.parse_args()
 
 

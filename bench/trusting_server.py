@@ -1,11 +1,11 @@
 """`tierset serve` minus credential verification: the reference for what authentication costs.
 
 Usage: like ``tierset serve`` (same environment). The server is built by the
-product's own start_app with every interceptor and handler; only
+product's own start_app with its call pipeline and handlers; only
 Authenticator.authenticate is replaced by one that trusts every call as a fixed
 PLATFORM caller, without parsing the header, hashing the secret or looking it
-up. The AuthInterceptor still wraps each call and sets the caller, as it must
-for the handlers to run. Bench only: never a way to run tierset.
+up. The pipeline still sets the caller on each call, as it must for the
+handlers to run. Bench only: never a way to run tierset.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ async def start_serve(database_url: str, port: int, **env: str) -> asyncio.subpr
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli.main",
+        "tierset.cli",
         "serve",
         env={
             **os.environ,

@@ -32,7 +32,7 @@ async def tierset(database_url: str, *args: str, stdin: str = "") -> tuple[int, 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli.main",
+        "tierset.cli",
         *args,
         env={**os.environ, "DATABASE_URL": database_url},
         stdin=asyncio.subprocess.PIPE,
@@ -185,7 +185,7 @@ async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subproce
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli.main",
+        "tierset.cli",
         "dev",
         env={
             **os.environ,
@@ -310,7 +310,7 @@ async def _run_dev_to_the_end(database_url: str, data_dir) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli.main",
+        "tierset.cli",
         "dev",
         env={
             **os.environ,
@@ -384,7 +384,7 @@ async def tierset_in(cwd: Path, env: dict[str, str], *args: str) -> tuple[int, s
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli.main",
+        "tierset.cli",
         *args,
         cwd=cwd,
         env=env,

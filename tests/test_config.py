@@ -68,3 +68,15 @@ def test_grpc_limits_are_read_from_the_environment():
 def test_a_grpc_limit_of_zero_names_its_variable(name):
     with pytest.raises(ConfigError, match=name):
         Config.from_env({name: "0"})
+
+
+@pytest.mark.parametrize("name", ["TIERSET_METRICS_ADDRESS", "TIERSET_GATEWAY_METRICS_ADDRESS"])
+@pytest.mark.parametrize("raw", ["localhost", "9090", "127.0.0.1:", "host:port", "[::1]:99999"])
+def test_a_metrics_address_that_is_not_host_port_names_its_variable(name, raw):
+    with pytest.raises(ConfigError, match=f"{name} must be host:port"):
+        Config.from_env({name: raw})
+
+
+@pytest.mark.parametrize("raw", ["", "127.0.0.1:9090", "0.0.0.0:0", ":9090", "[::]:9090"])
+def test_usable_metrics_addresses_are_kept(raw):
+    assert Config.from_env({"TIERSET_METRICS_ADDRESS": raw}).metrics_address == raw

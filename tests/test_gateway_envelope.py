@@ -19,9 +19,9 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from tests.conftest import running_gateway, running_http_server
-from tierset.api.interceptors import ErrorInterceptor
+from tierset.api.pipeline import Pipeline
 from tierset.api.settings import SettingsService
-from tierset.auth.authenticator import Authenticator, AuthInterceptor
+from tierset.auth.authenticator import Authenticator
 from tierset.auth.credentials import CredentialStore
 from tierset.gateway.envelope import RequestEnvelope
 from tierset.gateway.serve import GatewayServer
@@ -62,12 +62,13 @@ async def recorded_server(db):
     with its own health service to switch."""
     recorder = RecordingInterceptor()
     authenticator = Authenticator(CredentialStore(db), cache_seconds=0, cache_size=10)
-    server = grpc.aio.server(
-        interceptors=[recorder, ErrorInterceptor(), AuthInterceptor(authenticator)]
+    server = grpc.aio.server(interceptors=[recorder])
+    pipeline = Pipeline(authenticator, access_log=False)
+    pipeline.register(
+        server, settings_pb2_grpc.add_SettingsServiceServicer_to_server, SettingsService(Store(db))
     )
-    settings_pb2_grpc.add_SettingsServiceServicer_to_server(SettingsService(Store(db)), server)
     health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    pipeline.register(server, health_pb2_grpc.add_HealthServicer_to_server, health)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     await health.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -24,7 +24,7 @@ async def _start(
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli.main",
+        "tierset.cli",
         command,
         env={
             **os.environ,
@@ -150,6 +150,44 @@ async def test_two_gateway_processes_serve_one_port_and_stop_on_sigterm(
     assert output.count("gateway stopped") == 2
     assert "Traceback" not in output
     assert await _refuses_connections(base_url)
+
+
+async def test_two_gateway_processes_serve_metrics_from_the_first(
+    server, new_account, rest_auth_headers
+):
+    account = await new_account()
+    port, metrics_port = free_port(), free_port()
+    process = await _start(
+        "gateway",
+        {
+            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{port}",
+            "TIERSET_GRPC_TARGET": f"127.0.0.1:{server.port}",
+            "TIERSET_GATEWAY_PROCESSES": "2",
+            "TIERSET_GATEWAY_METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
+        },
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    await _wait_ready(base_url, process)
+    path = f"/api/v4.1/settings/account/{account}/K"
+    settings_route = 'route="/api/v4.1/settings/account/{accountId}/{key:keylist}"'
+    async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
+        for _ in range(100):  # until the first process answers a request (the kernel spreads)
+            # A connection per request, so that the kernel spreads them over both processes.
+            await client.get(base_url + path, headers={**rest_auth_headers, "Connection": "close"})
+            try:
+                scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            except httpx.TransportError:
+                scraped = None
+            if scraped is not None and settings_route in scraped.text:
+                break
+            await asyncio.sleep(0.05)
+    output = await _stop(process)
+
+    assert scraped is not None, f"nothing serves /metrics on {metrics_port}:\n{output}"
+    assert scraped.status_code == 200
+    assert settings_route in scraped.text, scraped.text
+    assert "cannot serve metrics" not in output  # only the first process tries to bind it
+    assert process.returncode == 0, output
 
 
 def _environment_of_gateway_child(parent_pid: int) -> dict[str, str]:

@@ -125,7 +125,7 @@ async def serve_process(
     }
     with log_file.open("w") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tierset.cli.main", "serve", env=env, stderr=stderr
+            sys.executable, "-m", "tierset.cli", "serve", env=env, stderr=stderr
         )
     handle = ServeProcess(
         process=process, log_file=log_file, grpc_port=grpc_port, metrics_port=metrics_port, dsn=dsn
@@ -382,7 +382,7 @@ async def gateway_process(
     }
     with log_file.open("w") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tierset.cli.main", "gateway", env=env, stderr=stderr
+            sys.executable, "-m", "tierset.cli", "gateway", env=env, stderr=stderr
         )
     handle = GatewayProcess(
         process=process,

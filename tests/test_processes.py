@@ -34,7 +34,7 @@ async def serve_two_processes(dsn: str, address: str) -> asyncio.subprocess.Proc
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tierset.cli.main",
+        "tierset.cli",
         "serve",
         env=env,
         stdout=subprocess.DEVNULL,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import signal
+import socket
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -71,3 +72,42 @@ async def test_a_second_server_cannot_take_a_port_in_use(server, server_config, 
     taken = dataclasses.replace(server_config, grpc_address=f"127.0.0.1:{server.port}")
     with pytest.raises(OSError, match="cannot listen"):
         await start_app(taken, database_url)
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:metrics", "127.0.0.1:70000"])
+async def test_a_malformed_metrics_address_is_refused_before_serving(database_url, address):
+    port = free_port()
+    process = await start_serve(database_url, port, TIERSET_METRICS_ADDRESS=address)
+
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    text = output.decode()
+    assert process.returncode not in (0, None), text
+    errors = [line for line in text.splitlines() if "TIERSET_METRICS_ADDRESS" in line]
+    assert len(errors) == 1 and "host:port" in errors[0], text  # one line, naming it
+    assert "Traceback" not in text
+    assert "serving gRPC" not in text  # refused before anything started
+
+
+async def test_a_taken_metrics_port_is_logged_and_the_server_still_stops_cleanly(database_url):
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics_address = f"127.0.0.1:{taken.getsockname()[1]}"
+        process = await start_serve(
+            database_url,
+            port,
+            TIERSET_METRICS_ADDRESS=metrics_address,
+            TIERSET_SHUTDOWN_GRACE_SECONDS="3",
+        )
+        async with asyncio.timeout(30):
+            await client.wait_until_serving(f"127.0.0.1:{port}")
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert f"cannot serve metrics on {metrics_address}" in text
+    assert "database pool closed" in text  # the clean stop ran to its end
+    assert "Traceback" not in text

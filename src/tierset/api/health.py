@@ -24,7 +24,6 @@ from collections.abc import Iterable, Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tierset.api.interceptors import abort_with
 from tierset.core import errors
 from tierset.store.database import Store
 
@@ -60,7 +59,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
     ) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
-            await abort_with(context, errors.to_rpc_status(_unknown(request.service)))
+            raise _unknown(request.service)  # the call pipeline makes it a rich status
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(
@@ -69,7 +68,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
         name = request.service
         if name not in self._status:
             await context.write(health_pb2.HealthCheckResponse(status=SERVICE_UNKNOWN))
-            await abort_with(context, errors.to_rpc_status(_unknown(name)))
+            raise _unknown(name)
         sent: ServingStatus | None = None
         while True:
             sent = await self._status_other_than(name, sent)

@@ -29,14 +29,10 @@ Anyone who reaches the port may call the anonymous methods (health, reflection,
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
-from tierset.api.interceptors import abort_with
 from tierset.auth.authenticator import CREATE_TOKEN_METHOD, is_anonymous
 from tierset.core import errors
 from tierset.ops.config import Config
@@ -81,34 +77,17 @@ def request_cap(method: str, config: Config) -> int | None:
 
 
 @dataclass(frozen=True)
-class _TooLarge:
+class TooLarge:
     """Stands in for a request past its method's cap; its bytes are not kept."""
 
     size: int
     cap: int
 
 
-def _capped(deserialize: Callable[[bytes], Any] | None, cap: int) -> Callable[[bytes], Any]:
-    def parse(raw: bytes) -> Any:
-        if len(raw) > cap:
-            return _TooLarge(len(raw), cap)
-        return raw if deserialize is None else deserialize(raw)
-
-    return parse
-
-
-async def _refuse_too_large(context: grpc.aio.ServicerContext, request: _TooLarge) -> None:
+def too_large(request: TooLarge) -> errors.TiersetError:
+    """The refusal of a request past its method's cap."""
     message = f"the request has {request.size} bytes; this method takes at most {request.cap}"
-    error = errors.bad_field("request", message, reason="REQUEST_TOO_LARGE")
-    await abort_with(context, errors.to_rpc_status(error))
-
-
-async def _checked(requests: AsyncIterable[Any], context: grpc.aio.ServicerContext) -> Any:
-    """A request stream that ends the call at the first request past the cap."""
-    async for request in requests:
-        if isinstance(request, _TooLarge):
-            await _refuse_too_large(context, request)
-        yield request
+    return errors.bad_field("request", message, reason="REQUEST_TOO_LARGE")
 
 
 class StreamSlots:
@@ -121,15 +100,14 @@ class StreamSlots:
         self.limit = limit
         self.open = 0
 
-    async def take(self, context: grpc.aio.ServicerContext) -> None:
-        """Takes a slot, or ends the call with RESOURCE_EXHAUSTED when none is free."""
+    def take(self) -> None:
+        """Takes a slot, or raises RESOURCE_EXHAUSTED (TOO_MANY_STREAMS) when none is free."""
         if self.open >= self.limit:
-            error = errors.resource_exhausted(
+            raise errors.resource_exhausted(
                 f"this server already holds {self.limit} streaming calls, its limit; "
                 "retry once some have ended",
                 "TOO_MANY_STREAMS",
             )
-            await abort_with(context, errors.to_rpc_status(error))
         self.open += 1
 
     def give_back(self) -> None:
@@ -137,103 +115,25 @@ class StreamSlots:
         self.open -= 1
 
 
-Handler = Callable[..., Any]
-
-
-def _unary_response(inner: Handler, request_streaming: bool) -> Handler:
-    async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if request_streaming:
-            request = _checked(request, context)
-        elif isinstance(request, _TooLarge):
-            await _refuse_too_large(context, request)
-        return await inner(request, context)
-
-    return behaviour
-
-
-def _stream_response(inner: Handler, request_streaming: bool, slots: StreamSlots) -> Handler:
-    """Wraps a server-streaming handler of either style gRPC knows: a coroutine that writes
-    with ``context.write``, or a generator of responses."""
-
-    async def admit(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if request_streaming:
-            request = _checked(request, context)
-        elif isinstance(request, _TooLarge):
-            await _refuse_too_large(context, request)
-        await slots.take(context)
-        return request
-
-    if inspect.iscoroutinefunction(inner):
-
-        async def writing(request: Any, context: grpc.aio.ServicerContext) -> None:
-            request = await admit(request, context)
-            try:
-                await inner(request, context)
-            finally:
-                slots.give_back()
-
-        return writing
-
-    async def yielding(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        request = await admit(request, context)
-        try:
-            responses = inner(request, context)
-            if hasattr(responses, "__aiter__"):
-                async for response in responses:
-                    yield response
-            else:
-                for response in responses:
-                    yield response
-        finally:
-            slots.give_back()
-
-    return yielding
-
-
-class LimitsInterceptor(grpc.aio.ServerInterceptor):
-    """Caps the requests of anonymous methods and the process's open streaming calls.
-
-    It sits inside ObservabilityInterceptor (whose metrics and log then count its
-    refusals) and outside the others, so a refused call costs nothing more.
-    """
+class Limits:
+    """This process's limits as the call pipeline applies them, method by method."""
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self.streams = StreamSlots(config.grpc_max_streaming_calls)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        cap = request_cap(handler_call_details.method, self._config)
-        if cap is None and not handler.response_streaming:
-            return handler
-        deserializer = handler.request_deserializer
-        if cap is not None:
-            deserializer = _capped(deserializer, cap)
-        serializer = handler.response_serializer
-        streaming = handler.request_streaming
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _unary_response(handler.unary_unary, streaming), deserializer, serializer
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _unary_response(handler.stream_unary, streaming), deserializer, serializer
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _stream_response(handler.unary_stream, streaming, self.streams),
-                deserializer,
-                serializer,
-            )
-        assert handler.stream_stream is not None  # the one kind left
-        return grpc.stream_stream_rpc_method_handler(
-            _stream_response(handler.stream_stream, streaming, self.streams),
-            deserializer,
-            serializer,
-        )
+    def capped(
+        self, method: str, deserialize: Callable[[bytes], Any] | None
+    ) -> Callable[[bytes], Any] | None:
+        """`method`'s request deserializer, refusing past its cap (as a :class:`TooLarge`)
+        without parsing; `deserialize` itself when the method has no cap of its own."""
+        cap = request_cap(method, self._config)
+        if cap is None:
+            return deserialize
+
+        def parse(raw: bytes) -> Any:
+            if len(raw) > cap:
+                return TooLarge(len(raw), cap)
+            return raw if deserialize is None else deserialize(raw)
+
+        return parse

@@ -1,4 +1,4 @@
-"""Builds and runs the gRPC server: config → pool → server with interceptors and health.
+"""Builds and runs the gRPC server: config → pool → server with its call pipeline and health.
 
 SIGTERM or SIGINT flips health to NOT_SERVING, lets in-flight calls finish
 within the grace period, then closes the pool.
@@ -14,17 +14,16 @@ from dataclasses import dataclass
 import asyncpg
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from tierset.api.accounts import AccountService
 from tierset.api.auth import AuthService
 from tierset.api.health import DatabaseHealth, HealthService
 from tierset.api.integrations import IntegrationService
-from tierset.api.interceptors import ErrorInterceptor
-from tierset.api.limits import LimitsInterceptor, server_options
-from tierset.api.observability import ObservabilityInterceptor
+from tierset.api.limits import Limits, server_options
+from tierset.api.pipeline import Pipeline
 from tierset.api.settings import SettingsService
-from tierset.auth.authenticator import Authenticator, AuthInterceptor
+from tierset.auth.authenticator import Authenticator
 from tierset.auth.credentials import CredentialStore
 from tierset.auth.hashing import PasswordHashing
 from tierset.auth.throttle import Limit, LoginThrottle
@@ -162,17 +161,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         authenticator = Authenticator(
             credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
         )
-        # Observability outermost: it must see the status ErrorInterceptor settles on, and
-        # set the request id before anything logs. Limits next: a request too large or a
-        # stream past the cap is refused before anything else runs for it. ErrorInterceptor
-        # before AuthInterceptor: it turns the refusals into rich statuses.
         server = grpc.aio.server(
-            interceptors=[
-                ObservabilityInterceptor(access_log=config.access_log),
-                LimitsInterceptor(config),
-                ErrorInterceptor(),
-                AuthInterceptor(authenticator, config.trusted_gateways),
-            ],
             # grpc turns SO_REUSEPORT on by default, which lets a second server started by
             # mistake share the port silently; only the worker processes may share it.
             options=[
@@ -180,7 +169,18 @@ async def start_app(config: Config, dsn: str | None) -> App:
                 *server_options(config),
             ],
         )
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(
+        # Every service, health and reflection included, is registered through the one call
+        # pipeline (request id, metrics, error mapping, deadline, authentication), which
+        # wraps each method once, here; see tierset.pipeline.
+        pipeline = Pipeline(
+            authenticator,
+            Limits(config),
+            access_log=config.access_log,
+            trusted_gateways=config.trusted_gateways,
+        )
+        pipeline.register(
+            server,
+            auth_pb2_grpc.add_AuthServiceServicer_to_server,
             AuthService(
                 credentials,
                 authenticator,
@@ -190,19 +190,30 @@ async def start_app(config: Config, dsn: str | None) -> App:
                 config.access_token_seconds,
                 config.refresh_token_seconds,
             ),
+        )
+        pipeline.register(
             server,
+            settings_pb2_grpc.add_SettingsServiceServicer_to_server,
+            SettingsService(settings_store),
         )
-        settings_pb2_grpc.add_SettingsServiceServicer_to_server(
-            SettingsService(settings_store), server
+        pipeline.register(
+            server, accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(store)
         )
-        accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountService(store), server)
-        integrations_pb2_grpc.add_IntegrationServiceServicer_to_server(
-            IntegrationService(store), server
+        pipeline.register(
+            server,
+            integrations_pb2_grpc.add_IntegrationServiceServicer_to_server,
+            IntegrationService(store),
         )
         health_servicer = HealthService(SERVICE_NAMES)
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        pipeline.register(server, health_pb2_grpc.add_HealthServicer_to_server, health_servicer)
+        # enable_server_reflection would add the servicer to the server itself; this is the
+        # same (aio) servicer, added through the pipeline like every other.
+        pipeline.register(
+            server,
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server,
+            reflection.aio.ReflectionServicer(  # type: ignore[attr-defined]  # (stubs lag)
+                (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME)
+            ),
         )
         try:
             port = server.add_insecure_port(config.grpc_address)
@@ -262,22 +273,27 @@ async def wait_for_stop_signal() -> None:
 
 
 async def serve(config: Config, dsn: str | None) -> None:
-    """Serves until SIGTERM/SIGINT (metrics too, unless switched off), then shuts down."""
+    """Serves until SIGTERM/SIGINT (metrics too, unless switched off), then shuts down.
+
+    Everything after start_app, the metrics endpoint included, runs inside the block
+    whose exit stops the app: whatever fails there, the server still stops cleanly.
+    """
     app = await start_app(config, dsn)
     metrics_server = None
-    if config.metrics_address:
-        # Metrics are not worth an outage: a taken port is logged and Prometheus shows
-        # the target as down, while the API keeps serving.
-        try:
-            metrics_server = start_metrics_server(config.metrics_address, app.pool)
-        except OSError as error:
-            log.error("cannot serve metrics on %s: %s", config.metrics_address, error)
-        else:
-            log.info("serving metrics on %s", config.metrics_address)
     try:
+        if config.metrics_address:
+            # Metrics are not worth an outage: a taken port is logged and Prometheus shows
+            # the target as down, while the API keeps serving. (The address itself was
+            # checked when the configuration was read.)
+            try:
+                metrics_server = start_metrics_server(config.metrics_address, app.pool)
+            except OSError as error:
+                log.error("cannot serve metrics on %s: %s", config.metrics_address, error)
+            else:
+                log.info("serving metrics on %s", config.metrics_address)
         await wait_for_stop_signal()
         log.info("shutting down (grace %.1fs)", config.shutdown_grace_seconds)
-        await app.stop(config.shutdown_grace_seconds)
     finally:
+        await app.stop(config.shutdown_grace_seconds)
         if metrics_server is not None:
             metrics_server.stop()

@@ -29,7 +29,7 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,9 +39,8 @@ import grpc
 
 from tierset.auth.credentials import CredentialStore, Kind, digest
 from tierset.auth.throttle import LoginThrottle
-from tierset.core import authz, errors
+from tierset.core import errors
 from tierset.core.authz import Principal, Role
-from tierset.ops.client_address import Network, client_address
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +167,20 @@ class Authenticator:
         self._generation = 0
         self._listener: asyncio.Task[None] | None = None
 
-    async def authenticate(self, values: list[str], source: str = "unknown") -> Principal:
+    async def authenticate(
+        self, values: list[str], source: str | Callable[[], str] = "unknown"
+    ) -> Principal:
         """The principal the ``authorization`` metadata proves, or UNAUTHENTICATED.
 
         Basic (username and application password) from `source` is throttled:
-        RESOURCE_EXHAUSTED / AUTH_THROTTLED after too many failures.
+        RESOURCE_EXHAUSTED / AUTH_THROTTLED after too many failures. `source` may be a
+        function, asked only then: working out a call's address is wasted on a token.
         """
         presented = parse_authorization(values)
         if presented.username is None or self._throttle is None:
             return await self._verify(presented)
+        if callable(source):
+            source = source()
         self._throttle.check(presented.username, source, "application password")
         try:
             principal = await self._verify(presented)
@@ -289,71 +293,3 @@ class Authenticator:
 def is_anonymous(method: str) -> bool:
     """Whether a full method name may be called without credentials."""
     return method in ANONYMOUS_METHODS or method.startswith(ANONYMOUS_SERVICES)
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates every call except the anonymous ones and exposes the caller.
-
-    It wraps the handler (rather than deciding in ``intercept_service``) so that
-    the principal is set in the task that runs the handler, and so that its
-    errors reach the ErrorInterceptor around it as rich statuses.
-    """
-
-    def __init__(
-        self, authenticator: Authenticator, trusted_gateways: tuple[Network, ...] = ()
-    ) -> None:
-        self._authenticator = authenticator
-        self._trusted_gateways = trusted_gateways
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None or is_anonymous(handler_call_details.method):
-            return handler
-        if handler.unary_unary is None:
-            # Fail closed: no authenticated streaming RPC exists yet.
-            return _refuse_streaming(handler)
-        inner = handler.unary_unary
-        authenticator = self._authenticator
-        trusted_gateways = self._trusted_gateways
-
-        async def authenticated(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            metadata = context.invocation_metadata() or ()
-            values = [
-                value
-                for key, value in metadata
-                if key == "authorization" and isinstance(value, str)
-            ]
-            source = client_address(context.peer(), metadata, trusted_gateways)
-            principal = await authenticator.authenticate(values, source)
-            token = authz.set_current_principal(principal)
-            try:
-                return await inner(request, context)  # type: ignore[arg-type]
-            finally:
-                authz.reset_current_principal(token)
-
-        return grpc.unary_unary_rpc_method_handler(
-            authenticated,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _refuse_streaming(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authentication required")
-
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(
-            refuse, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(
-            refuse, handler.request_deserializer, handler.response_serializer
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        refuse, handler.request_deserializer, handler.response_serializer
-    )

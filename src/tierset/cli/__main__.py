@@ -1,4 +1,4 @@
-"""``python -m tierset.cli``: the same as the ``tierset`` command."""
+"""``python -m tierset.cli.main``: the same as the ``tierset`` command."""
 
 from tierset.cli.main import main
 

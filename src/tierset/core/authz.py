@@ -90,7 +90,7 @@ _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("tierset_pr
 
 
 def current_principal() -> Principal:
-    """The caller of the RPC being handled (set by the AuthInterceptor)."""
+    """The caller of the RPC being handled (set by the call pipeline)."""
     try:
         return _current.get()
     except LookupError:
@@ -101,7 +101,7 @@ def current_principal() -> Principal:
 
 
 def set_current_principal(principal: Principal) -> contextvars.Token[Principal]:
-    """Makes `principal` the caller for the rest of this task; the interceptor's job."""
+    """Makes `principal` the caller for the rest of this task; the call pipeline's job."""
     return _current.set(principal)
 
 

@@ -7,6 +7,9 @@ SO_REUSEPORT, so the kernel spreads new connections across them, as it does for
 the gRPC server's workers. The parent supervises them exactly like those
 (:func:`tierset.ops.workers.supervise`): SIGTERM stops every process gracefully; one
 dying stops the rest.
+
+The first process (number 0) also serves ``TIERSET_GATEWAY_METRICS_ADDRESS``, with
+its own series (the requests the kernel gave it); the others do not try to bind it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import signal
 import socket
 
 from tierset.gateway.serve import gateway_server, split_address
+from tierset.ops import metrics
 from tierset.ops.config import Config
 from tierset.ops.workers import die_with_parent, run_loop, supervise
 
@@ -39,27 +43,35 @@ def reuseport_socket(address: str) -> socket.socket:
     return sock
 
 
-async def serve_shared(config: Config) -> None:
-    """One of several gateway processes: serves on a SO_REUSEPORT socket until SIGTERM."""
+async def serve_shared(config: Config, *, serves_metrics: bool) -> None:
+    """One of several gateway processes: serves on a SO_REUSEPORT socket until SIGTERM,
+    and the metrics endpoint too when `serves_metrics`."""
     sock = reuseport_socket(config.http_address)
     server = gateway_server(config)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, setattr, server, "should_exit", True)
     log.info("serving REST on %s, calling gRPC at %s", config.http_address, config.grpc_target)
+    endpoint = None
     try:
+        if serves_metrics:
+            endpoint = metrics.serve_if_configured(
+                config.gateway_metrics_address, registry=metrics.gateway_registry()
+            )
         await server.serve(sockets=[sock])
     finally:
+        if endpoint is not None:
+            endpoint.stop()
         sock.close()
     log.info("gateway stopped")
 
 
-def _process_main(config: Config, parent_pid: int) -> None:
+def _process_main(config: Config, parent_pid: int, number: int) -> None:
     from tierset.ops import logs  # a spawned child starts clean: configure its logging
 
     die_with_parent(parent_pid)
     logs.configure(config)
-    run_loop(serve_shared(config))
+    run_loop(serve_shared(config, serves_metrics=number == 0))
 
 
 def run_gateway_processes(config: Config) -> int:
@@ -73,4 +85,5 @@ def run_gateway_processes(config: Config) -> int:
         grace=config.shutdown_grace_seconds,
         name="gateway",
         address=config.http_address,
+        numbered=True,
     )

@@ -108,7 +108,7 @@ def gateway_child(config: Config) -> Iterator[subprocess.Popen[bytes]]:
     env["TIERSET_GRPC_TARGET"] = local_target(config.grpc_address)
     # The child dies with us even if we are killed outright and never reach the `finally`.
     child = subprocess.Popen(
-        [sys.executable, "-m", "tierset.cli.main", "gateway"], env=env, preexec_fn=stop_with_parent
+        [sys.executable, "-m", "tierset.cli", "gateway"], env=env, preexec_fn=stop_with_parent
     )
     try:
         yield child

@@ -75,6 +75,22 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
+def _listen_address(env: Mapping[str, str], name: str, default: str) -> str:
+    """``host:port`` (host may be empty for every interface, or ``[v6]``), or empty: off."""
+    raw = env.get(name, default)
+    if raw == "":
+        return raw
+    host, colon, port = raw.rpartition(":")
+    # An IPv6 host needs its brackets, or where the port starts is a guess.
+    unbracketed_v6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
+    if not colon or not port.isdigit() or int(port) > 65535 or unbracketed_v6:
+        raise ConfigError(
+            f"{name} must be host:port (e.g. 127.0.0.1:9090), or empty to switch it off;"
+            f" not {raw!r}"
+        )
+    return raw
+
+
 def _positive(value: _Number, name: str) -> _Number:
     if value <= 0:
         raise ConfigError(f"{name} must be greater than 0, not {value}")
@@ -235,9 +251,9 @@ class Config:
             ),
             log_level=env.get("TIERSET_LOG_LEVEL", cls.log_level).upper(),
             access_log=_bool(env, "TIERSET_ACCESS_LOG", cls.access_log),
-            metrics_address=env.get("TIERSET_METRICS_ADDRESS", cls.metrics_address),
-            gateway_metrics_address=env.get(
-                "TIERSET_GATEWAY_METRICS_ADDRESS", cls.gateway_metrics_address
+            metrics_address=_listen_address(env, "TIERSET_METRICS_ADDRESS", cls.metrics_address),
+            gateway_metrics_address=_listen_address(
+                env, "TIERSET_GATEWAY_METRICS_ADDRESS", cls.gateway_metrics_address
             ),
             access_token_seconds=_positive(
                 _int(env, "TIERSET_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),

@@ -75,16 +75,19 @@ def supervise(
     grace: float,
     name: str,
     address: str,
+    numbered: bool = False,
 ) -> int:
     """Runs `count` processes of `target(*args)` until a signal or a death; returns exit code.
 
-    SIGTERM and SIGINT are passed on as SIGTERM (each process stops gracefully);
-    a process that dies stops the others, and the result is then 1.
+    With `numbered`, each process also gets its number (0 to count - 1) as a last argument,
+    for what only one of them may do. SIGTERM and SIGINT are passed on as SIGTERM (each
+    process stops gracefully); a process that dies stops the others, and the result is 1.
     """
     # spawn, not fork: gRPC's core does not survive a fork of a process that used it.
     context = multiprocessing.get_context("spawn")
     workers: list[BaseProcess] = [
-        context.Process(target=target, args=args, name=f"{name}-{n}") for n in range(count)
+        context.Process(target=target, args=(*args, n) if numbered else args, name=f"{name}-{n}")
+        for n in range(count)
     ]
     stopping = threading.Event()
 

@@ -165,6 +165,16 @@ def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
     )
 
 
+def _is_lost(connection: Any) -> bool:
+    """Whether a connection this call still holds is gone: closed, or already taken back by
+    the pool because it closed (asyncpg then detaches it, and every use raises
+    InterfaceError; code still inside its ``acquire`` block cannot have released it)."""
+    try:
+        return bool(connection.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
 class PoolClient:
     """What every part that queries the pool shares: connections that give up waiting after
     the acquire timeout, and that are never reused once asyncpg has lost track of them.
@@ -194,6 +204,16 @@ class PoolClient:
                 # asyncpg lost track of the protocol state, as it can when PostgreSQL ends
                 # the session mid-call (MagicStack/asyncpg#1069): never hand it out again.
                 connection.terminate()
+                raise
+            except asyncpg.InterfaceError as error:
+                # asyncpg says InterfaceError both for a connection that is gone and for misuse
+                # of its API (a bug). Which one it was is in the connection's state, never in
+                # the message: a lost connection is an outage, raised as the class 08 error
+                # asyncpg itself uses for one lost mid-call; anything else stays a bug.
+                if _is_lost(connection):
+                    raise asyncpg.ConnectionDoesNotExistError(
+                        "the database connection was lost during the call"
+                    ) from error
                 raise
 
     async def _fetch(self, sql: str, *args: object) -> Any:
