@@ -244,11 +244,8 @@ class Listener:
                 self.backoff.reset()
             delay = self.backoff.next()
             self.delays.append(delay)
-            log.warning(
-                "listener lost (%s); read cache off, revocations on their TTL; retrying in %.2fs",
-                reason,
-                delay,
-            )
+            # Subscribers heard on_disconnected: the read cache is off, revocation on its TTL.
+            log.warning("listener lost (%s); reconnecting in %.2fs", reason, delay)
             await asyncio.sleep(delay)
 
     async def _session(self) -> None:
