@@ -263,3 +263,35 @@ async def test_a_silently_dead_connection_is_noticed_by_the_probe(database_url):
     finally:
         await listener.stop()
         await proxy.close()
+
+
+async def test_a_channel_subscribed_while_connected_is_in_force_at_once_until_unsubscribed(
+    database_url, db
+):
+    listener = Listener(database_url)
+    marks: list[str] = []
+    await listener.subscribe("tierset_test_marks", marks.append)
+    listener.start()
+    try:
+        assert await listener.wait_connected(DEADLINE_SECONDS)
+        heard: list[str] = []
+        events: list[str] = []
+        # As Watch will: subscribe while connected; on_connected means LISTEN is in force.
+        subscription = await listener.subscribe(
+            "tierset_test_revisions",
+            heard.append,
+            on_connected=lambda: events.append("connected"),
+        )
+        assert events == ["connected"]
+        await db.execute("SELECT pg_notify('tierset_test_revisions', '41')")
+        await until(lambda: heard == ["41"], "the revision")
+
+        await listener.unsubscribe(subscription)
+        assert "tierset_test_revisions" not in listener.channels
+        await db.execute("SELECT pg_notify('tierset_test_revisions', '42')")
+        # Delivered in order on the one connection: once the marker is heard, so was 42.
+        await db.execute("SELECT pg_notify('tierset_test_marks', 'after')")
+        await until(lambda: marks == ["after"], "the marker")
+        assert heard == ["41"]
+    finally:
+        await listener.stop()
