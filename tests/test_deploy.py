@@ -124,9 +124,9 @@ def test_prod_runs_postgres_through_cloudnativepg():
         assert (ref["name"], ref["key"]) == (f"{name}-app", "uri"), workload
 
 
-# Connections a server process opens besides its pool: the read cache's and the
-# credential revocations' LISTEN connections (cache.CacheListener, auth.Authenticator).
-LISTEN_CONNECTIONS_PER_PROCESS = 2
+# Connections a server process opens besides its pool: its one LISTEN connection, shared
+# by the read cache and credential revocations (tierset.store.listener).
+LISTEN_CONNECTIONS_PER_PROCESS = 1
 # PostgreSQL's superuser_reserved_connections default, not available to tierset.
 RESERVED_CONNECTIONS = 3
 # The migration Job (one connection) and one `tierset` admin command (a pool of 2).

@@ -52,13 +52,13 @@ async def test_two_processes_serve_one_port_and_stop_on_sigterm(create_database)
         platform = await make_caller_in(dsn, Role.PLATFORM)
         database = await asyncpg.connect(dsn)
         try:
-            # Each worker holds its own cache listener: both bound the port and run.
+            # Each worker holds its own listener: both bound the port and run.
             deadline = time.monotonic() + DEADLINE_SECONDS
             while (
                 listeners := await database.fetchval(
                     "SELECT count(*) FROM pg_stat_activity"
                     " WHERE datname = current_database()"
-                    " AND application_name = 'tierset-cache-listener'"
+                    " AND application_name = 'tierset-listener'"
                 )
             ) != 2:
                 assert time.monotonic() < deadline, f"{listeners} listeners, not 2"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
-from tierset.cache.reads import ResolutionCache
+from tierset.cache.reads import CHANNEL, ResolutionCache
 from tierset.core.values import Level, SettingType
 from tierset.store.database import Resolution, ScopeRef, StoredSetting
 from tierset.v1 import accounts_pb2, settings_pb2
@@ -214,7 +214,8 @@ async def test_a_cache_size_of_zero_turns_the_cache_off(
     settings_stub, start_server, new_account, unique_key
 ):
     other = await start_server(cache_max_entries=0)
-    assert other.app.cache is None and other.app.listener is None
+    # The process's listener stays (revocations need it), but nothing follows settings.
+    assert other.app.cache is None and CHANNEL not in other.app.listener.channels
     account = ScopeRef(Level.ACCOUNT, await new_account())
     key = unique_key("OFF")
     await put(settings_stub, account, key, 5)

@@ -27,11 +27,12 @@ from tierset.auth.authenticator import Authenticator
 from tierset.auth.credentials import CredentialStore
 from tierset.auth.hashing import PasswordHashing
 from tierset.auth.throttle import Limit, LoginThrottle
-from tierset.cache.reads import CachedStore, CacheListener, ResolutionCache
+from tierset.cache.reads import CachedStore, ResolutionCache, follow_changes
 from tierset.ops.config import Config
 from tierset.ops.large_reads import ReadBudget
 from tierset.ops.metrics import start_metrics_server
 from tierset.store.database import Store
+from tierset.store.listener import Listener
 from tierset.store.migrate import migrate
 from tierset.v1 import (
     accounts_pb2,
@@ -46,7 +47,8 @@ from tierset.v1 import (
 
 log = logging.getLogger(__name__)
 
-# Reads are right without the cache, so start-up waits only briefly for its listener.
+# Reads are right without the cache and revocation has its TTL, so start-up waits only
+# briefly for the listener.
 _LISTENER_START_TIMEOUT = 5.0
 
 SERVICE_NAMES = (
@@ -93,9 +95,10 @@ class App:
     port: int
     authenticator: Authenticator
     hashing: PasswordHashing
-    # The read cache and its change listener; None when TIERSET_CACHE_MAX_ENTRIES is 0.
+    # The process's one LISTEN connection (read cache, revocations).
+    listener: Listener
+    # The read cache; None when TIERSET_CACHE_MAX_ENTRIES is 0.
     cache: ResolutionCache | None = None
-    listener: CacheListener | None = None
     database_health: DatabaseHealth | None = None
 
     async def stop(self, grace: float) -> None:
@@ -104,10 +107,8 @@ class App:
             await self.database_health.stop()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        await self.authenticator.close()
         self.hashing.close()
-        if self.listener is not None:
-            await self.listener.stop()
+        await self.listener.stop()
         try:
             await asyncio.wait_for(self.pool.close(), timeout=grace)
         except TimeoutError:
@@ -132,7 +133,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
     """Connects, migrates (unless told not to), and starts serving on `config.grpc_address`."""
     pool = await create_pool(config, dsn)
     cache: ResolutionCache | None = None
-    listener: CacheListener | None = None
+    listener = Listener(dsn, connect_timeout=config.db_connect_timeout_seconds)
     authenticator: Authenticator | None = None
     server: grpc.aio.Server | None = None
     database_health: DatabaseHealth | None = None
@@ -151,8 +152,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         settings_store = Store(pool, config.pool_acquire_timeout_seconds, read_budget)
         if config.cache_max_entries > 0:
             cache = ResolutionCache(config.cache_max_entries, config.cache_max_bytes)
-            listener = CacheListener(dsn, cache)
-            listener.start()
+            await follow_changes(listener, cache)
             settings_store = CachedStore(
                 pool, cache, config.pool_acquire_timeout_seconds, read_budget
             )
@@ -161,6 +161,8 @@ async def start_app(config: Config, dsn: str | None) -> App:
         authenticator = Authenticator(
             credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
         )
+        await authenticator.follow_revocations(listener)
+        listener.start()
         server = grpc.aio.server(
             # grpc turns SO_REUSEPORT on by default, which lets a second server started by
             # mistake share the port silently; only the worker processes may share it.
@@ -220,9 +222,8 @@ async def start_app(config: Config, dsn: str | None) -> App:
         except RuntimeError as error:
             raise OSError(f"cannot listen on {config.grpc_address}: {error}") from None
         await server.start()
-        authenticator.listen(dsn)
-        if listener is not None and not await listener.wait_connected(_LISTENER_START_TIMEOUT):
-            log.warning("cache listener not connected yet; serving uncached until it is")
+        if not await listener.wait_connected(_LISTENER_START_TIMEOUT):
+            log.warning("listener not connected yet; serving uncached until it is")
         database_health = DatabaseHealth(
             health_servicer,
             store,
@@ -238,10 +239,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
             await database_health.stop()
         if server is not None:
             await server.stop(None)
-        if authenticator is not None:
-            await authenticator.close()
-        if listener is not None:
-            await listener.stop()
+        await listener.stop()
         hashing.close()
         await pool.close()
         raise
@@ -253,8 +251,8 @@ async def start_app(config: Config, dsn: str | None) -> App:
         port,
         authenticator,
         hashing,
-        cache,
         listener,
+        cache,
         database_health,
     )
 

@@ -11,8 +11,9 @@ principals are then kept in a small in-process cache for at most
 ``auth_cache_seconds`` (and never past the token's own expiry). A revocation
 reaches this process's cache at once: revocations made here forget their ids
 directly, and every revocation NOTIFYs ``tierset_credentials_revoked``, which
-every server LISTENs to. If that notification is missed (the listening
-connection was down), the cache TTL bounds the delay.
+every server hears on its one LISTEN connection (tierset.store.listener). If that
+notification is missed (the listening connection was down), the cache TTL bounds the
+delay; the cache is emptied whenever that connection is lost and again when it is back.
 
 Application passwords over Basic carry a username someone may guess for, so they
 go through the password-guess throttle (throttle.py) by username and source
@@ -21,10 +22,8 @@ address (client_address.py): checked before the lookup, a failure counted after.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import contextlib
 import hmac
 import logging
 import time
@@ -32,15 +31,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import asyncpg
 import grpc
 
 from tierset.auth.credentials import CredentialStore, Kind, digest
 from tierset.auth.throttle import LoginThrottle
 from tierset.core import errors
 from tierset.core.authz import Principal, Role
+from tierset.store.listener import Listener, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +163,6 @@ class Authenticator:
         # Grows with every revocation heard; a lookup that overlapped one is not cached,
         # since the revocation may be of the very credential it was looking up.
         self._generation = 0
-        self._listener: asyncio.Task[None] | None = None
 
     async def authenticate(
         self, values: list[str], source: str | Callable[[], str] = "unknown"
@@ -244,50 +241,26 @@ class Authenticator:
         self._generation += 1
         self._cache.clear()
 
-    def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def on_revoked(self, payload: str) -> None:
+        """Applies a ``tierset_credentials_revoked`` payload: '*' or comma-separated ids."""
         if payload == "*":
             self.forget_all()
         elif payload:
             self.forget(int(part) for part in payload.split(",") if part.isdigit())
 
-    def listen(self, dsn: str | None) -> None:
-        """Starts following revocations made by other processes (PostgreSQL NOTIFY)."""
-        self._listener = asyncio.create_task(self._follow(dsn), name="tierset-revocations")
+    async def follow_revocations(self, listener: Listener) -> Subscription:
+        """Follows revocations made by other processes through the process's listener.
 
-    async def _follow(self, dsn: str | None) -> None:
-        delay = 0.5
-        while True:
-            try:
-                connection = await asyncpg.connect(dsn)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("revocation listener cannot connect (%s)", type(error).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            lost = asyncio.Event()
-            try:
-                connection.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await connection.add_listener(REVOCATION_CHANNEL, self._on_notification)
-                # Anything revoked while we were not listening: trust nothing cached.
-                self.forget_all()
-                delay = 0.5
-                await lost.wait()
-                log.warning("revocation listener lost its connection; reconnecting")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning("revocation listener failed (%s)", type(error).__name__)
-            finally:
-                if not connection.is_closed():
-                    await connection.close()
-            self.forget_all()
-            await asyncio.sleep(delay)
-
-    async def close(self) -> None:
-        """Stops following revocations."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        Anything revoked while it was not listening is unknown, so the cache is emptied
+        both when LISTEN comes into force and when the connection is lost; in between
+        a missed revocation is bounded by the cache lifetime.
+        """
+        return await listener.subscribe(
+            REVOCATION_CHANNEL,
+            self.on_revoked,
+            on_connected=self.forget_all,
+            on_disconnected=self.forget_all,
+        )
 
 
 def is_anonymous(method: str) -> bool:

@@ -3,18 +3,19 @@
 Reads far outnumber writes, so each server process keeps the last resolutions
 it computed (a bounded LRU keyed by scope and key list). PostgreSQL tells every
 process what changed: migration 0003 makes each write NOTIFY the channel
-``tierset_settings`` from its own transaction, and a :class:`CacheListener` in
-every process LISTENs on a dedicated connection and drops what a change can
-affect. The process that wrote also drops it itself before answering the
+``tierset_settings`` from its own transaction; every process hears it on its one
+LISTEN connection (:mod:`tierset.store.listener`, subscribed by :func:`follow_changes`)
+and drops what a change can affect. The process that wrote also drops it itself before answering the
 write, so its own next read never needs to wait for the notification.
 
 Three rules keep the cache from ever serving something stale for longer than
 a notification takes to arrive:
 
 * It is only used while the listener is connected. When that connection drops
-  the whole cache is cleared and reads go to the database until the listener
-  is back (reconnecting with backoff); then it starts again empty, because
-  notifications sent in between were lost.
+  (or its liveness probe finds it silently dead) the whole cache is cleared and
+  reads go to the database until the listener is back (reconnecting with
+  backoff); then it starts again empty, because notifications sent in between
+  were lost.
 * A read that misses records the cache's generation before asking the
   database and stores its answer only if no invalidation happened meanwhile:
   a notification for a write the read's snapshot did not see always comes
@@ -29,9 +30,7 @@ a notification takes to arrive:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections import OrderedDict
 
 import asyncpg
@@ -40,8 +39,7 @@ from tierset.core.values import Level, SettingType
 from tierset.ops import metrics
 from tierset.ops.large_reads import ReadBudget
 from tierset.store.database import OwnerCheck, Resolution, ScopeRef, Store, WriteResult
-
-log = logging.getLogger(__name__)
+from tierset.store.listener import Listener, Subscription
 
 CHANNEL = "tierset_settings"
 
@@ -265,99 +263,10 @@ class CachedStore(Store):
             self.cache.invalidate_scope(scope)
 
 
-# How the listener retries and how often it checks a quiet connection is alive.
-_RECONNECT_FIRST_DELAY = 0.1
-_RECONNECT_MAX_DELAY = 5.0
-# A connection can die without a word (a half-open TCP connection): only a probe shows it,
-# and until then another process's write goes unheard. This bounds that window to ~2 s.
-_LIVENESS_INTERVAL = 1.0
-
-
-class CacheListener:
-    """LISTENs for change notifications on its own connection and applies them to a cache.
-
-    The cache is enabled only while the connection is up; a lost connection
-    disables (and empties) it, and the listener reconnects with backoff.
-    """
-
-    def __init__(
-        self,
-        dsn: str | None,
-        cache: ResolutionCache,
-        *,
-        liveness_interval: float = _LIVENESS_INTERVAL,
-    ) -> None:
-        self._dsn = dsn
-        self._cache = cache
-        self._liveness_interval = liveness_interval
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
-        self.backend_pid: int | None = None
-
-    def start(self) -> None:
-        """Starts listening in the background."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="cache-listener")
-
-    async def wait_connected(self, seconds: float) -> bool:
-        """Waits up to `seconds` for the listener to connect; returns whether it is."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._connected.wait()
-        return self._connected.is_set()
-
-    async def stop(self) -> None:
-        """Stops listening and closes the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    def _on_notification(
-        self, _connection: object, _pid: int, _channel: str, payload: object
-    ) -> None:
-        self._cache.invalidate(str(payload))
-
-    async def _run(self) -> None:
-        delay = _RECONNECT_FIRST_DELAY
-        while True:
-            try:
-                await self._listen_once()
-                delay = _RECONNECT_FIRST_DELAY
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                log.warning(
-                    "cache listener lost (%s); serving uncached, retrying in %.1fs",
-                    type(error).__name__,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RECONNECT_MAX_DELAY)
-
-    async def _listen_once(self) -> None:
-        """One connection's life: LISTEN, enable the cache, wait for it to end."""
-        connection = await asyncpg.connect(
-            self._dsn,
-            timeout=10,
-            server_settings={"application_name": "tierset-cache-listener"},
-        )
-        lost = asyncio.Event()
-        connection.add_termination_listener(lambda _connection: lost.set())
-        try:
-            await connection.add_listener(CHANNEL, self._on_notification)
-            # LISTEN is in force: from here on no change goes unnoticed, so start afresh.
-            self.backend_pid = connection.get_server_pid()
-            self._cache.enable()
-            self._connected.set()
-            log.info("cache listener connected; read cache enabled")
-            while not lost.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(lost.wait(), self._liveness_interval)
-                if not lost.is_set():
-                    # A silent network loss shows only when we talk.
-                    await connection.execute("SELECT 1", timeout=self._liveness_interval)
-            raise ConnectionError("listener connection closed")
-        finally:
-            self._connected.clear()
-            self._cache.disable()
-            self.backend_pid = None
-            connection.terminate()
+async def follow_changes(listener: Listener, cache: ResolutionCache) -> Subscription:
+    """Keeps `cache` coherent through the process's listener: each notification on
+    ``tierset_settings`` drops what it names; the cache is enabled (empty) once LISTEN is
+    in force and disabled (emptied) the moment the connection is lost."""
+    return await listener.subscribe(
+        CHANNEL, cache.invalidate, on_connected=cache.enable, on_disconnected=cache.disable
+    )
