@@ -25,7 +25,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tierset.api.interceptors import abort_with
+from tierset.api.status import to_rpc_status
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ ServingStatus = int
 
 def _unknown(name: str) -> errors.TiersetError:
     return errors.not_found(
-        f"this server has no service named {name!r}", "HEALTH_SERVICE_UNKNOWN", service=name
+        f"this server has no service named {name!r}", Reason.HEALTH_SERVICE_UNKNOWN, service=name
     )
 
 
@@ -60,7 +62,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
     ) -> health_pb2.HealthCheckResponse:
         status = self._status.get(request.service)
         if status is None:
-            await abort_with(context, errors.to_rpc_status(_unknown(request.service)))
+            await abort_with(context, to_rpc_status(_unknown(request.service)))
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(
@@ -69,7 +71,7 @@ class HealthService(health_pb2_grpc.HealthServicer):
         name = request.service
         if name not in self._status:
             await context.write(health_pb2.HealthCheckResponse(status=SERVICE_UNKNOWN))
-            await abort_with(context, errors.to_rpc_status(_unknown(name)))
+            await abort_with(context, to_rpc_status(_unknown(name)))
         sent: ServingStatus | None = None
         while True:
             sent = await self._status_other_than(name, sent)

@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from tierset.api.status import internal_status, to_rpc_status
 from tierset.core import errors
 from tierset.ops import metrics
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Refusals counted in tierset_auth_failures_total by reason: bad or missing credentials
 # (AuthInterceptor, the OAuth grants) and permissions the caller lacks (authz).
-_AUTH_REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+_AUTH_REFUSALS = frozenset({errors.Code.UNAUTHENTICATED, errors.Code.PERMISSION_DENIED})
 
 # asyncpg's and the OS's ways of saying "the database is not there right now", by class:
 # refused or lost connections (OSError, class 08, InterfaceError for a closed connection),
@@ -106,17 +107,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             except errors.TiersetError as error:
                 if error.code in _AUTH_REFUSALS:
                     metrics.AUTH_FAILURES.labels(error.reason).inc()
-                await abort_with(context, errors.to_rpc_status(error))
+                await abort_with(context, to_rpc_status(error))
             except _DATABASE_DOWN as error:
                 if isinstance(error, TimeoutError) and deadline.expired():
                     # The client's deadline, not the database: it has stopped waiting.
-                    await abort_with(context, errors.to_rpc_status(errors.deadline_exceeded()))
+                    await abort_with(context, to_rpc_status(errors.deadline_exceeded()))
                 log.warning("%s: database unavailable: %s", method, type(error).__name__)
                 await abort_with(
                     context,
-                    errors.to_rpc_status(
-                        errors.unavailable("the settings database is unavailable")
-                    ),
+                    to_rpc_status(errors.unavailable("the settings database is unavailable")),
                 )
             except asyncpg.DataError as error:
                 # SQLSTATE class 22: a value PostgreSQL cannot take (a NUL byte, a number out
@@ -125,7 +124,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 log.warning("%s: data the database refused: %s", method, type(error).__name__)
                 await abort_with(
                     context,
-                    errors.to_rpc_status(
+                    to_rpc_status(
                         errors.bad_field("request", "a value in the request cannot be stored")
                     ),
                 )
@@ -138,12 +137,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                     type(error).__name__,
                     getattr(error, "sqlstate", "?"),
                 )
-                await abort_with(context, errors.internal_status())
+                await abort_with(context, internal_status())
             except grpc.aio.AbortError:
                 raise
             except Exception:
                 log.exception("%s: unhandled error", method)
-                await abort_with(context, errors.internal_status())
+                await abort_with(context, internal_status())
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

@@ -37,8 +37,10 @@ from typing import Any
 import grpc
 
 from tierset.api.interceptors import abort_with
+from tierset.api.status import to_rpc_status
 from tierset.auth.authenticator import CREATE_TOKEN_METHOD, is_anonymous
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.ops.config import Config
 
 # A client that pings too often (or on an idle connection) this many times gets a GOAWAY.
@@ -99,8 +101,8 @@ def _capped(deserialize: Callable[[bytes], Any] | None, cap: int) -> Callable[[b
 
 async def _refuse_too_large(context: grpc.aio.ServicerContext, request: _TooLarge) -> None:
     message = f"the request has {request.size} bytes; this method takes at most {request.cap}"
-    error = errors.bad_field("request", message, reason="REQUEST_TOO_LARGE")
-    await abort_with(context, errors.to_rpc_status(error))
+    error = errors.bad_field("request", message, reason=Reason.REQUEST_TOO_LARGE)
+    await abort_with(context, to_rpc_status(error))
 
 
 async def _checked(requests: AsyncIterable[Any], context: grpc.aio.ServicerContext) -> Any:
@@ -127,9 +129,9 @@ class StreamSlots:
             error = errors.resource_exhausted(
                 f"this server already holds {self.limit} streaming calls, its limit; "
                 "retry once some have ended",
-                "TOO_MANY_STREAMS",
+                Reason.TOO_MANY_STREAMS,
             )
-            await abort_with(context, errors.to_rpc_status(error))
+            await abort_with(context, to_rpc_status(error))
         self.open += 1
 
     def give_back(self) -> None:
