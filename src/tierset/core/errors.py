@@ -68,6 +68,11 @@ class TiersetError(Exception):
     violations: list[FieldViolation] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # By construction, only catalogued reasons leave: an unknown one fails here, at
+        # its raise site, in the first test that reaches it (ValueError names it).
+        self.reason = Reason(self.reason)
+
     def __str__(self) -> str:
         return self.message
 
