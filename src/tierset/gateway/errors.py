@@ -17,6 +17,10 @@ A 401 carries ``WWW-Authenticate`` with the schemes that would have worked
 A failure whose ErrorInfo says ``retry_after_seconds`` (a throttled sign-in, 429; no
 room to check a password, 503) carries ``Retry-After`` with those seconds.
 
+The reasons the gateway sends of its own are members of the one catalogue
+(:class:`tierset.core.reasons.Reason`, documented in ``error_reason.proto``), like the
+server's; the tables below are keyed by them.
+
 Messages are shown only when they were written for clients (the server's
 error vocabulary or the gateway's own); a status made by the gRPC transport
 (a refused connection, say) shows the table's fixed text instead, so no
