@@ -180,6 +180,61 @@ async def test_cli_errors_are_clear(database_url, args, message):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        # The database's CHECK used to end this in a CheckViolationError traceback.
+        (("account", "create", "--id", "-5", "--name", "Minus"), ("--id", "account_id")),
+        (("account", "create", "--id", "0", "--name", "Zero"), ("--id", "account_id")),
+        # Empty or blank names were stored; over gRPC they are INVALID_ARGUMENT.
+        (("account", "create", "--name", ""), ("--name", "display_name is required")),
+        (("account", "create", "--name", "   "), ("--name", "display_name is required")),
+        (("account", "create", "--name", "x" * 201), ("--name", "at most 200")),
+        (
+            ("retailer", "create", "--id", "-5", "--account", "1", "--name", "Shop"),
+            ("--id", "retailer_id"),
+        ),
+        (("retailer", "create", "--account", "-1", "--name", "Shop"), ("--account", "account_id")),
+        (("retailer", "create", "--account", "1", "--name", ""), ("--name", "display_name")),
+        (("token", "revoke", "--id", "-3"), ("--id", "positive")),
+        (("oauth-client", "create", "--name", ""), ("--name", "is required")),
+    ],
+)
+async def test_cli_refuses_what_grpc_refuses_in_one_line(database_url, args, names):
+    code, out, err = await tierset(database_url, *args)
+    assert code == 1, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for name in names:
+        assert name in lines[0]
+    assert out == ""  # nothing was created, so no id was printed
+
+
+async def test_cli_refuses_a_token_name_that_cannot_be_stored(database_url, next_id):
+    account_id = next_id()
+    username = f"cli-{uuid.uuid4().hex[:8]}"
+    await tierset(database_url, "account", "create", "--id", str(account_id), "--name", "N")
+    code, _, err = await tierset(
+        database_url,
+        "user",
+        "create",
+        "--account",
+        str(account_id),
+        "--username",
+        username,
+        "--role",
+        "VIEWER",
+        "--no-password",
+    )
+    assert code == 0, err
+    code, out, err = await tierset(
+        database_url, "token", "create", "--username", username, "--name", ""
+    )
+    assert (code, out) == (1, "")
+    assert err.strip() == "error: --name: name is required"
+
+
 async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subprocess.Process:
     """Starts `tierset dev` on `database_url` and waits until it serves."""
     process = await asyncio.create_subprocess_exec(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 import pytest
 
-from tierset.core.errors import TiersetError
+from tierset.core.errors import Code, TiersetError
 from tierset.ops.config import Config, ConfigError
 from tierset.ops.large_reads import ReadBudget
 
@@ -59,7 +58,7 @@ async def test_a_reservation_that_waits_too_long_is_refused_as_unavailable():
             pass
 
     assert (refused.value.code, refused.value.reason) == (
-        grpc.StatusCode.UNAVAILABLE,
+        Code.UNAVAILABLE,
         "READS_OVERLOADED",
     )
     release.set()

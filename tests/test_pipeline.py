@@ -29,6 +29,7 @@ from tierset.api.pipeline import Pipeline
 from tierset.auth.authenticator import Authenticator
 from tierset.auth.credentials import CredentialStore
 from tierset.core import authz, errors
+from tierset.core.reasons import Reason
 from tierset.ops import logs
 
 SERVICE = "tierset.test.Streams"
@@ -44,7 +45,7 @@ class Streams:
 
     async def _check(self, n: int, sent: int) -> None:
         if n == 13 and sent == 2:
-            raise errors.not_found("thirteen is unlucky", "UNLUCKY", number="13")
+            raise errors.not_found("thirteen is unlucky", Reason.NOT_FOUND, number="13")
         if n == 99 and sent == 2:
             raise RuntimeError("a bug with a secret-ish detail: tsk_do_not_leak")
 
@@ -192,7 +193,7 @@ async def test_an_error_mid_stream_is_its_rich_status_and_counted(
     assert received == [0, 1]  # what was sent before the failure arrived
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     info = error_info(raised.value)
-    assert (info.reason, dict(info.metadata)) == ("UNLUCKY", {"number": "13"})
+    assert (info.reason, dict(info.metadata)) == ("NOT_FOUND", {"number": "13"})
     assert handled(method, "NOT_FOUND") == before + 1
 
 

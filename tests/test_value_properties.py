@@ -11,13 +11,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tierset.core import values
-from tierset.core.errors import TiersetError
+from tierset.core.errors import Code, TiersetError
 from tierset.core.values import (
     INT64_MAX,
     INT64_MIN,
@@ -123,7 +122,7 @@ def test_any_json_text_is_accepted_or_refused_as_invalid_argument(setting_type, 
     try:
         stored = decode_value("K", setting_type, V(json_value=text))
     except TiersetError as error:
-        assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.code == Code.INVALID_ARGUMENT
         assert [v.field for v in error.violations] == ["value"]
         return
     json.loads(stored)  # what is accepted is JSON the database will take
@@ -141,7 +140,7 @@ def test_a_number_is_accepted_only_if_its_stored_form_is_within_the_limits(text)
     try:
         decode_value("K", SettingType.JSON, V(json_value=text))
     except TiersetError as error:
-        assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert error.code == Code.INVALID_ARGUMENT
         return
     stored = values.stored_json(text)
     assert len(stored.encode()) <= MAX_JSON_BYTES

@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ ServingStatus = int
 
 def _unknown(name: str) -> errors.TiersetError:
     return errors.not_found(
-        f"this server has no service named {name!r}", "HEALTH_SERVICE_UNKNOWN", service=name
+        f"this server has no service named {name!r}", Reason.HEALTH_SERVICE_UNKNOWN, service=name
     )
 
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from tierset.auth.authenticator import CREATE_TOKEN_METHOD, is_anonymous
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.ops.config import Config
 
 # A client that pings too often (or on an idle connection) this many times gets a GOAWAY.
@@ -87,7 +88,7 @@ class TooLarge:
 def too_large(request: TooLarge) -> errors.TiersetError:
     """The refusal of a request past its method's cap."""
     message = f"the request has {request.size} bytes; this method takes at most {request.cap}"
-    return errors.bad_field("request", message, reason="REQUEST_TOO_LARGE")
+    return errors.bad_field("request", message, reason=Reason.REQUEST_TOO_LARGE)
 
 
 class StreamSlots:
@@ -106,7 +107,7 @@ class StreamSlots:
             raise errors.resource_exhausted(
                 f"this server already holds {self.limit} streaming calls, its limit; "
                 "retry once some have ended",
-                "TOO_MANY_STREAMS",
+                Reason.TOO_MANY_STREAMS,
             )
         self.open += 1
 

@@ -58,6 +58,7 @@ from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
 from tierset.api.limits import Limits, TooLarge, too_large
+from tierset.api.status import internal_status, to_rpc_status
 from tierset.auth.authenticator import Authenticator, is_anonymous
 from tierset.core import authz, errors
 from tierset.ops import logs, metrics
@@ -71,7 +72,7 @@ _QUIET_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
 
 # Refusals counted in tierset_auth_failures_total by reason: bad or missing credentials
 # (authentication, the OAuth grants) and permissions the caller lacks (authz).
-_AUTH_REFUSALS = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+_AUTH_REFUSALS = frozenset({errors.Code.UNAUTHENTICATED, errors.Code.PERMISSION_DENIED})
 
 # asyncpg's and the OS's ways of saying "the database is not there right now", by class:
 # refused or lost connections (OSError, class 08 including ConnectionDoesNotExistError, which
@@ -142,21 +143,19 @@ def status_of(method: str, error: Exception, deadline: asyncio.Timeout) -> statu
     if isinstance(error, errors.TiersetError):
         if error.code in _AUTH_REFUSALS:
             metrics.AUTH_FAILURES.labels(error.reason).inc()
-        return errors.to_rpc_status(error)
+        return to_rpc_status(error)
     if isinstance(error, _DATABASE_DOWN):
         if isinstance(error, TimeoutError) and deadline.expired():
             # The client's deadline, not the database: it has stopped waiting.
-            return errors.to_rpc_status(errors.deadline_exceeded())
+            return to_rpc_status(errors.deadline_exceeded())
         log.warning("%s: database unavailable: %s", method, type(error).__name__)
-        return errors.to_rpc_status(errors.unavailable("the settings database is unavailable"))
+        return to_rpc_status(errors.unavailable("the settings database is unavailable"))
     if isinstance(error, asyncpg.DataError):
         # SQLSTATE class 22: a value PostgreSQL cannot take (a NUL byte, a number out of
         # range). Values come from the request, so it is the caller's to fix; the rules
         # should have caught it first, hence the warning.
         log.warning("%s: data the database refused: %s", method, type(error).__name__)
-        return errors.to_rpc_status(
-            errors.bad_field("request", "a value in the request cannot be stored")
-        )
+        return to_rpc_status(errors.bad_field("request", "a value in the request cannot be stored"))
     if isinstance(error, asyncpg.PostgresError):
         # A statement the store should have prevented; the SQLSTATE helps, the text may echo
         # data, so only the class is logged.
@@ -166,9 +165,9 @@ def status_of(method: str, error: Exception, deadline: asyncio.Timeout) -> statu
             type(error).__name__,
             getattr(error, "sqlstate", "?"),
         )
-        return errors.internal_status()
+        return internal_status()
     log.error("%s: unhandled error", method, exc_info=error)
-    return errors.internal_status()
+    return internal_status()
 
 
 class _MethodMetrics:
@@ -465,7 +464,7 @@ def _capped_stream(inner: Callable[..., Any], limits: Limits | None) -> Callable
     async def checked(requests: Any, context: grpc.aio.ServicerContext) -> Any:
         async for request in requests:
             if type(request) is TooLarge:
-                await abort_with(context, errors.to_rpc_status(too_large(request)))
+                await abort_with(context, to_rpc_status(too_large(request)))
             yield request
 
     async def capped(requests: Any, context: grpc.aio.ServicerContext) -> Any:
@@ -476,7 +475,7 @@ def _capped_stream(inner: Callable[..., Any], limits: Limits | None) -> Callable
         try:
             limits.streams.take()
         except errors.TiersetError as error:
-            await abort_with(context, errors.to_rpc_status(error))
+            await abort_with(context, to_rpc_status(error))
         try:
             async for response in inner(checked(requests, context), context):
                 yield response

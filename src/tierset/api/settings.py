@@ -1,4 +1,9 @@
-"""gRPC handlers of SettingsService: proto in, rules and store, proto out."""
+"""gRPC adapter of SettingsService: proto in, the settings service, proto out.
+
+The rules (validation, authorisation, precedence) live in
+:mod:`tierset.services.settings`; this converts requests to its arguments and its
+results to messages, and keeps each resolution's rendered response.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,16 @@ import contextlib
 import grpc
 
 from tierset.core import authz, errors
-from tierset.core.authz import Permission
 from tierset.core.values import (
     LEVEL_TO_PROTO,
     TYPE_TO_PROTO,
     Level,
-    check_key,
-    check_keys,
+    SettingType,
     decode_value,
     encode_value,
-    setting_type_from_proto,
 )
 from tierset.ops.large_reads import off_loop
+from tierset.services import settings as service
 from tierset.store.database import Resolution, ScopeRef, Store, StoredSetting
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
@@ -52,14 +55,17 @@ def setting_to_proto(setting: StoredSetting) -> settings_pb2.Setting:
     return message
 
 
+def _incoming(value: settings_pb2.SettingValue) -> service.IncomingValue:
+    def decode(key: str, setting_type: SettingType) -> str:
+        return decode_value(key, setting_type, value)
+
+    return service.IncomingValue(value.ByteSize(), decode)
+
+
 def _expected_version(
     request: settings_pb2.PutSettingRequest | settings_pb2.SetGlobalRequest,
 ) -> int | None:
-    if not request.HasField("expected_version"):
-        return None
-    if request.expected_version < 0:
-        raise errors.bad_field("expected_version", "expected_version must not be negative")
-    return request.expected_version
+    return request.expected_version if request.HasField("expected_version") else None
 
 
 def _response(resolution: Resolution) -> settings_pb2.GetSettingsResponse:
@@ -72,18 +78,17 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._settings = service.SettingsService(store)
 
     async def GetSettings(
         self, request: settings_pb2.GetSettingsRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.GetSettingsResponse:
         scope = scope_from_proto(request.scope)
-        keys = check_keys(list(request.keys))
         # The lease keeps a large read's share of the read budget until its response is
         # built: that is another copy of its values.
         async with contextlib.AsyncExitStack() as lease:
-            resolution = await authz.resolve_authorized(
-                authz.current_principal(), scope, keys, self._store, lease
+            resolution = await self._settings.resolve(
+                authz.current_principal(), scope, list(request.keys), lease
             )
             # Built once per resolution: a cached one is answered many times, and building
             # its Setting messages (typed values, timestamps) cost more than the rest of a
@@ -99,18 +104,13 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     async def PutSetting(
         self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.PutSettingResponse:
-        scope = scope_from_proto(request.scope)
-        await authz.authorize_scope(
-            authz.current_principal(), Permission.SETTINGS_EDIT, scope, self._store
-        )
-        key = check_key(request.key)
-        setting_type = setting_type_from_proto(request.type)
-        # Checking a megabyte of JSON takes a while: off the loop, like a large read.
-        value_json = await off_loop(
-            request.value.ByteSize(), lambda: decode_value(key, setting_type, request.value)
-        )
-        result = await self._store.write(
-            scope, key, setting_type, value_json, _expected_version(request)
+        result = await self._settings.put(
+            authz.current_principal(),
+            scope_from_proto(request.scope),
+            request.key,
+            request.type,
+            _incoming(request.value),
+            _expected_version(request),
         )
         return settings_pb2.PutSettingResponse(
             id=result.id, version=result.version, created=result.created
@@ -119,15 +119,12 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
     async def SetGlobal(
         self, request: settings_pb2.SetGlobalRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.SetGlobalResponse:
-        authz.require_platform(authz.current_principal())
-        key = check_key(request.key)
-        setting_type = setting_type_from_proto(request.type)
-        # Checking a megabyte of JSON takes a while: off the loop, like a large read.
-        value_json = await off_loop(
-            request.value.ByteSize(), lambda: decode_value(key, setting_type, request.value)
-        )
-        result = await self._store.write(
-            None, key, setting_type, value_json, _expected_version(request)
+        result = await self._settings.set_global(
+            authz.current_principal(),
+            request.key,
+            request.type,
+            _incoming(request.value),
+            _expected_version(request),
         )
         return settings_pb2.SetGlobalResponse(
             id=result.id, version=result.version, created=result.created

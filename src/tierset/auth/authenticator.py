@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import grpc
-
 from tierset.auth.credentials import CredentialStore, Kind, digest
 from tierset.auth.throttle import LoginThrottle
 from tierset.core import errors
 from tierset.core.authz import Principal, Role
+from tierset.core.reasons import Reason
 from tierset.store.listener import Listener, Subscription
 
 log = logging.getLogger(__name__)
@@ -61,14 +60,14 @@ ANONYMOUS_METHODS = frozenset({CREATE_TOKEN_METHOD})
 _BEARER_KINDS = frozenset({Kind.ACCESS_TOKEN.value, Kind.API_TOKEN.value})
 
 
-def unauthenticated(reason: str, message: str) -> errors.TiersetError:
+def unauthenticated(reason: Reason, message: str) -> errors.TiersetError:
     """UNAUTHENTICATED with a reason; the message never repeats what was sent."""
-    return errors.TiersetError(grpc.StatusCode.UNAUTHENTICATED, reason, message)
+    return errors.TiersetError(errors.Code.UNAUTHENTICATED, reason, message)
 
 
 def _missing() -> errors.TiersetError:
     return unauthenticated(
-        "CREDENTIALS_MISSING",
+        Reason.CREDENTIALS_MISSING,
         "authentication required: send 'authorization: Bearer <token>' or "
         "'authorization: Basic base64(username:application password)'",
     )
@@ -77,15 +76,15 @@ def _missing() -> errors.TiersetError:
 def _invalid() -> errors.TiersetError:
     # One answer for unknown, revoked, wrong-kind and wrong-username: which it
     # was would tell a guesser something.
-    return unauthenticated("CREDENTIALS_INVALID", "invalid credentials")
+    return unauthenticated(Reason.CREDENTIALS_INVALID, "invalid credentials")
 
 
 def _expired() -> errors.TiersetError:
-    return unauthenticated("CREDENTIALS_EXPIRED", "the access token has expired")
+    return unauthenticated(Reason.CREDENTIALS_EXPIRED, "the access token has expired")
 
 
 def _malformed(what: str) -> errors.TiersetError:
-    return unauthenticated("CREDENTIALS_MALFORMED", f"malformed authorization: {what}")
+    return unauthenticated(Reason.CREDENTIALS_MALFORMED, f"malformed authorization: {what}")
 
 
 @dataclass(frozen=True)
@@ -182,7 +181,7 @@ class Authenticator:
         try:
             principal = await self._verify(presented)
         except errors.TiersetError as error:
-            if error.reason == "CREDENTIALS_INVALID":
+            if error.reason == Reason.CREDENTIALS_INVALID:
                 self._throttle.failed(presented.username, source, "application password")
             raise
         self._throttle.succeeded(presented.username, source)

@@ -27,6 +27,7 @@ import asyncpg
 
 from tierset.core import errors
 from tierset.core.authz import Role
+from tierset.core.reasons import Reason
 from tierset.store.database import PoolClient, query
 
 
@@ -143,12 +144,12 @@ class CredentialStore(PoolClient):
             )
         except asyncpg.UniqueViolationError:
             raise errors.already_exists(
-                f"username {username!r} is taken", "USERNAME_TAKEN", username=username
+                f"username {username!r} is taken", Reason.USERNAME_TAKEN, username=username
             ) from None
         except asyncpg.ForeignKeyViolationError:
             raise errors.not_found(
                 f"account {account_id} does not exist",
-                "ACCOUNT_NOT_FOUND",
+                Reason.ACCOUNT_NOT_FOUND,
                 account_id=str(account_id),
             ) from None
         return _user(row)
@@ -163,7 +164,7 @@ class CredentialStore(PoolClient):
         found = await self.user_by_username(username)
         if found is None:
             raise errors.not_found(
-                f"user {username!r} does not exist", "USER_NOT_FOUND", username=username
+                f"user {username!r} does not exist", Reason.USER_NOT_FOUND, username=username
             )
         return found[0]
 
@@ -282,7 +283,7 @@ class CredentialStore(PoolClient):
             )
         except asyncpg.UniqueViolationError:
             raise errors.already_exists(
-                f"client_id {client_id!r} is taken", "CLIENT_EXISTS", client_id=client_id
+                f"client_id {client_id!r} is taken", Reason.CLIENT_EXISTS, client_id=client_id
             ) from None
         return client_id, secret
 

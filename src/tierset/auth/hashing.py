@@ -26,22 +26,22 @@ import functools
 import secrets
 
 import argon2
-import grpc
 
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.ops import metrics
 
 # How many checks may wait for a slot, per slot: enough to absorb a few users signing in
 # at the same moment, few enough that a burst is refused quickly instead of timing out.
 WAITERS_PER_SLOT = 4
 
-BUSY_REASON = "PASSWORD_HASHING_BUSY"
+BUSY_REASON = Reason.PASSWORD_HASHING_BUSY
 
 
 def busy() -> errors.TiersetError:
     """UNAVAILABLE: no room to check a password now; the client may retry shortly."""
     return errors.TiersetError(
-        grpc.StatusCode.UNAVAILABLE,
+        errors.Code.UNAVAILABLE,
         BUSY_REASON,
         "too many sign-ins are being checked right now; retry in a moment",
         metadata={"retry_after_seconds": "1"},

@@ -41,14 +41,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-import grpc
-
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.ops import metrics
 
 log = logging.getLogger(__name__)
 
-THROTTLED_REASON = "AUTH_THROTTLED"
+THROTTLED_REASON = Reason.AUTH_THROTTLED
 # Usernames longer than any stored one cannot sign in; keyed by a prefix, so a huge
 # made-up name does not take memory (usernames are at most 150 characters).
 _MAX_KEYED_USERNAME = 151
@@ -105,7 +104,7 @@ class _Rate:
 def throttled(retry_after_seconds: int) -> errors.TiersetError:
     """RESOURCE_EXHAUSTED / AUTH_THROTTLED, saying when to retry."""
     return errors.TiersetError(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        errors.Code.RESOURCE_EXHAUSTED,
         THROTTLED_REASON,
         f"too many failed sign-in attempts; retry after {retry_after_seconds} seconds",
         metadata={"retry_after_seconds": str(retry_after_seconds)},

@@ -7,9 +7,13 @@ else the ``.data`` of the checkout holding the working folder; see
 :mod:`tierset.ops.datadir`); a running server is used on whatever port it listens
 on, a stopped one is started for the command and stopped after, and a missing
 one is an error naming what to set: no command ever creates a database.
-A secret is printed once, on stdout, as ``NAME=value``; everything else goes to
-stderr. Revocations reach running servers at once
-(PostgreSQL NOTIFY), or within TIERSET_AUTH_CACHE_SECONDS at worst.
+Every command goes through the service layer as the local operator
+(:func:`tierset.core.authz.operator`, PLATFORM's permissions), so it gets the same
+checks as a gRPC call: a refusal is one line on stderr naming the option at fault,
+exit code 1 (2 for usage errors, from argparse). A secret is printed once, on
+stdout, as ``NAME=value``; everything else goes to stderr. Revocations reach
+running servers at once (PostgreSQL NOTIFY), or within TIERSET_AUTH_CACHE_SECONDS
+at worst.
 """
 
 from __future__ import annotations
@@ -18,22 +22,35 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 from tierset.auth.credentials import CredentialStore, Kind, new_secret
-from tierset.core import errors
-from tierset.core.authz import Role
+from tierset.core import authz, errors
+from tierset.core.authz import Principal, Role
 from tierset.ops.config import Config
 from tierset.ops.datadir import embedded_data_dir
 from tierset.ops.embedded import EmbeddedPostgres, EmbeddedPostgresError
+from tierset.services.accounts import AccountService
+from tierset.services.credentials import CredentialService
 from tierset.store.database import Store
 from tierset.store.migrate import migrate
 
 LIST_HEADER = "ID\tNAME\tCREATED\tSTATE"
 
-Action = Callable[[argparse.Namespace, Store, CredentialStore], Awaitable[None]]
+
+@dataclass(frozen=True)
+class Services:
+    """What a command calls: the same services as gRPC, as the local operator."""
+
+    principal: Principal
+    accounts: AccountService
+    credentials: CredentialService
+
+
+Action = Callable[[argparse.Namespace, Services], Awaitable[None]]
 
 
 def _note(text: str) -> None:
@@ -58,34 +75,35 @@ def _read_password(args: argparse.Namespace) -> str | None:
     return password
 
 
-async def account_create(args: argparse.Namespace, store: Store, _: CredentialStore) -> None:
-    row = await store.create_account(args.id, args.name)
+async def account_create(args: argparse.Namespace, do: Services) -> None:
+    row = await do.accounts.create_account(do.principal, args.id, args.name)
     print(f"TIERSET_ACCOUNT_ID={row.id}")
 
 
-async def retailer_create(args: argparse.Namespace, store: Store, _: CredentialStore) -> None:
-    row = await store.create_retailer(args.id, args.account, args.name)
+async def retailer_create(args: argparse.Namespace, do: Services) -> None:
+    row = await do.accounts.create_retailer(do.principal, args.id, args.account, args.name)
     print(f"TIERSET_RETAILER_ID={row.id}")
 
 
-async def user_create(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+async def user_create(args: argparse.Namespace, do: Services) -> None:
     roles = frozenset(Role(r) for r in args.role)
     password = _read_password(args)
-    user = await creds.create_user(args.account, args.username, password, roles)
+    user = await do.credentials.create_user(
+        do.principal, args.account, args.username, password, roles
+    )
     _note(f"created user {user.username} ({', '.join(sorted(roles))}) in account {args.account}")
 
 
-async def user_set_password(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
+async def user_set_password(args: argparse.Namespace, do: Services) -> None:
     password = _read_password(args)
     assert password is not None
-    revoked = await creds.set_password(args.username, password)
+    revoked = await do.credentials.set_password(do.principal, args.username, password)
     _note(f"password changed; revoked {len(revoked)} OAuth tokens of {args.username}")
 
 
 def _issue(kind: Kind, variable: str, label: str) -> Action:
-    async def action(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
-        user = await creds.require_user(args.username)
-        issued = await creds.issue(user.id, kind, name=args.name)
+    async def action(args: argparse.Namespace, do: Services) -> None:
+        user, issued = await do.credentials.issue(do.principal, args.username, kind, args.name)
         _note(f"created {label} {issued.id} ({args.name!r}) for {user.username}; shown once")
         _secret(variable, issued.secret)
 
@@ -93,11 +111,11 @@ def _issue(kind: Kind, variable: str, label: str) -> Action:
 
 
 def _list(kind: Kind) -> Action:
-    async def action(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
-        await creds.require_user(args.username)
+    async def action(args: argparse.Namespace, do: Services) -> None:
+        records = await do.credentials.list_of(do.principal, args.username, kind)
         # Tab-separated under a header row, like `ps`: `tail -n +2 | cut -f1` gives the ids.
         print(LIST_HEADER)
-        for record in await creds.list(args.username, kind):
+        for record in records:
             state = "active" if record.revoke_time is None else f"revoked {record.revoke_time:%c}"
             print(f"{record.id}\t{record.name or ''}\t{record.create_time:%Y-%m-%d}\t{state}")
 
@@ -105,27 +123,48 @@ def _list(kind: Kind) -> Action:
 
 
 def _revoke(kind: Kind, label: str) -> Action:
-    async def action(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
-        if not await creds.revoke(args.id, kind):
-            raise errors.not_found(
-                f"no active {label} {args.id}", f"{kind}_NOT_FOUND", id=str(args.id)
-            )
+    async def action(args: argparse.Namespace, do: Services) -> None:
+        await do.credentials.revoke(do.principal, kind, args.id)
         _note(f"revoked {label} {args.id}")
 
     return action
 
 
-async def oauth_client_create(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
-    client_id, secret = await creds.create_oauth_client(args.client_id, args.name)
+async def oauth_client_create(args: argparse.Namespace, do: Services) -> None:
+    client_id, secret = await do.credentials.create_oauth_client(
+        do.principal, args.client_id, args.name
+    )
     _note(f"registered OAuth client {client_id!r}; the secret is shown once")
     print(f"TIERSET_CLIENT_ID={client_id}")
     _secret("TIERSET_CLIENT_SECRET", secret)
 
 
-async def oauth_client_revoke(args: argparse.Namespace, _: Store, creds: CredentialStore) -> None:
-    if not await creds.revoke_oauth_client(args.client_id):
-        raise errors.not_found(f"no active OAuth client {args.client_id!r}", "CLIENT_NOT_FOUND")
+async def oauth_client_revoke(args: argparse.Namespace, do: Services) -> None:
+    await do.credentials.revoke_oauth_client(do.principal, args.client_id)
     _note(f"revoked OAuth client {args.client_id!r} and its tokens")
+
+
+# The option each field of the services' errors came from (a command may say otherwise).
+FLAGS = {
+    "account_id": "--account",
+    "display_name": "--name",
+    "name": "--name",
+    "username": "--username",
+    "client_id": "--client-id",
+    "id": "--id",
+    "password": "password",
+    "roles": "--role",
+}
+
+
+def describe(error: errors.TiersetError, flags: dict[str, str]) -> str:
+    """One line for a refused command, naming the option at fault ("--id: ...")."""
+    if not error.violations:
+        return error.message
+    return "; ".join(
+        f"{flags.get(v.field) or FLAGS.get(v.field, v.field)}: {v.description}"
+        for v in error.violations
+    )
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -146,11 +185,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     accounts = group("account", "accounts")
     p = command(accounts, "create", "create an account (prints its id)", account_create)
+    p.set_defaults(flags={"account_id": "--id"})
     p.add_argument("--id", type=int, help="the id to give it (default: the next free one)")
     p.add_argument("--name", required=True, help="display name")
 
     retailers = group("retailer", "retailers")
     p = command(retailers, "create", "register a retailer under an account", retailer_create)
+    p.set_defaults(flags={"retailer_id": "--id"})
     p.add_argument("--id", type=int, help="the id to give it (default: the next free one)")
     p.add_argument("--account", type=int, required=True, help="the owning account id")
     p.add_argument("--name", required=True, help="display name")
@@ -206,7 +247,10 @@ async def _execute(action: Action, args: argparse.Namespace, dsn: str | None) ->
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
-        await action(args, Store(pool), CredentialStore(pool))
+        services = Services(
+            authz.operator(), AccountService(Store(pool)), CredentialService(CredentialStore(pool))
+        )
+        await action(args, services)
     finally:
         await pool.close()
 
@@ -245,7 +289,12 @@ def run(args: argparse.Namespace, config: Config) -> None:
     try:
         asyncio.run(_execute(args.admin_action, args, dsn))
     except errors.TiersetError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+        print(f"error: {describe(error, getattr(args, 'flags', {}))}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except asyncpg.PostgresError as error:
+        # The services should have refused it first; the class says what, the text could
+        # echo data, and a traceback helps no one at a prompt.
+        print(f"error: the database refused the command ({type(error).__name__})", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
         if embedded is not None:

@@ -27,6 +27,7 @@ import asyncpg
 from tierset.auth.credentials import CredentialStore, Kind, new_secret
 from tierset.core import errors
 from tierset.core.authz import Role
+from tierset.core.reasons import Reason
 from tierset.store.database import Store, query
 
 DEMO_ACCOUNT_ID = 1111
@@ -46,14 +47,16 @@ async def _ensure_scopes(connection: asyncpg.Connection) -> None:
         (PLATFORM_ACCOUNT_ID, "Platform operations"),
     ):
         await _create_unless_exists(
-            connection, functools.partial(store.create_account, account_id, name), "ACCOUNT_EXISTS"
+            connection,
+            functools.partial(store.create_account, account_id, name),
+            Reason.ACCOUNT_EXISTS,
         )
     await _create_unless_exists(
         connection,
         functools.partial(
             store.create_retailer, DEMO_RETAILER_ID, DEMO_ACCOUNT_ID, "Demo retailer"
         ),
-        "RETAILER_EXISTS",
+        Reason.RETAILER_EXISTS,
     )
 
 

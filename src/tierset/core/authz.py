@@ -1,7 +1,9 @@
-"""Who may do what: roles, the permissions they grant, and the one policy check.
+"""Who may do what: roles, the permissions they grant, and the pure policy checks.
 
-Every handler asks this module before it returns or writes anything of an
-account. The rules:
+Every service asks this module before it returns or writes anything of an
+account; the services find which account owns a scope (the store knows) and
+pass it in, so this module holds only the policy and imports neither the store
+nor grpc. The rules:
 
 * ``VIEWER`` may view settings (and the account and retailers) of its account.
 * ``ADMIN`` may also edit settings, register retailers and manage integration
@@ -17,16 +19,12 @@ see NOT_FOUND for an account or retailer.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 from dataclasses import dataclass
 from enum import StrEnum
 
-import grpc
-
 from tierset.core import errors
-from tierset.core.values import Level
-from tierset.store.database import Resolution, ScopeRef, Store
+from tierset.core.reasons import Reason
 
 
 class Role(StrEnum):
@@ -86,6 +84,29 @@ class Principal:
         return Permission.PLATFORM in self.permissions
 
 
+# The name the admin commands act under, in logs and errors. A username cannot hold a
+# space (credentials.check_username), so no user can ever be mistaken for it.
+OPERATOR_NAME = "local operator"
+OPERATOR_CREDENTIAL = "OPERATOR"
+
+
+def operator() -> Principal:
+    """The person at the admin CLI: may do what PLATFORM may, on any account.
+
+    Whoever can run the admin commands can reach the database already; the point
+    of a principal is that the CLI goes through the same services, and so the same
+    validation and checks, as a PLATFORM caller over gRPC.
+    """
+    return Principal(
+        user_id=0,
+        username=OPERATOR_NAME,
+        account_id=0,
+        roles=frozenset({Role.PLATFORM}),
+        credential_kind=OPERATOR_CREDENTIAL,
+        credential_id=0,
+    )
+
+
 _current: contextvars.ContextVar[Principal] = contextvars.ContextVar("tierset_principal")
 
 
@@ -96,7 +117,7 @@ def current_principal() -> Principal:
     except LookupError:
         # Fail closed: a handler asking for a caller on an anonymous path is a bug.
         raise errors.TiersetError(
-            grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_MISSING", "authentication required"
+            errors.Code.UNAUTHENTICATED, Reason.CREDENTIALS_MISSING, "authentication required"
         ) from None
 
 
@@ -114,8 +135,8 @@ def denied(permission: Permission) -> errors.TiersetError:
     """PERMISSION_DENIED naming the permission that was missing (never whose data it is)."""
     where = "" if permission is Permission.PLATFORM else " on the account that owns it"
     return errors.TiersetError(
-        grpc.StatusCode.PERMISSION_DENIED,
-        "PERMISSION_DENIED",
+        errors.Code.PERMISSION_DENIED,
+        Reason.PERMISSION_DENIED,
         f"permission denied: this needs {permission}{where}",
         metadata={"permission": permission.value},
     )
@@ -139,58 +160,3 @@ def require_platform(principal: Principal) -> None:
     """Raises PERMISSION_DENIED unless the caller has the PLATFORM permission."""
     if Permission.PLATFORM not in principal.permissions:
         raise denied(Permission.PLATFORM)
-
-
-async def authorize_scope(
-    principal: Principal, permission: Permission, scope: ScopeRef, store: Store
-) -> None:
-    """Checks `permission` on the account owning `scope` before anything is written.
-
-    An account scope is owned by itself, so a caller confined to its own
-    account is refused without a database round trip.
-    """
-    if permission not in principal.permissions:
-        raise denied(permission)  # no need to ask the database whose scope it is
-    if scope.level is Level.ACCOUNT:
-        require(principal, permission, scope.id)
-    else:
-        require(principal, permission, await store.retailer_account(scope.id))
-
-
-async def resolve_authorized(
-    principal: Principal,
-    scope: ScopeRef,
-    keys: list[str],
-    store: Store,
-    lease: contextlib.AsyncExitStack | None = None,
-) -> Resolution:
-    """Resolves settings for `scope`, returning them only if the caller may view them.
-
-    A caller confined to its account resolves with that account named, so the
-    store answers another account's scope exactly as it answers a missing one
-    (NOT_FOUND, the same statement, nothing cached) and both become the same
-    PERMISSION_DENIED: neither the answer nor the work done tells them apart.
-    The owner the statement reports is checked again before anything leaves, and
-    a large read is fetched, or refused for its size, only after that check.
-
-    `lease` holds a large read's share of the read budget (see Store.resolve).
-    """
-    if Permission.SETTINGS_VIEW not in principal.permissions:
-        raise denied(Permission.SETTINGS_VIEW)
-    if scope.level is Level.ACCOUNT:
-        require(principal, Permission.SETTINGS_VIEW, scope.id)
-    visible_to = None if principal.acts_on_any_account else principal.account_id
-    try:
-        resolution = await store.resolve(
-            scope,
-            keys,
-            visible_to,
-            lambda owner: require(principal, Permission.SETTINGS_VIEW, owner),
-            lease,
-        )
-    except errors.TiersetError as error:
-        if error.code is grpc.StatusCode.NOT_FOUND:
-            require(principal, Permission.SETTINGS_VIEW, None)
-        raise
-    require(principal, Permission.SETTINGS_VIEW, resolution.account_id)
-    return resolution

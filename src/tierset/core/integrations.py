@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.core.values import unstorable_text
 from tierset.v1 import integrations_pb2
 
@@ -135,7 +136,7 @@ def lookup(name: str) -> Integration:
         return CATALOGUE[name]
     except KeyError:
         raise errors.not_found(
-            "Integration not found", "INTEGRATION_NOT_FOUND", integration_name=name[:100]
+            "Integration not found", Reason.INTEGRATION_NOT_FOUND, integration_name=name[:100]
         ) from None
 
 
@@ -174,7 +175,7 @@ def validate_config(integration: Integration, config: dict[str, Any]) -> dict[st
             )
     if violations:
         raise errors.invalid_argument(
-            VALIDATION_FAILED, violations, "INTEGRATION_VALIDATION_FAILED"
+            VALIDATION_FAILED, violations, Reason.INTEGRATION_VALIDATION_FAILED
         )
     return config
 
@@ -183,7 +184,7 @@ def _bad_integration(description: str) -> errors.TiersetError:
     return errors.invalid_argument(
         VALIDATION_FAILED,
         [errors.FieldViolation("integration", description)],
-        "INTEGRATION_VALIDATION_FAILED",
+        Reason.INTEGRATION_VALIDATION_FAILED,
     )
 
 
@@ -254,7 +255,7 @@ def _object_config(struct: struct_pb2.Struct) -> dict[str, Any]:
             )
     if violations:
         raise errors.invalid_argument(
-            VALIDATION_FAILED, violations, "INTEGRATION_VALIDATION_FAILED"
+            VALIDATION_FAILED, violations, Reason.INTEGRATION_VALIDATION_FAILED
         )
     return config
 

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2_grpc
 from starlette.requests import Request
 
+from tierset.core.reasons import Reason
 from tierset.gateway.errors import (
     CONTENT_TOO_LARGE,
     HEADERS_TOO_LARGE,
@@ -104,7 +105,7 @@ def _authorization(request: Request) -> str | None:
             Failure(
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"Send one Authorization header, not {len(sent)}.",
-                "CREDENTIALS_MALFORMED",
+                Reason.CREDENTIALS_MALFORMED,
             )
         )
     return sent[0] if sent else None
@@ -117,7 +118,7 @@ def call_options(request: Request, message: Message) -> dict[str, Any]:
             CONTENT_TOO_LARGE,
             "body",
             f"The request is larger than the {GRPC_MAX_MESSAGE_BYTES} bytes one call may carry.",
-            "BODY_TOO_LARGE",
+            Reason.BODY_TOO_LARGE,
         )
     metadata = [(REQUEST_ID_HEADER, request_id(request))]
     if request.client is not None and request.client.host:
@@ -129,12 +130,14 @@ def call_options(request: Request, message: Message) -> dict[str, Any]:
                 HEADERS_TOO_LARGE,
                 "Authorization",
                 f"The Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes.",
-                "HEADERS_TOO_LARGE",
+                Reason.HEADERS_TOO_LARGE,
             )
         # gRPC metadata is printable ASCII; anything else cannot be passed on unchanged.
         if not _printable_ascii(authorization):
             raise bad_request(
-                "Authorization", "The Authorization header must be printable ASCII.", "BAD_HEADER"
+                "Authorization",
+                "The Authorization header must be printable ASCII.",
+                Reason.BAD_HEADER,
             )
         metadata.append(("authorization", authorization))
     return {"timeout": backend(request).deadline_seconds, "metadata": metadata}

@@ -36,6 +36,7 @@ import grpc
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from tierset.core.reasons import Reason
 from tierset.gateway import errors
 from tierset.ops.config import Config
 
@@ -103,7 +104,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             failure = errors.Failure(
                 grpc.StatusCode.UNAVAILABLE,
                 "The gateway holds as many connections as it may; retry shortly.",
-                "TOO_MANY_CONNECTIONS",
+                Reason.TOO_MANY_CONNECTIONS,
             )
             self._answer_and_close(failure, (b"retry-after", b"1"))
             return
@@ -123,7 +124,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 room = self.limits.max_header_bytes - self._head_bytes
                 if room <= 0:
                     refusal = self._refuse_head(
-                        "HEADERS_TOO_LARGE",
+                        Reason.HEADERS_TOO_LARGE,
                         "The request line and headers are longer than "
                         f"{self.limits.max_header_bytes} bytes.",
                     )
@@ -152,7 +153,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count += 1
         if self._header_count > self.limits.max_headers:
             self._refuse_head(
-                "TOO_MANY_HEADERS", f"The request has more than {self.limits.max_headers} headers."
+                Reason.TOO_MANY_HEADERS,
+                f"The request has more than {self.limits.max_headers} headers.",
             )
             return
         super().on_header(name, value)
@@ -222,7 +224,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             grpc.StatusCode.DEADLINE_EXCEEDED,
             f"The request line and headers took longer than "
             f"{self.limits.header_timeout_seconds:g} s to arrive.",
-            "HEADER_TIMEOUT",
+            Reason.HEADER_TIMEOUT,
             row=errors.REQUEST_TIMEOUT,
         )
         self._answer_and_close(failure)

@@ -23,6 +23,7 @@ import grpc
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tierset.core.reasons import Reason
 from tierset.gateway import errors
 from tierset.gateway.calls import REQUEST_ID_HEADER, request_id_from
 from tierset.ops import logs
@@ -81,7 +82,7 @@ class RequestEnvelope:
                 failure = errors.Failure(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "The path or query is not valid UTF-8.",
-                    "BAD_PATH",
+                    Reason.BAD_PATH,
                     (("path", "The path or query is not valid UTF-8."),),
                 )
                 await errors.response(failure, family)(scope, receive, send_with_id)
@@ -93,14 +94,16 @@ class RequestEnvelope:
             )
             if not status:  # sent to a closed connection: only the log and the metrics see it
                 failure = errors.Failure(
-                    grpc.StatusCode.CANCELLED, "The client closed the connection.", "CLIENT_CLOSED"
+                    grpc.StatusCode.CANCELLED,
+                    "The client closed the connection.",
+                    Reason.CLIENT_CLOSED,
                 )
                 await errors.response(failure, family)(scope, receive, send_with_id)
         except Exception:
             log.exception("request %s: unhandled error on %s %s", request_id, scope["method"], path)
             if status:  # the response has begun; all that is left is to drop the connection
                 raise
-            failure = errors.Failure(grpc.StatusCode.INTERNAL, "internal error", "INTERNAL")
+            failure = errors.Failure(grpc.StatusCode.INTERNAL, "internal error", Reason.INTERNAL)
             await errors.response(failure, family)(scope, receive, send_with_id)
         finally:
             duration_ms = (time.perf_counter() - started) * 1000

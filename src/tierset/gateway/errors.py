@@ -17,6 +17,10 @@ A 401 carries ``WWW-Authenticate`` with the schemes that would have worked
 A failure whose ErrorInfo says ``retry_after_seconds`` (a throttled sign-in, 429; no
 room to check a password, 503) carries ``Retry-After`` with those seconds.
 
+The reasons the gateway sends of its own are members of the one catalogue
+(:class:`tierset.core.reasons.Reason`, documented in ``error_reason.proto``), like the
+server's; the tables below are keyed by them.
+
 Messages are shown only when they were written for clients (the server's
 error vocabulary or the gateway's own); a status made by the gRPC transport
 (a refused connection, say) shows the table's fixed text instead, so no
@@ -34,6 +38,7 @@ from google.rpc import error_details_pb2, status_pb2
 from starlette.responses import JSONResponse
 
 from tierset.core.errors import ERROR_DOMAIN
+from tierset.core.reasons import Reason
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -121,7 +126,7 @@ def too_large(row: Row, field: str, description: str, reason: str) -> GatewayErr
     )
 
 
-def bad_request(field: str, description: str, reason: str = "BAD_REQUEST") -> GatewayError:
+def bad_request(field: str, description: str, reason: str = Reason.BAD_REQUEST) -> GatewayError:
     """A malformed request, naming the one thing that is wrong with it."""
     return GatewayError(
         Failure(grpc.StatusCode.INVALID_ARGUMENT, description, reason, ((field, description),))
@@ -198,14 +203,14 @@ OAUTH_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # RFC 6749 §5.2: the token endpoint's error codes, by the ErrorInfo reason AuthService
 # gives (its gRPC code alone cannot tell invalid_grant from invalid_client).
 OAUTH_ERRORS: dict[str, tuple[int, str]] = {
-    "INVALID_GRANT": (400, "invalid_grant"),
-    "INVALID_CLIENT": (401, "invalid_client"),
-    "UNSUPPORTED_GRANT_TYPE": (400, "unsupported_grant_type"),
-    "INVALID_SCOPE": (400, "invalid_scope"),
-    "INVALID_REQUEST": (400, "invalid_request"),
+    Reason.INVALID_GRANT: (400, "invalid_grant"),
+    Reason.INVALID_CLIENT: (401, "invalid_client"),
+    Reason.UNSUPPORTED_GRANT_TYPE: (400, "unsupported_grant_type"),
+    Reason.INVALID_SCOPE: (400, "invalid_scope"),
+    Reason.INVALID_REQUEST: (400, "invalid_request"),
     # Too many failed sign-ins. RFC 6749 has no code for it; "slow_down" is the registered
     # OAuth code (RFC 8628 §3.5) that tells a client to wait before asking again.
-    "AUTH_THROTTLED": (429, "slow_down"),
+    Reason.AUTH_THROTTLED: (429, "slow_down"),
 }
 
 
@@ -237,10 +242,10 @@ def render(failure: Failure, family: Family) -> tuple[int, dict[str, Any]]:
 REALM = "tierset"
 # RFC 6750 §3.1: a Bearer challenge says why a token that was sent is refused
 # (and says nothing when none was sent).
-_BEARER_ERRORS = {
-    "CREDENTIALS_INVALID": "invalid_token",
-    "CREDENTIALS_EXPIRED": "invalid_token",
-    "CREDENTIALS_MALFORMED": "invalid_request",
+_BEARER_ERRORS: dict[str, str] = {
+    Reason.CREDENTIALS_INVALID: "invalid_token",
+    Reason.CREDENTIALS_EXPIRED: "invalid_token",
+    Reason.CREDENTIALS_MALFORMED: "invalid_request",
 }
 
 
@@ -307,7 +312,7 @@ def route_not_found(family: Family) -> JSONResponse:
         return JSONResponse(wordpress_error("rest_no_route", WORDPRESS_NO_ROUTE, 404), 404)
     # The path is not echoed: a client's text in an answer is one more thing to escape.
     failure = Failure(
-        grpc.StatusCode.NOT_FOUND, "No route matches this method and path.", "NOT_FOUND"
+        grpc.StatusCode.NOT_FOUND, "No route matches this method and path.", Reason.NOT_FOUND
     )
     return response(failure, family)
 
@@ -323,7 +328,7 @@ def method_not_allowed(family: Family, allow: str) -> JSONResponse:
             wordpress_error("rest_no_route", WORDPRESS_NO_ROUTE, 405), 405, headers=headers
         )
     body = {
-        "error": [{"code": "METHOD_NOT_ALLOWED", "message": f"Allowed methods: {allow}"}],
+        "error": [{"code": Reason.METHOD_NOT_ALLOWED, "message": f"Allowed methods: {allow}"}],
         "message": "Method Not Allowed",
         "code": "405",
     }

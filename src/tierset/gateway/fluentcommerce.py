@@ -28,6 +28,7 @@ import grpc
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tierset.core.reasons import Reason
 from tierset.gateway import jsonbody, preconditions
 from tierset.gateway.calls import backend, call_options
 from tierset.gateway.errors import Failure, GatewayError, bad_request
@@ -45,7 +46,7 @@ _PATH_LEVELS = {"account_id": "ACCOUNT", "retailer_id": "RETAILER"}
 def _scope(request: Request, kind: str, param: str) -> settings_pb2.Scope:
     raw = request.path_params[param]
     if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 0 < int(raw) <= INT64_MAX:
-        raise bad_request(param, f"{param} must be a positive whole number.", "BAD_PATH")
+        raise bad_request(param, f"{param} must be a positive whole number.", Reason.BAD_PATH)
     return settings_pb2.Scope(**{kind: int(raw)})
 
 
@@ -116,7 +117,7 @@ def _value_json(setting: settings_pb2.Setting) -> str:
         except ValueError:
             log.error("server sent invalid JSON for key %s", setting.key)
             raise GatewayError(
-                Failure(grpc.StatusCode.INTERNAL, "internal error", "BAD_UPSTREAM_VALUE")
+                Failure(grpc.StatusCode.INTERNAL, "internal error", Reason.BAD_UPSTREAM_VALUE)
             ) from None
         return text
     return "null"

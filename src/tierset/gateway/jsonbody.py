@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from tierset.core.reasons import Reason
 from tierset.gateway.errors import CONTENT_TOO_LARGE, bad_request, too_large
 
 JSON_MEDIA_TYPE = "application/json"
@@ -65,7 +66,7 @@ def check_content_type(request: Request, expected: str = JSON_MEDIA_TYPE) -> Non
         raise bad_request(
             "Content-Type",
             f"Content-Type must be {expected} (UTF-8).",
-            "UNSUPPORTED_MEDIA_TYPE",
+            Reason.UNSUPPORTED_MEDIA_TYPE,
         )
 
 
@@ -75,7 +76,7 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
         CONTENT_TOO_LARGE,
         "body",
         f"The request body is larger than {max_bytes} bytes.",
-        "BODY_TOO_LARGE",
+        Reason.BODY_TOO_LARGE,
     )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
@@ -98,7 +99,7 @@ async def read_json(request: Request, max_bytes: int, *, exact_numbers: bool) ->
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise bad_request(
-            "body", "The request body is not valid UTF-8.", "MALFORMED_JSON"
+            "body", "The request body is not valid UTF-8.", Reason.MALFORMED_JSON
         ) from None
     try:
         return json.loads(
@@ -113,14 +114,18 @@ async def read_json(request: Request, max_bytes: int, *, exact_numbers: bool) ->
         raise bad_request(
             "body",
             f"The request body has the member {name} more than once in one object.",
-            "DUPLICATE_MEMBER",
+            Reason.DUPLICATE_MEMBER,
         ) from None
     except _OutOfRange:
         raise bad_request(
-            "body", "The request body has a number too large to represent.", "NUMBER_OUT_OF_RANGE"
+            "body",
+            "The request body has a number too large to represent.",
+            Reason.NUMBER_OUT_OF_RANGE,
         ) from None
     except (ValueError, RecursionError):
-        raise bad_request("body", "The request body is not valid JSON.", "MALFORMED_JSON") from None
+        raise bad_request(
+            "body", "The request body is not valid JSON.", Reason.MALFORMED_JSON
+        ) from None
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tierset.core.reasons import Reason
 from tierset.gateway import jsonbody
 from tierset.gateway.calls import backend, call_options
 from tierset.gateway.errors import OAUTH_NO_STORE, GatewayError, bad_request
@@ -39,7 +40,7 @@ _MAX_FORM_FIELDS = 50
 
 
 def _invalid_request(field: str, description: str) -> GatewayError:
-    return bad_request(field, description, "INVALID_REQUEST")
+    return bad_request(field, description, Reason.INVALID_REQUEST)
 
 
 def _fields(encoded: str, where: str) -> dict[str, str]:

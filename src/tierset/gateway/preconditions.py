@@ -25,6 +25,7 @@ import re
 
 from starlette.requests import Request
 
+from tierset.core.reasons import Reason
 from tierset.gateway.errors import GatewayError, bad_request
 from tierset.v1 import settings_pb2
 
@@ -53,7 +54,7 @@ def etag_of(setting: settings_pb2.Setting) -> str:
 
 
 def _refused(header: str, description: str) -> GatewayError:
-    return bad_request(header, description, "BAD_PRECONDITION")
+    return bad_request(header, description, Reason.BAD_PRECONDITION)
 
 
 def _from_if_match(value: str, path_level: str) -> int:

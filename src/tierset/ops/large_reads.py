@@ -25,9 +25,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-import grpc
-
-from tierset.core.errors import TiersetError
+from tierset.core.errors import Code, TiersetError
+from tierset.core.reasons import Reason
 
 _Result = TypeVar("_Result")
 
@@ -45,8 +44,8 @@ async def off_loop(size: int, convert: Callable[[], _Result]) -> _Result:
 def overloaded() -> TiersetError:
     """A large read refused because the process has too many bytes of reads in flight."""
     return TiersetError(
-        grpc.StatusCode.UNAVAILABLE,
-        "READS_OVERLOADED",
+        Code.UNAVAILABLE,
+        Reason.READS_OVERLOADED,
         "too many large reads are in flight on this server; retry shortly",
     )
 

@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from tierset.core import errors
+from tierset.core.reasons import Reason
 from tierset.core.values import MAX_READ_BYTES, Level, SettingType, compact_json
 from tierset.ops.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
 
@@ -135,7 +136,7 @@ def read_too_large(read_bytes: int) -> errors.TiersetError:
         f"the values of these keys add up to {read_bytes} bytes, more than the"
         f" {MAX_READ_BYTES // (1024 * 1024)} MiB one read may return; read fewer keys at once"
     )
-    error = errors.bad_field("keys", description, "READ_TOO_LARGE")
+    error = errors.bad_field("keys", description, Reason.READ_TOO_LARGE)
     error.metadata["read_bytes"] = str(read_bytes)
     return error
 
@@ -156,11 +157,17 @@ def _settings_from_rows(rows: Sequence[Any]) -> list[StoredSetting]:
     ]
 
 
+_NOT_FOUND_REASONS = {
+    Level.ACCOUNT: Reason.ACCOUNT_NOT_FOUND,
+    Level.RETAILER: Reason.RETAILER_NOT_FOUND,
+}
+
+
 def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
     noun = scope.level.lower()
     return errors.not_found(
         f"{noun} {scope.id} does not exist",
-        f"{scope.level}_NOT_FOUND",
+        _NOT_FOUND_REASONS[scope.level],
         **{f"{noun}_id": str(scope.id)},
     )
 
@@ -339,7 +346,7 @@ class Store(PoolClient):
         raise errors.aborted(
             f"{key}: expected version {expected_version}, "
             + ("but it does not exist" if current is None else f"but it is at version {current}"),
-            "VERSION_MISMATCH",
+            Reason.VERSION_MISMATCH,
             key=key,
             current_version=str(current or 0),
         )
@@ -351,7 +358,7 @@ class Store(PoolClient):
         except asyncpg.UniqueViolationError:
             raise errors.already_exists(
                 f"account {account_id} already exists",
-                "ACCOUNT_EXISTS",
+                Reason.ACCOUNT_EXISTS,
                 account_id=str(account_id),
             ) from None
         return AccountRow(**dict(row))
@@ -374,7 +381,7 @@ class Store(PoolClient):
         except asyncpg.UniqueViolationError:
             raise errors.already_exists(
                 f"retailer {retailer_id} already exists",
-                "RETAILER_EXISTS",
+                Reason.RETAILER_EXISTS,
                 retailer_id=str(retailer_id),
             ) from None
         except asyncpg.ForeignKeyViolationError:
@@ -407,7 +414,7 @@ class Store(PoolClient):
         if row is None:
             raise errors.not_found(
                 "Integration not found",
-                "INTEGRATION_NOT_FOUND",
+                Reason.INTEGRATION_NOT_FOUND,
                 integration_id=str(integration_id),
                 integration_name=name,
             )

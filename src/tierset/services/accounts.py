@@ -1,0 +1,97 @@
+"""Accounts and the retailers under them: creating and reading, with their checks.
+
+Ids are positive; ``None`` means the server chooses one. A display name is 1-200
+characters of storable text, not only spaces. Ids are checked before the caller's
+permission (a wrong id is wrong whoever asks), names after it. Retailer ids are
+global, so only PLATFORM may choose one: letting an account's ADMIN choose would
+tell it, by ALREADY_EXISTS, which ids other accounts hold.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tierset.core import authz, errors
+from tierset.core.authz import Permission, Principal
+from tierset.core.values import Level, unstorable_text
+from tierset.services.scopes import authorize_scope
+from tierset.store.database import AccountRow, RetailerRow, ScopeRef, Store
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_CHARS = 200
+
+
+def check_name(name: str, field: str = "display_name") -> str:
+    """A display name, or INVALID_ARGUMENT naming `field`."""
+    if not name.strip():
+        raise errors.bad_field(field, f"{field} is required")
+    if len(name) > MAX_NAME_CHARS:
+        raise errors.bad_field(field, f"{field} must be at most {MAX_NAME_CHARS} characters")
+    problem = unstorable_text(name)
+    if problem:
+        raise errors.bad_field(field, f"{field} {problem}")
+    return name
+
+
+def check_id(value: int | None, field: str, *, optional: bool = False) -> int | None:
+    """A positive id; None only where `optional` (the server chooses)."""
+    if value is None and optional:
+        return None
+    if value is None or value <= 0:
+        raise errors.bad_field(field, f"{field} must be a positive integer")
+    return value
+
+
+def _required_id(value: int, field: str) -> int:
+    checked = check_id(value, field)
+    assert checked is not None
+    return checked
+
+
+class AccountService:
+    """Accounts and their retailers; precedence reads a retailer's account from here."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def create_account(
+        self, principal: Principal, account_id: int | None, display_name: str
+    ) -> AccountRow:
+        """A new account (PLATFORM only); `account_id` None lets the server choose."""
+        authz.require_platform(principal)
+        chosen = check_id(account_id, "account_id", optional=True)
+        row = await self._store.create_account(chosen, check_name(display_name))
+        log.info("account %d created by %s", row.id, principal.username)
+        return row
+
+    async def get_account(self, principal: Principal, account_id: int) -> AccountRow:
+        """An account the caller may view."""
+        checked = _required_id(account_id, "account_id")
+        authz.require(principal, Permission.SETTINGS_VIEW, checked)
+        return await self._store.get_account(checked)
+
+    async def create_retailer(
+        self,
+        principal: Principal,
+        retailer_id: int | None,
+        account_id: int,
+        display_name: str,
+    ) -> RetailerRow:
+        """A new retailer of `account_id`; only PLATFORM may choose its id."""
+        chosen = check_id(retailer_id, "retailer_id", optional=True)
+        owner = _required_id(account_id, "account_id")
+        authz.require(principal, Permission.RETAILERS_MANAGE, owner)
+        if chosen is not None:
+            authz.require_platform(principal)
+        row = await self._store.create_retailer(chosen, owner, check_name(display_name))
+        log.info("retailer %d of account %d created by %s", row.id, owner, principal.username)
+        return row
+
+    async def get_retailer(self, principal: Principal, retailer_id: int) -> RetailerRow:
+        """A retailer the caller may view (its account's settings)."""
+        checked = _required_id(retailer_id, "retailer_id")
+        await authorize_scope(
+            principal, Permission.SETTINGS_VIEW, ScopeRef(Level.RETAILER, checked), self._store
+        )
+        return await self._store.get_retailer(checked)

@@ -1,0 +1,125 @@
+"""Settings: resolved reads for a scope, and writes of one level.
+
+Reads: a caller confined to its account resolves with that account named, so
+the store answers another account's scope exactly as it answers a missing one
+(NOT_FOUND, the same statement, nothing cached) and both become the same
+PERMISSION_DENIED: neither the answer nor the work done tells them apart. The
+owner the statement reports is checked again before anything leaves, and a
+large read is fetched, or refused for its size, only after that check.
+
+Writes: the scope is authorised before the key, the type and the value are
+looked at, so a caller without the permission learns nothing about what it
+sent; a large value is checked off the event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tierset.core import authz, errors
+from tierset.core.authz import Permission, Principal
+from tierset.core.values import Level, SettingType, check_key, check_keys, setting_type_from_proto
+from tierset.ops.large_reads import off_loop
+from tierset.services.scopes import authorize_scope
+from tierset.store.database import Resolution, ScopeRef, Store, WriteResult
+
+
+@dataclass(frozen=True)
+class IncomingValue:
+    """A value as an adapter received it: checked only once its key and type are known.
+
+    `decode` returns the JSON text to store, or raises INVALID_ARGUMENT naming the
+    field; `size` (bytes) decides whether that runs off the event loop.
+    """
+
+    size: int
+    decode: Callable[[str, SettingType], str]
+
+
+def _expected_version(expected_version: int | None) -> int | None:
+    if expected_version is not None and expected_version < 0:
+        raise errors.bad_field("expected_version", "expected_version must not be negative")
+    return expected_version
+
+
+class SettingsService:
+    """Layered settings: reads resolve precedence, writes upsert one level."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def resolve(
+        self,
+        principal: Principal,
+        scope: ScopeRef,
+        keys: list[str],
+        lease: contextlib.AsyncExitStack | None = None,
+    ) -> Resolution:
+        """The settings of `keys` for `scope`, returned only if the caller may view them.
+
+        `lease` holds a large read's share of the read budget (see Store.resolve)
+        until the caller has built its answer.
+        """
+        keys = check_keys(keys)
+        if Permission.SETTINGS_VIEW not in principal.permissions:
+            raise authz.denied(Permission.SETTINGS_VIEW)
+        if scope.level is Level.ACCOUNT:
+            authz.require(principal, Permission.SETTINGS_VIEW, scope.id)
+        visible_to = None if principal.acts_on_any_account else principal.account_id
+        try:
+            resolution = await self._store.resolve(
+                scope,
+                keys,
+                visible_to,
+                lambda owner: authz.require(principal, Permission.SETTINGS_VIEW, owner),
+                lease,
+            )
+        except errors.TiersetError as error:
+            if error.code is errors.Code.NOT_FOUND:
+                authz.require(principal, Permission.SETTINGS_VIEW, None)
+            raise
+        authz.require(principal, Permission.SETTINGS_VIEW, resolution.account_id)
+        return resolution
+
+    async def put(
+        self,
+        principal: Principal,
+        scope: ScopeRef,
+        key: str,
+        type_number: int,
+        value: IncomingValue,
+        expected_version: int | None,
+    ) -> WriteResult:
+        """Writes `key` at `scope` (ACCOUNT or RETAILER), if the caller may edit it."""
+        await authorize_scope(principal, Permission.SETTINGS_EDIT, scope, self._store)
+        return await self._write(scope, key, type_number, value, expected_version)
+
+    async def set_global(
+        self,
+        principal: Principal,
+        key: str,
+        type_number: int,
+        value: IncomingValue,
+        expected_version: int | None,
+    ) -> WriteResult:
+        """Writes the platform default of `key`; needs PLATFORM."""
+        authz.require_platform(principal)
+        return await self._write(None, key, type_number, value, expected_version)
+
+    async def _write(
+        self,
+        scope: ScopeRef | None,
+        key: str,
+        type_number: int,
+        value: IncomingValue,
+        expected_version: int | None,
+    ) -> WriteResult:
+        key = check_key(key)
+        setting_type = setting_type_from_proto(type_number)
+        # Checking a megabyte of JSON takes a while: off the loop, like a large read.
+        value_json = await off_loop(value.size, lambda: value.decode(key, setting_type))
+        return await self._store.write(
+            scope, key, setting_type, value_json, _expected_version(expected_version)
+        )

@@ -1,0 +1,112 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from typing import ClassVar as _ClassVar
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    INVALID_ARGUMENT: _ClassVar[ErrorReason]
+    REQUEST_TOO_LARGE: _ClassVar[ErrorReason]
+    READ_TOO_LARGE: _ClassVar[ErrorReason]
+    INTEGRATION_VALIDATION_FAILED: _ClassVar[ErrorReason]
+    CREDENTIALS_MISSING: _ClassVar[ErrorReason]
+    CREDENTIALS_MALFORMED: _ClassVar[ErrorReason]
+    CREDENTIALS_INVALID: _ClassVar[ErrorReason]
+    CREDENTIALS_EXPIRED: _ClassVar[ErrorReason]
+    PERMISSION_DENIED: _ClassVar[ErrorReason]
+    INVALID_REQUEST: _ClassVar[ErrorReason]
+    INVALID_GRANT: _ClassVar[ErrorReason]
+    INVALID_CLIENT: _ClassVar[ErrorReason]
+    UNSUPPORTED_GRANT_TYPE: _ClassVar[ErrorReason]
+    INVALID_SCOPE: _ClassVar[ErrorReason]
+    AUTH_THROTTLED: _ClassVar[ErrorReason]
+    PASSWORD_HASHING_BUSY: _ClassVar[ErrorReason]
+    ACCOUNT_NOT_FOUND: _ClassVar[ErrorReason]
+    RETAILER_NOT_FOUND: _ClassVar[ErrorReason]
+    INTEGRATION_NOT_FOUND: _ClassVar[ErrorReason]
+    HEALTH_SERVICE_UNKNOWN: _ClassVar[ErrorReason]
+    USER_NOT_FOUND: _ClassVar[ErrorReason]
+    API_TOKEN_NOT_FOUND: _ClassVar[ErrorReason]
+    APP_PASSWORD_NOT_FOUND: _ClassVar[ErrorReason]
+    CLIENT_NOT_FOUND: _ClassVar[ErrorReason]
+    ACCOUNT_EXISTS: _ClassVar[ErrorReason]
+    RETAILER_EXISTS: _ClassVar[ErrorReason]
+    USERNAME_TAKEN: _ClassVar[ErrorReason]
+    CLIENT_EXISTS: _ClassVar[ErrorReason]
+    VERSION_MISMATCH: _ClassVar[ErrorReason]
+    TOO_MANY_STREAMS: _ClassVar[ErrorReason]
+    READS_OVERLOADED: _ClassVar[ErrorReason]
+    BACKEND_UNAVAILABLE: _ClassVar[ErrorReason]
+    DEADLINE_EXCEEDED: _ClassVar[ErrorReason]
+    INTERNAL: _ClassVar[ErrorReason]
+    BAD_REQUEST: _ClassVar[ErrorReason]
+    BAD_PATH: _ClassVar[ErrorReason]
+    BAD_HEADER: _ClassVar[ErrorReason]
+    BAD_PRECONDITION: _ClassVar[ErrorReason]
+    MALFORMED_JSON: _ClassVar[ErrorReason]
+    DUPLICATE_MEMBER: _ClassVar[ErrorReason]
+    NUMBER_OUT_OF_RANGE: _ClassVar[ErrorReason]
+    UNSUPPORTED_MEDIA_TYPE: _ClassVar[ErrorReason]
+    BODY_TOO_LARGE: _ClassVar[ErrorReason]
+    HEADERS_TOO_LARGE: _ClassVar[ErrorReason]
+    TOO_MANY_HEADERS: _ClassVar[ErrorReason]
+    TOO_MANY_CONNECTIONS: _ClassVar[ErrorReason]
+    HEADER_TIMEOUT: _ClassVar[ErrorReason]
+    NOT_FOUND: _ClassVar[ErrorReason]
+    METHOD_NOT_ALLOWED: _ClassVar[ErrorReason]
+    CLIENT_CLOSED: _ClassVar[ErrorReason]
+    BAD_UPSTREAM_VALUE: _ClassVar[ErrorReason]
+ERROR_REASON_UNSPECIFIED: ErrorReason
+INVALID_ARGUMENT: ErrorReason
+REQUEST_TOO_LARGE: ErrorReason
+READ_TOO_LARGE: ErrorReason
+INTEGRATION_VALIDATION_FAILED: ErrorReason
+CREDENTIALS_MISSING: ErrorReason
+CREDENTIALS_MALFORMED: ErrorReason
+CREDENTIALS_INVALID: ErrorReason
+CREDENTIALS_EXPIRED: ErrorReason
+PERMISSION_DENIED: ErrorReason
+INVALID_REQUEST: ErrorReason
+INVALID_GRANT: ErrorReason
+INVALID_CLIENT: ErrorReason
+UNSUPPORTED_GRANT_TYPE: ErrorReason
+INVALID_SCOPE: ErrorReason
+AUTH_THROTTLED: ErrorReason
+PASSWORD_HASHING_BUSY: ErrorReason
+ACCOUNT_NOT_FOUND: ErrorReason
+RETAILER_NOT_FOUND: ErrorReason
+INTEGRATION_NOT_FOUND: ErrorReason
+HEALTH_SERVICE_UNKNOWN: ErrorReason
+USER_NOT_FOUND: ErrorReason
+API_TOKEN_NOT_FOUND: ErrorReason
+APP_PASSWORD_NOT_FOUND: ErrorReason
+CLIENT_NOT_FOUND: ErrorReason
+ACCOUNT_EXISTS: ErrorReason
+RETAILER_EXISTS: ErrorReason
+USERNAME_TAKEN: ErrorReason
+CLIENT_EXISTS: ErrorReason
+VERSION_MISMATCH: ErrorReason
+TOO_MANY_STREAMS: ErrorReason
+READS_OVERLOADED: ErrorReason
+BACKEND_UNAVAILABLE: ErrorReason
+DEADLINE_EXCEEDED: ErrorReason
+INTERNAL: ErrorReason
+BAD_REQUEST: ErrorReason
+BAD_PATH: ErrorReason
+BAD_HEADER: ErrorReason
+BAD_PRECONDITION: ErrorReason
+MALFORMED_JSON: ErrorReason
+DUPLICATE_MEMBER: ErrorReason
+NUMBER_OUT_OF_RANGE: ErrorReason
+UNSUPPORTED_MEDIA_TYPE: ErrorReason
+BODY_TOO_LARGE: ErrorReason
+HEADERS_TOO_LARGE: ErrorReason
+TOO_MANY_HEADERS: ErrorReason
+TOO_MANY_CONNECTIONS: ErrorReason
+HEADER_TIMEOUT: ErrorReason
+NOT_FOUND: ErrorReason
+METHOD_NOT_ALLOWED: ErrorReason
+CLIENT_CLOSED: ErrorReason
+BAD_UPSTREAM_VALUE: ErrorReason
