@@ -141,7 +141,7 @@ def _whole(low: int, high: int | None = _INT32_MAX) -> Rule:
 def _seconds(*, zero: bool, high: float | None = None) -> Rule:
     """A finite duration: above 0 (or 0 too, when `zero` says what 0 means)."""
     low = "0 or more" if zero else "more than 0"
-    expects = f"must be a number of seconds, {low}" + (f", at most {high:g}" if high else "")
+    expects = f"must be a number of seconds, {low}" + (f", at most {high}" if high else "")
 
     def rule(value: Any) -> str | None:
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -193,8 +193,8 @@ def _listen(*, off: bool = False) -> Rule:
 def _target(value: Any) -> str | None:
     """A gRPC target: host:port, or dns:[//authority/]host:port, ipv4:/ipv6: lists, unix:."""
     expects = (
-        "must be host:port with a port from 1 to 65535, or a gRPC target"
-        " (dns:///host:port, ipv4:host:port,..., unix:path)"
+        "must be host:port with a port from 1 to 65535, or a gRPC target such as"
+        " dns:///host:port, ipv4:host:port,... or unix:path"
     )
     if not isinstance(value, str):
         return expects
