@@ -28,10 +28,9 @@ def _worker_main(config: Config, dsn: str | None, parent_pid: int) -> None:
 def run_workers(config: Config, dsn: str | None) -> int:
     """Runs `config.processes` servers on `config.grpc_address` until a signal; returns exit code.
 
-    Migrations must already be applied (each worker starts with migrate_on_start off).
+    Migrations must already be applied (each worker starts with migrate_on_start off). The
+    port is fixed, not ":0": Config refuses that with several processes.
     """
-    if config.grpc_address.endswith(":0"):
-        raise ValueError("several processes need a fixed port, not :0")
     # Each worker keeps `processes` (> 1: it shares the port) but leaves migrating to us.
     worker_config = dataclasses.replace(config, migrate_on_start=False)
     return supervise(

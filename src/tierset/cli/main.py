@@ -145,6 +145,19 @@ COMMANDS = {
 }
 
 
+# The options that override a variable, by the Config field they set.
+OVERRIDES = ("processes", "gateway_processes")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The environment's configuration with the command line's overrides, checked as one:
+    ``dataclasses.replace`` builds a new Config, which validates itself (ConfigError)."""
+    overrides = {
+        field: getattr(args, field) for field in OVERRIDES if getattr(args, field, None) is not None
+    }
+    return dataclasses.replace(Config.from_env(), **overrides)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``tierset`` command."""
     parser = argparse.ArgumentParser(prog="tierset", description=DESCRIPTION)
@@ -170,13 +183,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        config = Config.from_env()
+        config = _config(args)
     except ConfigError as error:
-        raise SystemExit(f"configuration error: {error}") from None
-    if getattr(args, "processes", None) is not None:
-        config = dataclasses.replace(config, processes=args.processes)
-    if getattr(args, "gateway_processes", None) is not None:
-        config = dataclasses.replace(config, gateway_processes=args.gateway_processes)
+        # One line naming the variable, exit 2 (a usage error, as argparse's): nothing has
+        # started, so there is nothing to trace back.
+        print(f"tierset: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     logs.configure(config)
     try:
         if hasattr(args, "admin_action"):

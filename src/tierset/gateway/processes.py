@@ -75,9 +75,10 @@ def _process_main(config: Config, parent_pid: int, number: int) -> None:
 
 
 def run_gateway_processes(config: Config) -> int:
-    """Runs `config.gateway_processes` gateways on `config.http_address`; returns exit code."""
-    if config.http_address.endswith(":0"):
-        raise ValueError("several gateway processes need a fixed port, not :0")
+    """Runs `config.gateway_processes` gateways on `config.http_address`; returns exit code.
+
+    The port is fixed, not ":0": Config refuses that with several processes.
+    """
     return supervise(
         _process_main,
         (config, os.getpid()),

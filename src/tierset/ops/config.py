@@ -1,21 +1,46 @@
-"""Configuration, read once from the environment and passed in.
+"""Configuration, read once from the environment, checked in one place, and passed in.
 
-Variables use the ``TIERSET_`` prefix; the database comes from
-``DATABASE_URL`` or the standard ``PG*`` variables, as asyncpg reads them.
-No other module reads the environment.
+Variables are named after the fields, with the ``TIERSET_`` prefix: ``pool_min_size`` is
+``TIERSET_POOL_MIN_SIZE``. The database comes from ``DATABASE_URL`` or the standard ``PG*``
+variables, as asyncpg reads them (the DSN is not checked beyond being there). No other
+module reads the environment.
+
+Invariants:
+
+* **A Config that exists is valid.** ``__post_init__`` runs :func:`_validate`, so the
+  environment (:meth:`Config.from_env`), the CLI's overrides (``dataclasses.replace``, as
+  ``--processes N`` is applied) and a Config built in code pass the same checks; no use
+  site checks a value again.
+* **Reading converts, checking decides.** The readers only turn text into a whole number,
+  a number or a boolean; the ranges, the address forms and the relations between fields
+  (pool min <= max, a fixed port for several processes) are :data:`_RULES` and
+  :data:`_RELATIONS`. Every field has a rule or is named in :data:`_UNCHECKED` (checked
+  when this module is imported).
+* **One violation, one line.** A bad value raises one :class:`ConfigError` whose message
+  starts with the variable's name, says what it expects and what it got
+  (``TIERSET_POOL_MIN_SIZE must be <= TIERSET_POOL_MAX_SIZE (got 20 > 10)``); the first one
+  found is raised. The ``tierset`` command prints it alone and exits 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 from tierset.ops.client_address import Network, parse_networks
 
-_Number = TypeVar("_Number", int, float)
+# gRPC's channel arguments and PostgreSQL's statement_timeout are C ints.
+_INT32_MAX = 2**31 - 1
+# The gRPC durations are passed in milliseconds, as C ints.
+_GRPC_SECONDS_MAX = _INT32_MAX // 1000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Secret:
@@ -41,73 +66,286 @@ class Secret:
 
 
 class ConfigError(ValueError):
-    """A variable that is set but cannot be used."""
+    """A variable that is set but cannot be used: one line, starting with its name."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def variable(field: str) -> str:
+    """The environment variable of a Config field."""
+    return f"TIERSET_{field.upper()}"
+
+
+# --- Reading: text to a type, nothing more ------------------------------------------------
+
+
+def _int(name: str, raw: str) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        raise ConfigError(f"{name} must be a whole number (got {raw!r})") from None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _float(name: str, raw: str) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        raise ConfigError(f"{name} must be a number (got {raw!r})") from None
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in {"1", "true", "yes", "on"}:
+def _bool(name: str, raw: str) -> bool:
+    text = raw.strip().lower()
+    if text in {"1", "true", "yes", "on"}:
         return True
-    if raw in {"0", "false", "no", "off"}:
+    if text in {"0", "false", "no", "off"}:
         return False
-    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+    raise ConfigError(f"{name} must be true or false (got {raw!r})")
 
 
-def _listen_address(env: Mapping[str, str], name: str, default: str) -> str:
-    """``host:port`` (host may be empty for every interface, or ``[v6]``), or empty: off."""
-    raw = env.get(name, default)
-    if raw == "":
-        return raw
-    host, colon, port = raw.rpartition(":")
-    # An IPv6 host needs its brackets, or where the port starts is a guess.
-    unbracketed_v6 = ":" in host and not (host.startswith("[") and host.endswith("]"))
-    if not colon or not port.isdigit() or int(port) > 65535 or unbracketed_v6:
-        raise ConfigError(
-            f"{name} must be host:port (e.g. 127.0.0.1:9090), or empty to switch it off;"
-            f" not {raw!r}"
-        )
-    return raw
-
-
-def _positive(value: _Number, name: str) -> _Number:
-    if value <= 0:
-        raise ConfigError(f"{name} must be greater than 0, not {value}")
-    return value
-
-
-def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
+def _networks(name: str, raw: str) -> tuple[Network, ...]:
     try:
-        return parse_networks(env.get(name, ""))
+        return parse_networks(raw)
     except ValueError as error:
-        raise ConfigError(f"{name}: {error}") from None
+        raise ConfigError(
+            f"{name} must be comma-separated IP addresses or CIDR networks (got {raw!r}: {error})"
+        ) from None
 
 
-def _non_negative(value: _Number, name: str) -> _Number:
-    if value < 0:
-        raise ConfigError(f"{name} must be 0 or more, not {value}")
-    return value
+# By the field's annotation; an empty number or boolean means its default.
+_READERS: dict[str, Callable[[str, str], Any]] = {
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "str": lambda _, raw: raw,
+}
+
+
+# --- Checking: each rule says what it expects, or None ------------------------------------
+
+Rule = Callable[[Any], "str | None"]
+
+
+def _whole(low: int, high: int | None = _INT32_MAX) -> Rule:
+    expects = (
+        f"must be a whole number, at least {low}"
+        if high is None
+        else f"must be a whole number from {low} to {high}"
+    )
+
+    def rule(value: Any) -> str | None:
+        is_int = isinstance(value, int) and not isinstance(value, bool)
+        ok = is_int and value >= low and (high is None or value <= high)
+        return None if ok else expects
+
+    return rule
+
+
+def _seconds(*, zero: bool, high: float | None = None) -> Rule:
+    """A finite duration: above 0 (or 0 too, when `zero` says what 0 means)."""
+    low = "0 or more" if zero else "more than 0"
+    expects = f"must be a number of seconds, {low}" + (f", at most {high}" if high else "")
+
+    def rule(value: Any) -> str | None:
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = (
+            is_number
+            and math.isfinite(value)
+            and (value >= 0 if zero else value > 0)
+            and (high is None or value <= high)
+        )
+        return None if ok else expects
+
+    return rule
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def port_of(address: str, *, lowest: int = 0, host_required: bool = True) -> int | None:
+    """The port of ``host:port`` or ``[v6]:port``; None unless the address is well formed."""
+    host, colon, port = address.rpartition(":")
+    if not (colon and port.isascii() and port.isdigit() and lowest <= int(port) <= 65535):
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+    elif (host or host_required) and _HOSTNAME.fullmatch(host) is None:
+        return None
+    return int(port)
+
+
+def _listen(*, off: bool = False) -> Rule:
+    """Where a process listens: host:port, port 0 for any free one; `off`: or empty."""
+    expects = "must be host:port (or [v6]:port) with a port from 0 to 65535" + (
+        ", or empty to switch it off" if off else ""
+    )
+
+    def rule(value: Any) -> str | None:
+        if isinstance(value, str) and (
+            (off and value == "") or port_of(value, host_required=False) is not None
+        ):
+            return None
+        return expects
+
+    return rule
+
+
+def _target(value: Any) -> str | None:
+    """A gRPC target: host:port, or dns:[//authority/]host:port, ipv4:/ipv6: lists, unix:."""
+    expects = (
+        "must be host:port with a port from 1 to 65535, or a gRPC target such as"
+        " dns:///host:port, ipv4:host:port,... or unix:path"
+    )
+    if not isinstance(value, str):
+        return expects
+    scheme, _, rest = value.partition(":")
+    if scheme in ("unix", "unix-abstract"):
+        return None if rest.strip("/") else expects
+    if scheme in ("ipv4", "ipv6"):
+        addresses = rest.split(",")
+    elif scheme == "dns":
+        if rest.startswith("//"):
+            rest = rest[2:].partition("/")[2]
+        addresses = [rest]
+    else:
+        addresses = [value]
+    return None if all(port_of(a, lowest=1) is not None for a in addresses) else expects
+
+
+def _log_level(value: Any) -> str | None:
+    return None if value in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
+
+
+# Fields whose reader is the whole check (booleans, networks) or that are not checked.
+_UNCHECKED = frozenset(
+    {
+        "database_url",  # the DSN: asyncpg's to read, checked only for being there
+        "database_from_pg_env",
+        "data_dir",
+        "migrate_on_start",
+        "access_log",
+        "trusted_gateways",
+        "gateway_trusted_proxies",
+    }
+)
+
+_POSITIVE = _whole(1)
+_COUNT_OR_OFF = _whole(0)  # documented: 0 switches it off
+_BYTES = _whole(1, None)  # memory budgets, Python's to keep: no C int to fit
+_GRPC_SECONDS = _seconds(zero=False, high=_GRPC_SECONDS_MAX)
+
+_RULES: dict[str, Rule] = {
+    "grpc_address": _listen(),
+    "embedded_pg_port": _whole(1, 65535),
+    "pool_min_size": _whole(0),
+    "pool_max_size": _POSITIVE,
+    "statement_timeout_ms": _POSITIVE,
+    "db_connect_timeout_seconds": _seconds(zero=False),
+    "db_command_timeout_seconds": _seconds(zero=False),
+    "pool_acquire_timeout_seconds": _seconds(zero=False),
+    "health_probe_interval_seconds": _seconds(zero=False),
+    "shutdown_grace_seconds": _seconds(zero=True),  # 0: no grace, stop at once
+    "log_level": _log_level,
+    "metrics_address": _listen(off=True),
+    "gateway_metrics_address": _listen(off=True),
+    "access_token_seconds": _POSITIVE,
+    "refresh_token_seconds": _POSITIVE,
+    "auth_cache_seconds": _seconds(zero=True),  # 0: never cached
+    "auth_cache_size": _COUNT_OR_OFF,
+    "password_hash_memory_budget_bytes": _BYTES,
+    "password_hash_wait_seconds": _seconds(zero=True),  # 0: refuse at once
+    "auth_throttle_window_seconds": _seconds(zero=False),
+    "auth_throttle_user_source_failures": _COUNT_OR_OFF,
+    "auth_throttle_source_failures": _COUNT_OR_OFF,
+    "auth_throttle_user_failures": _COUNT_OR_OFF,
+    "auth_throttle_max_entries": _POSITIVE,
+    "cache_max_entries": _COUNT_OR_OFF,
+    "cache_max_bytes": _BYTES,
+    "read_budget_bytes": _BYTES,
+    "read_budget_wait_seconds": _seconds(zero=True),  # 0: refuse at once
+    "processes": _POSITIVE,
+    # Every gRPC limit is positive: 0 would mean "no limit" to gRPC for some.
+    "grpc_max_request_bytes": _POSITIVE,
+    "grpc_anonymous_max_request_bytes": _POSITIVE,
+    "grpc_create_token_max_request_bytes": _POSITIVE,
+    "grpc_max_metadata_bytes": _POSITIVE,
+    "grpc_max_streams_per_connection": _POSITIVE,
+    "grpc_max_streaming_calls": _POSITIVE,
+    "grpc_max_connection_idle_seconds": _GRPC_SECONDS,
+    "grpc_max_connection_age_seconds": _GRPC_SECONDS,
+    "grpc_max_connection_age_grace_seconds": _GRPC_SECONDS,
+    "grpc_keepalive_seconds": _GRPC_SECONDS,
+    "grpc_keepalive_timeout_seconds": _GRPC_SECONDS,
+    "grpc_min_client_ping_interval_seconds": _GRPC_SECONDS,
+    "http_address": _listen(),
+    "grpc_target": _target,
+    "gateway_deadline_seconds": _seconds(zero=False),
+    "http_max_body_bytes": _POSITIVE,
+    "http_max_header_bytes": _POSITIVE,
+    "http_max_headers": _POSITIVE,
+    "http_header_timeout_seconds": _seconds(zero=False),
+    "http_keepalive_timeout_seconds": _POSITIVE,  # whole seconds, as uvicorn takes it
+    "http_max_connections": _POSITIVE,
+    "gateway_processes": _POSITIVE,
+}
+
+# The command-line options that set a field too, named next to its variable.
+_OPTIONS = {"processes": "--processes", "gateway_processes": "tierset gateway --processes"}
+
+
+def _label(field: str) -> str:
+    option = _OPTIONS.get(field)
+    return f"{variable(field)} ({option})" if option else variable(field)
+
+
+def _got(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _pool_bounds(config: Config) -> str | None:
+    if config.pool_min_size <= config.pool_max_size:
+        return None
+    return (
+        f"TIERSET_POOL_MIN_SIZE must be <= TIERSET_POOL_MAX_SIZE"
+        f" (got {config.pool_min_size} > {config.pool_max_size})"
+    )
+
+
+def _fixed_port(address_field: str, count_field: str) -> Callable[[Config], str | None]:
+    """Several processes share one port (SO_REUSEPORT): ":0" would give each its own."""
+
+    def relation(config: Config) -> str | None:
+        address = getattr(config, address_field)
+        if getattr(config, count_field) <= 1 or port_of(address, host_required=False) != 0:
+            return None
+        return (
+            f"{variable(address_field)} must have a fixed port when {_label(count_field)}"
+            f" is more than 1 (got {address!r})"
+        )
+
+    return relation
+
+
+# Checked after every field's own rule, so each sees values of the right type and range.
+_RELATIONS: tuple[Callable[[Config], str | None], ...] = (
+    _pool_bounds,
+    _fixed_port("grpc_address", "processes"),
+    _fixed_port("http_address", "gateway_processes"),
+)
+
+
+def _validate(config: Config) -> None:
+    """Raises ConfigError for the first value `config` cannot run with."""
+    for field in dataclasses.fields(config):
+        rule = _RULES.get(field.name)
+        value = getattr(config, field.name)
+        expects = rule(value) if rule is not None else None
+        if expects is not None:
+            raise ConfigError(f"{_label(field.name)} {expects} (got {_got(value)})")
+    for relation in _RELATIONS:
+        message = relation(config)
+        if message is not None:
+            raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -212,6 +450,9 @@ class Config:
     # Proxies in front of the gateway whose X-Forwarded-For it believes (none by default).
     gateway_trusted_proxies: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        _validate(self)
+
     @property
     def has_database(self) -> bool:
         """Whether a database was named, so the embedded one is not wanted."""
@@ -219,226 +460,40 @@ class Config:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
-        """Reads the configuration from `env` (default: the process environment)."""
+        """Reads the configuration from `env` (default: the process environment).
+
+        Raises ConfigError for the first variable that cannot be read or used.
+        """
         env = os.environ if env is None else env
         url = env.get("DATABASE_URL") or None
-        return cls(
-            grpc_address=env.get("TIERSET_GRPC_ADDRESS", cls.grpc_address),
-            database_url=Secret(url) if url else None,
-            database_from_pg_env=bool(env.get("PGHOST")),
-            data_dir=Path(env["TIERSET_DATA_DIR"]) if env.get("TIERSET_DATA_DIR") else None,
-            embedded_pg_port=_int(env, "TIERSET_EMBEDDED_PG_PORT", cls.embedded_pg_port),
-            pool_min_size=_int(env, "TIERSET_POOL_MIN_SIZE", cls.pool_min_size),
-            pool_max_size=_int(env, "TIERSET_POOL_MAX_SIZE", cls.pool_max_size),
-            statement_timeout_ms=_int(
-                env, "TIERSET_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms
+        values: dict[str, Any] = {
+            "database_url": Secret(url) if url else None,
+            "database_from_pg_env": bool(env.get("PGHOST")),
+            "data_dir": Path(env["TIERSET_DATA_DIR"]) if env.get("TIERSET_DATA_DIR") else None,
+            "trusted_gateways": _networks(
+                "TIERSET_TRUSTED_GATEWAYS", env.get("TIERSET_TRUSTED_GATEWAYS", "")
             ),
-            db_connect_timeout_seconds=_float(
-                env, "TIERSET_DB_CONNECT_TIMEOUT_SECONDS", cls.db_connect_timeout_seconds
+            "gateway_trusted_proxies": tuple(
+                str(network)
+                for network in _networks(
+                    "TIERSET_GATEWAY_TRUSTED_PROXIES",
+                    env.get("TIERSET_GATEWAY_TRUSTED_PROXIES", ""),
+                )
             ),
-            db_command_timeout_seconds=_float(
-                env, "TIERSET_DB_COMMAND_TIMEOUT_SECONDS", cls.db_command_timeout_seconds
-            ),
-            pool_acquire_timeout_seconds=_float(
-                env, "TIERSET_POOL_ACQUIRE_TIMEOUT_SECONDS", cls.pool_acquire_timeout_seconds
-            ),
-            health_probe_interval_seconds=_float(
-                env, "TIERSET_HEALTH_PROBE_INTERVAL_SECONDS", cls.health_probe_interval_seconds
-            ),
-            migrate_on_start=_bool(env, "TIERSET_MIGRATE_ON_START", cls.migrate_on_start),
-            shutdown_grace_seconds=_float(
-                env, "TIERSET_SHUTDOWN_GRACE_SECONDS", cls.shutdown_grace_seconds
-            ),
-            log_level=env.get("TIERSET_LOG_LEVEL", cls.log_level).upper(),
-            access_log=_bool(env, "TIERSET_ACCESS_LOG", cls.access_log),
-            metrics_address=_listen_address(env, "TIERSET_METRICS_ADDRESS", cls.metrics_address),
-            gateway_metrics_address=_listen_address(
-                env, "TIERSET_GATEWAY_METRICS_ADDRESS", cls.gateway_metrics_address
-            ),
-            access_token_seconds=_positive(
-                _int(env, "TIERSET_ACCESS_TOKEN_SECONDS", cls.access_token_seconds),
-                "TIERSET_ACCESS_TOKEN_SECONDS",
-            ),
-            refresh_token_seconds=_positive(
-                _int(env, "TIERSET_REFRESH_TOKEN_SECONDS", cls.refresh_token_seconds),
-                "TIERSET_REFRESH_TOKEN_SECONDS",
-            ),
-            auth_cache_seconds=_float(env, "TIERSET_AUTH_CACHE_SECONDS", cls.auth_cache_seconds),
-            auth_cache_size=_int(env, "TIERSET_AUTH_CACHE_SIZE", cls.auth_cache_size),
-            password_hash_memory_budget_bytes=_positive(
-                _int(
-                    env,
-                    "TIERSET_PASSWORD_HASH_MEMORY_BUDGET_BYTES",
-                    cls.password_hash_memory_budget_bytes,
-                ),
-                "TIERSET_PASSWORD_HASH_MEMORY_BUDGET_BYTES",
-            ),
-            password_hash_wait_seconds=_non_negative(
-                _float(env, "TIERSET_PASSWORD_HASH_WAIT_SECONDS", cls.password_hash_wait_seconds),
-                "TIERSET_PASSWORD_HASH_WAIT_SECONDS",
-            ),
-            auth_throttle_window_seconds=_positive(
-                _float(
-                    env, "TIERSET_AUTH_THROTTLE_WINDOW_SECONDS", cls.auth_throttle_window_seconds
-                ),
-                "TIERSET_AUTH_THROTTLE_WINDOW_SECONDS",
-            ),
-            auth_throttle_user_source_failures=_non_negative(
-                _int(
-                    env,
-                    "TIERSET_AUTH_THROTTLE_USER_SOURCE_FAILURES",
-                    cls.auth_throttle_user_source_failures,
-                ),
-                "TIERSET_AUTH_THROTTLE_USER_SOURCE_FAILURES",
-            ),
-            auth_throttle_source_failures=_non_negative(
-                _int(
-                    env, "TIERSET_AUTH_THROTTLE_SOURCE_FAILURES", cls.auth_throttle_source_failures
-                ),
-                "TIERSET_AUTH_THROTTLE_SOURCE_FAILURES",
-            ),
-            auth_throttle_user_failures=_non_negative(
-                _int(env, "TIERSET_AUTH_THROTTLE_USER_FAILURES", cls.auth_throttle_user_failures),
-                "TIERSET_AUTH_THROTTLE_USER_FAILURES",
-            ),
-            auth_throttle_max_entries=_positive(
-                _int(env, "TIERSET_AUTH_THROTTLE_MAX_ENTRIES", cls.auth_throttle_max_entries),
-                "TIERSET_AUTH_THROTTLE_MAX_ENTRIES",
-            ),
-            trusted_gateways=_networks(env, "TIERSET_TRUSTED_GATEWAYS"),
-            cache_max_entries=_int(env, "TIERSET_CACHE_MAX_ENTRIES", cls.cache_max_entries),
-            cache_max_bytes=_positive(
-                _int(env, "TIERSET_CACHE_MAX_BYTES", cls.cache_max_bytes), "TIERSET_CACHE_MAX_BYTES"
-            ),
-            read_budget_bytes=_positive(
-                _int(env, "TIERSET_READ_BUDGET_BYTES", cls.read_budget_bytes),
-                "TIERSET_READ_BUDGET_BYTES",
-            ),
-            read_budget_wait_seconds=_non_negative(
-                _float(env, "TIERSET_READ_BUDGET_WAIT_SECONDS", cls.read_budget_wait_seconds),
-                "TIERSET_READ_BUDGET_WAIT_SECONDS",
-            ),
-            processes=_int(env, "TIERSET_PROCESSES", cls.processes),
-            # Every gRPC limit is positive: 0 would mean "no limit" to gRPC for some.
-            grpc_max_request_bytes=_positive(
-                _int(env, "TIERSET_GRPC_MAX_REQUEST_BYTES", cls.grpc_max_request_bytes),
-                "TIERSET_GRPC_MAX_REQUEST_BYTES",
-            ),
-            grpc_anonymous_max_request_bytes=_positive(
-                _int(
-                    env,
-                    "TIERSET_GRPC_ANONYMOUS_MAX_REQUEST_BYTES",
-                    cls.grpc_anonymous_max_request_bytes,
-                ),
-                "TIERSET_GRPC_ANONYMOUS_MAX_REQUEST_BYTES",
-            ),
-            grpc_create_token_max_request_bytes=_positive(
-                _int(
-                    env,
-                    "TIERSET_GRPC_CREATE_TOKEN_MAX_REQUEST_BYTES",
-                    cls.grpc_create_token_max_request_bytes,
-                ),
-                "TIERSET_GRPC_CREATE_TOKEN_MAX_REQUEST_BYTES",
-            ),
-            grpc_max_metadata_bytes=_positive(
-                _int(env, "TIERSET_GRPC_MAX_METADATA_BYTES", cls.grpc_max_metadata_bytes),
-                "TIERSET_GRPC_MAX_METADATA_BYTES",
-            ),
-            grpc_max_streams_per_connection=_positive(
-                _int(
-                    env,
-                    "TIERSET_GRPC_MAX_STREAMS_PER_CONNECTION",
-                    cls.grpc_max_streams_per_connection,
-                ),
-                "TIERSET_GRPC_MAX_STREAMS_PER_CONNECTION",
-            ),
-            grpc_max_streaming_calls=_positive(
-                _int(env, "TIERSET_GRPC_MAX_STREAMING_CALLS", cls.grpc_max_streaming_calls),
-                "TIERSET_GRPC_MAX_STREAMING_CALLS",
-            ),
-            grpc_max_connection_idle_seconds=_positive(
-                _float(
-                    env,
-                    "TIERSET_GRPC_MAX_CONNECTION_IDLE_SECONDS",
-                    cls.grpc_max_connection_idle_seconds,
-                ),
-                "TIERSET_GRPC_MAX_CONNECTION_IDLE_SECONDS",
-            ),
-            grpc_max_connection_age_seconds=_positive(
-                _float(
-                    env,
-                    "TIERSET_GRPC_MAX_CONNECTION_AGE_SECONDS",
-                    cls.grpc_max_connection_age_seconds,
-                ),
-                "TIERSET_GRPC_MAX_CONNECTION_AGE_SECONDS",
-            ),
-            grpc_max_connection_age_grace_seconds=_positive(
-                _float(
-                    env,
-                    "TIERSET_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
-                    cls.grpc_max_connection_age_grace_seconds,
-                ),
-                "TIERSET_GRPC_MAX_CONNECTION_AGE_GRACE_SECONDS",
-            ),
-            grpc_keepalive_seconds=_positive(
-                _float(env, "TIERSET_GRPC_KEEPALIVE_SECONDS", cls.grpc_keepalive_seconds),
-                "TIERSET_GRPC_KEEPALIVE_SECONDS",
-            ),
-            grpc_keepalive_timeout_seconds=_positive(
-                _float(
-                    env,
-                    "TIERSET_GRPC_KEEPALIVE_TIMEOUT_SECONDS",
-                    cls.grpc_keepalive_timeout_seconds,
-                ),
-                "TIERSET_GRPC_KEEPALIVE_TIMEOUT_SECONDS",
-            ),
-            grpc_min_client_ping_interval_seconds=_positive(
-                _float(
-                    env,
-                    "TIERSET_GRPC_MIN_CLIENT_PING_INTERVAL_SECONDS",
-                    cls.grpc_min_client_ping_interval_seconds,
-                ),
-                "TIERSET_GRPC_MIN_CLIENT_PING_INTERVAL_SECONDS",
-            ),
-            http_address=env.get("TIERSET_HTTP_ADDRESS", cls.http_address),
-            grpc_target=env.get("TIERSET_GRPC_TARGET", cls.grpc_target),
-            gateway_deadline_seconds=_positive(
-                _float(env, "TIERSET_GATEWAY_DEADLINE_SECONDS", cls.gateway_deadline_seconds),
-                "TIERSET_GATEWAY_DEADLINE_SECONDS",
-            ),
-            http_max_body_bytes=_positive(
-                _int(env, "TIERSET_HTTP_MAX_BODY_BYTES", cls.http_max_body_bytes),
-                "TIERSET_HTTP_MAX_BODY_BYTES",
-            ),
-            http_max_header_bytes=_positive(
-                _int(env, "TIERSET_HTTP_MAX_HEADER_BYTES", cls.http_max_header_bytes),
-                "TIERSET_HTTP_MAX_HEADER_BYTES",
-            ),
-            http_max_headers=_positive(
-                _int(env, "TIERSET_HTTP_MAX_HEADERS", cls.http_max_headers),
-                "TIERSET_HTTP_MAX_HEADERS",
-            ),
-            http_header_timeout_seconds=_positive(
-                _float(env, "TIERSET_HTTP_HEADER_TIMEOUT_SECONDS", cls.http_header_timeout_seconds),
-                "TIERSET_HTTP_HEADER_TIMEOUT_SECONDS",
-            ),
-            http_keepalive_timeout_seconds=_positive(
-                _int(
-                    env,
-                    "TIERSET_HTTP_KEEPALIVE_TIMEOUT_SECONDS",
-                    cls.http_keepalive_timeout_seconds,
-                ),
-                "TIERSET_HTTP_KEEPALIVE_TIMEOUT_SECONDS",
-            ),
-            http_max_connections=_positive(
-                _int(env, "TIERSET_HTTP_MAX_CONNECTIONS", cls.http_max_connections),
-                "TIERSET_HTTP_MAX_CONNECTIONS",
-            ),
-            gateway_processes=_positive(
-                _int(env, "TIERSET_GATEWAY_PROCESSES", cls.gateway_processes),
-                "TIERSET_GATEWAY_PROCESSES",
-            ),
-            gateway_trusted_proxies=tuple(
-                str(network) for network in _networks(env, "TIERSET_GATEWAY_TRUSTED_PROXIES")
-            ),
-        )
+        }
+        for field in dataclasses.fields(cls):
+            name = variable(field.name)
+            raw = env.get(name)
+            if field.name in values or raw is None:
+                continue
+            if raw == "" and field.type != "str":
+                continue  # an empty number or boolean: its default
+            values[field.name] = _READERS[str(field.type)](name, raw)
+        if "log_level" in values:
+            values["log_level"] = values["log_level"].upper()
+        return cls(**values)
+
+
+_missing = {f.name for f in dataclasses.fields(Config)} - _UNCHECKED - set(_RULES)
+if _missing:  # pragma: no cover - a field added without a rule stops the import
+    raise RuntimeError(f"Config fields without a rule: {sorted(_missing)}")

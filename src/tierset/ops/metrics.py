@@ -203,13 +203,14 @@ def serve_if_configured(
 ) -> MetricsServer | None:
     """The endpoint on `address`, or None when it is empty (switched off) or cannot bind.
 
-    A port already in use is logged, not fatal: metrics must never keep the API down.
+    A port already in use is logged, not fatal: metrics must never keep the API down. The
+    address itself is well formed: Config checked it.
     """
     if not address:
         return None
     try:
         endpoint = start_metrics_server(address, pool, registry)
-    except (OSError, ValueError) as error:
+    except OSError as error:
         log.error("cannot serve metrics on %s: %s", address, error)
         return None
     log.info("serving metrics on %s", address)
