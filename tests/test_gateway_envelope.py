@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 
 import grpc
 import httpx
@@ -30,6 +31,13 @@ from tierset.v1 import settings_pb2_grpc
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
 DEADLINE_SECONDS = 3.0
+# gRPC sends a deadline as the time left, in the grpc-timeout header, rounded *up* so that
+# it never expires early: gRPC core keeps three significant figures (10 ms steps between 1 s
+# and 10 s) after turning the deadline into whole milliseconds on each side. So 3 s set by
+# the gateway arrives as 3.010 s on a connected channel (measured: 3.005-3.0097 s in 300
+# calls). 20 ms covers the 10 ms step and the two millisecond roundings with room to spare,
+# and is still 100 times smaller than the gap to the 5 s default of a deadline not passed on.
+WIRE_ROUNDING_SECONDS = 0.020
 
 
 class RecordingInterceptor(grpc.aio.ServerInterceptor):
@@ -96,18 +104,33 @@ async def test_authorization_request_id_and_deadline_reach_the_server(
 ):
     recorder, _, _ = recorded_server
     account = await new_account()
+    path = f"/api/v4.1/settings/account/{account}/K"
+    # One call first, so the asserted one goes over a connected channel: that is the case
+    # where the wire's rounding shows (on a fresh channel, connecting eats into the deadline
+    # before it is encoded, and the old bound held by luck; hence a flaky fresh-clone run).
+    await recorded_client.get(path, headers={"Authorization": f"Bearer {platform_caller.token}"})
     recorder.calls.clear()
 
+    started = time.monotonic()
     response = await recorded_client.get(
-        f"/api/v4.1/settings/account/{account}/K",
+        path,
         headers={"Authorization": f"Bearer {platform_caller.token}", "X-Request-ID": "trace-42"},
     )
+    elapsed = time.monotonic() - started
 
     assert response.status_code == 200, response.text
     ((metadata, remaining),) = recorder.calls
     assert metadata["authorization"] == f"Bearer {platform_caller.token}"
     assert metadata["x-request-id"] == "trace-42"
-    assert remaining is not None and 0 < remaining <= DEADLINE_SECONDS
+    # The server sees the gateway's deadline as it arrived on the wire: no more than
+    # DEADLINE_SECONDS plus the grpc-timeout encoding's round-up (WIRE_ROUNDING_SECONDS), and
+    # no less than DEADLINE_SECONDS minus the whole request's time (the gateway set it after
+    # `started`; the server read it before the response). The window grows with load rather
+    # than shrinking, so a busy box cannot make it fail; a missing deadline (None), the
+    # configuration's 5 s default or a deadline in the wrong unit still do.
+    assert remaining is not None
+    assert DEADLINE_SECONDS - elapsed - WIRE_ROUNDING_SECONDS <= remaining
+    assert remaining <= DEADLINE_SECONDS + WIRE_ROUNDING_SECONDS
 
 
 async def test_no_authorization_header_sends_none(recorded_server, recorded_client, new_account):

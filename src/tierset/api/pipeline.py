@@ -15,7 +15,8 @@ one extra coroutine around its handler and builds nothing per call beyond what i
 3. **Error mapping**: a request whose bytes are not a message is INVALID_ARGUMENT (the
    request deserializer is made tolerant at registration, so bad bytes reach us instead of
    failing as UNKNOWN); :class:`~tierset.core.errors.TiersetError` becomes its rich status; a
-   lost, silent or overloaded database is UNAVAILABLE (nothing was written; retry); the
+   lost, silent or overloaded database is UNAVAILABLE (a write may still have committed if
+   the connection was lost during COMMIT: clients re-read or retry with expected_version); the
    caller's deadline passing is DEADLINE_EXCEEDED; a value PostgreSQL refuses is
    INVALID_ARGUMENT; anything else is a bug, logged here with its stack trace, and the
    client sees only "internal error".

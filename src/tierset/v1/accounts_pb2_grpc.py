@@ -29,6 +29,14 @@ class AccountServiceStub:
     """Accounts and the retailers that belong to them. Settings precedence needs
     to know each retailer's account, so a retailer is registered under exactly
     one account before settings can be read or written for it.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A Get may simply be retried. A Create that fails so may
+    or may not have created: the connection can be lost while PostgreSQL
+    commits. Retrying with the id you chose is safe (ALREADY_EXISTS then says
+    the id is taken, by the lost attempt or another caller: Get it to see).
+    Retrying with id 0 may register a second one under a new id.
     """
 
     def __init__(self, channel):
@@ -63,6 +71,14 @@ class AccountServiceServicer:
     """Accounts and the retailers that belong to them. Settings precedence needs
     to know each retailer's account, so a retailer is registered under exactly
     one account before settings can be read or written for it.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A Get may simply be retried. A Create that fails so may
+    or may not have created: the connection can be lost while PostgreSQL
+    commits. Retrying with the id you chose is safe (ALREADY_EXISTS then says
+    the id is taken, by the lost attempt or another caller: Get it to see).
+    Retrying with id 0 may register a second one under a new id.
     """
 
     def CreateAccount(self, request, context):
@@ -131,6 +147,14 @@ class AccountService:
     """Accounts and the retailers that belong to them. Settings precedence needs
     to know each retailer's account, so a retailer is registered under exactly
     one account before settings can be read or written for it.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A Get may simply be retried. A Create that fails so may
+    or may not have created: the connection can be lost while PostgreSQL
+    commits. Retrying with the id you chose is safe (ALREADY_EXISTS then says
+    the id is taken, by the lost attempt or another caller: Get it to see).
+    Retrying with id 0 may register a second one under a new id.
     """
 
     @staticmethod

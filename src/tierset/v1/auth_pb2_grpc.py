@@ -72,7 +72,19 @@ class AuthServiceServicer:
         UNSUPPORTED_GRANT_TYPE or INVALID_SCOPE (only "api" is offered);
         UNAUTHENTICATED with reason INVALID_CLIENT (unknown client or wrong
         secret) or INVALID_GRANT, message "Bad credentials" (wrong username or
-        password; an unknown, expired, spent or revoked refresh token).
+        password; an unknown, expired, spent or revoked refresh token);
+        RESOURCE_EXHAUSTED with reason AUTH_THROTTLED after too many failed
+        sign-ins (ErrorInfo metadata `retry_after_seconds`); UNAVAILABLE with
+        reason PASSWORD_HASHING_BUSY when the server has no room to check a
+        password now (nothing was done: retry after a second).
+
+        UNAVAILABLE (reason BACKEND_UNAVAILABLE) or DEADLINE_EXCEEDED otherwise
+        does not say whether anything was written. A password grant may simply
+        be sent again (a lost attempt leaves at most an unused pair of tokens).
+        A refresh grant may have spent its refresh token without returning the
+        new pair; sending that token again then counts as reuse, revokes the
+        grant and answers INVALID_GRANT. So after such a failure, sign in again
+        with the password grant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -30,6 +30,13 @@ class IntegrationServiceStub:
     saved and read as FluentCart's "Set Global Settings" does. Each known
     integration has a catalogue entry listing its fields and which are
     required; one configuration is kept per integration name.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A SetGlobalSettings that fails so may or may not have
+    been saved (the connection can be lost while PostgreSQL commits); sending
+    it again is safe, since there is one configuration per name: it saves the
+    same configuration again. GetGlobalSettings shows what is stored.
     """
 
     def __init__(self, channel):
@@ -55,6 +62,13 @@ class IntegrationServiceServicer:
     saved and read as FluentCart's "Set Global Settings" does. Each known
     integration has a catalogue entry listing its fields and which are
     required; one configuration is kept per integration name.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A SetGlobalSettings that fails so may or may not have
+    been saved (the connection can be lost while PostgreSQL commits); sending
+    it again is safe, since there is one configuration per name: it saves the
+    same configuration again. GetGlobalSettings shows what is stored.
     """
 
     def SetGlobalSettings(self, request, context):
@@ -102,6 +116,13 @@ class IntegrationService:
     saved and read as FluentCart's "Set Global Settings" does. Each known
     integration has a catalogue entry listing its fields and which are
     required; one configuration is kept per integration name.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A SetGlobalSettings that fails so may or may not have
+    been saved (the connection can be lost while PostgreSQL commits); sending
+    it again is safe, since there is one configuration per name: it saves the
+    same configuration again. GetGlobalSettings shows what is stored.
     """
 
     @staticmethod

@@ -34,6 +34,16 @@ class SettingsServiceStub:
     Errors carry a google.rpc.Status with one google.rpc.ErrorInfo (domain
     "tierset.dev") and, for bad input, a google.rpc.BadRequest naming each
     offending field.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A read that fails so may simply be retried. A write
+    that fails so may or may not have been written: the connection can be lost
+    (or the wait for it given up) while PostgreSQL commits, after the write is
+    durable. So after such a failure, re-read the key (its version and value
+    tell), or retry with `expected_version` set to the version the write was
+    based on: if the lost attempt landed, the retry is ABORTED instead of
+    writing again over what may have changed since, and a re-read shows it.
     """
 
     def __init__(self, channel):
@@ -68,6 +78,16 @@ class SettingsServiceServicer:
     Errors carry a google.rpc.Status with one google.rpc.ErrorInfo (domain
     "tierset.dev") and, for bad input, a google.rpc.BadRequest naming each
     offending field.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A read that fails so may simply be retried. A write
+    that fails so may or may not have been written: the connection can be lost
+    (or the wait for it given up) while PostgreSQL commits, after the write is
+    durable. So after such a failure, re-read the key (its version and value
+    tell), or retry with `expected_version` set to the version the write was
+    based on: if the lost attempt landed, the retry is ABORTED instead of
+    writing again over what may have changed since, and a re-read shows it.
     """
 
     def GetSettings(self, request, context):
@@ -88,7 +108,9 @@ class SettingsServiceServicer:
         """Creates or updates one ACCOUNT- or RETAILER-level setting.
         Errors: INVALID_ARGUMENT for a bad key, type or value (nothing is
         written); NOT_FOUND for an unknown account or retailer; ABORTED when
-        `expected_version` is set and the stored version differs.
+        `expected_version` is set and the stored version differs; UNAVAILABLE or
+        DEADLINE_EXCEEDED when it is not known whether the write happened (see
+        the service's comment: re-read, or retry with `expected_version`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +159,16 @@ class SettingsService:
     Errors carry a google.rpc.Status with one google.rpc.ErrorInfo (domain
     "tierset.dev") and, for bad input, a google.rpc.BadRequest naming each
     offending field.
+
+    Any call may also fail with UNAVAILABLE (reason BACKEND_UNAVAILABLE: the
+    database is stopped, unreachable, out of connections or too slow) or
+    DEADLINE_EXCEEDED. A read that fails so may simply be retried. A write
+    that fails so may or may not have been written: the connection can be lost
+    (or the wait for it given up) while PostgreSQL commits, after the write is
+    durable. So after such a failure, re-read the key (its version and value
+    tell), or retry with `expected_version` set to the version the write was
+    based on: if the lost attempt landed, the retry is ABORTED instead of
+    writing again over what may have changed since, and a re-read shows it.
     """
 
     @staticmethod
