@@ -136,23 +136,35 @@ async def test_each_write_and_delete_logs_its_whole_old_and_new_side(store, next
     assert {c.actor for c in page.changes} == {actor}
 
 
+ABORTED, NOT_FOUND = grpc.StatusCode.ABORTED, grpc.StatusCode.NOT_FOUND
+UNKNOWN_RETAILER = ScopeRef(Level.RETAILER, 987_654_321)
+UNKNOWN_ACCOUNT = ScopeRef(Level.ACCOUNT, 987_654_321)
+# Each refusal, made at an account holding REF.KEY at version 1, and its status.
 REFUSED = {
-    "stale expected version": lambda s, a: s.write(a, "REF.KEY", SettingType.INTEGER, "2", 5),
-    "create-only of an existing key": lambda s, a: s.write(
-        a, "REF.KEY", SettingType.INTEGER, "2", 0
+    "stale expected version": (
+        lambda s, a: s.write(a, "REF.KEY", SettingType.INTEGER, "2", 5),
+        ABORTED,
     ),
-    "update-only of a missing key": lambda s, a: s.write(
-        a, "REF.NONE", SettingType.INTEGER, "2", 1
+    "create-only of an existing key": (
+        lambda s, a: s.write(a, "REF.KEY", SettingType.INTEGER, "2", 0),
+        ABORTED,
     ),
-    "delete of a missing key": lambda s, a: s.delete(a, "REF.NONE"),
-    "stale delete": lambda s, a: s.delete(a, "REF.KEY", 9),
-    "write to an unknown retailer": lambda s, a: s.write(
-        ScopeRef(Level.RETAILER, 987_654_321), "REF.KEY", SettingType.INTEGER, "2"
+    "update-only of a missing key": (
+        lambda s, a: s.write(a, "REF.NONE", SettingType.INTEGER, "2", 1),
+        ABORTED,
     ),
-    "delete at an unknown account": lambda s, a: s.delete(
-        ScopeRef(Level.ACCOUNT, 987_654_321), "REF.KEY"
+    "delete of a missing key": (lambda s, a: s.delete(a, "REF.NONE"), NOT_FOUND),
+    "stale delete": (lambda s, a: s.delete(a, "REF.KEY", 9), ABORTED),
+    "versioned delete of a missing key": (lambda s, a: s.delete(a, "REF.NONE", 1), NOT_FOUND),
+    "write to an unknown retailer": (
+        lambda s, a: s.write(UNKNOWN_RETAILER, "REF.KEY", SettingType.INTEGER, "2"),
+        NOT_FOUND,
     ),
-    "restore below the compacted revision": lambda s, a: s.restore(a, ["REF.KEY"], -1),
+    "delete at an unknown account": (lambda s, a: s.delete(UNKNOWN_ACCOUNT, "REF.KEY"), NOT_FOUND),
+    "restore below the compacted revision": (
+        lambda s, a: s.restore(a, ["REF.KEY"], -1),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    ),
 }
 
 
@@ -161,13 +173,10 @@ async def test_a_refused_change_spends_no_revision_and_leaves_no_log_row(store, 
     scope = await _account(store, next_id)
     await store.write(scope, "REF.KEY", SettingType.INTEGER, "1")
     before, _ = await store.current_revision()
+    attempt, status = REFUSED[refusal]
     with pytest.raises(TiersetError) as refused:
-        await REFUSED[refusal](store, scope)
-    assert refused.value.code in {
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.FAILED_PRECONDITION,
-    }
+        await attempt(store, scope)
+    assert refused.value.code == status
     after, _ = await store.current_revision()
     assert after == before
     assert (await store.changes(min_revision=before + 1)).changes == []

@@ -462,9 +462,10 @@ class Store(PoolClient):
         level: Level,
         key: str,
         expected_version: int | None,
+        deleting: bool = False,
     ) -> None:
         """Raises the error a refused write or delete deserves: NOT_FOUND for an unknown
-        scope (or, for a delete without a version, a missing setting), else ABORTED."""
+        scope or for a delete of a missing setting, else ABORTED."""
         if scope is not None and not await connection.fetchval(
             query("scope_exists"), scope.level.value, scope.id
         ):
@@ -473,7 +474,7 @@ class Store(PoolClient):
         current = await connection.fetchval(
             query("setting_version"), level.value, account_id, retailer_id, key
         )
-        if current is None and expected_version is None:
+        if current is None and deleting:
             raise errors.not_found(
                 f"{key} is not set at {level.lower()} level"
                 + ("" if scope is None else f" for {scope.level.lower()} {scope.id}"),
@@ -535,7 +536,9 @@ class Store(PoolClient):
             except asyncpg.PostgresError as error:
                 if error.sqlstate != _REFUSED:
                     raise
-            await self._explain_refusal(connection, scope, level, key, expected_version)
+            await self._explain_refusal(
+                connection, scope, level, key, expected_version, deleting=True
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def resolve_at(

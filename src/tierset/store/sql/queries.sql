@@ -118,7 +118,10 @@ SELECT up.id, up.version, up.create_revision, up.mod_revision, up.update_time,
 -- shaped like put_setting: the counter first (the gating condition reads
 -- `rev`), then the row; a concurrent update is re-checked against
 -- $5 (expected version, NULL: any) on its latest version. Nothing deleted (no
--- such setting, a stale version) raises TS409, rolling the bump back. Run in
+-- such setting, a stale version) raises TS409, rolling the bump back. A row
+-- created while this statement waited for the counter is invisible to it, so
+-- the delete answers NOT_FOUND: it overlapped that create and is ordered
+-- before it, which is as correct (linearisable) as after. Run in
 -- a transaction with the read of what is now effective (see Store.delete).
 -- $1 level, $2 account_id, $3 retailer_id, $4 key, $6..$10 the actor, $11 the reason.
 WITH rev AS (
