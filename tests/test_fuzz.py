@@ -40,6 +40,20 @@ def _methods() -> list[descriptor.MethodDescriptor]:
 
 METHODS = _methods()
 
+# Issue 12's RPCs whose contract is in settings.proto but whose servicers come in part 2.
+# Until then the generated base class raises NotImplementedError, which the call pipeline
+# reports as INTERNAL: fuzzing them would only test that. Part 2 removes this list (and
+# with it the exclusion below), so they are fuzzed the day they are implemented.
+NOT_IMPLEMENTED_YET = {
+    "tierset.v1.SettingsService.DeleteSetting",
+    "tierset.v1.SettingsService.DeleteGlobal",
+    "tierset.v1.SettingsService.ListSettings",
+    "tierset.v1.SettingsService.ExplainSettings",
+    "tierset.v1.SettingsService.ListChanges",
+    "tierset.v1.SettingsService.RestoreSettings",
+}
+FUZZED = [m for m in METHODS if m.full_name not in NOT_IMPLEMENTED_YET]
+
 # Text with what hurts: NUL, non-ASCII, very long; protobuf itself refuses lone surrogates.
 texts = st.one_of(
     st.text(st.characters(exclude_categories=["Cs"]), max_size=40),
@@ -145,7 +159,7 @@ def test_every_service_is_fuzzed():
     assert {m.containing_service.full_name for m in METHODS} == set(SERVICE_NAMES)
 
 
-@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.full_name)
+@pytest.mark.parametrize("method", FUZZED, ids=lambda m: m.full_name)
 @given(data=st.data())
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 async def test_no_input_makes_an_rpc_fail_as_a_bug(fuzz_channel, method, data):

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
+import pytest
+
 from tierset.core.values import MAX_READ_BYTES
 from tierset.store.database import query
+from tierset.store.migrate import migrate
 
 
 def _nodes(node: dict) -> list[dict]:
@@ -47,3 +51,130 @@ async def test_precedence_query_uses_the_level_scope_key_index(db, new_account, 
         assert on_settings, "the plan must read the settings table"
         assert all(n["Node Type"] != "Seq Scan" for n in on_settings)
         assert {n.get("Index Name") for n in nodes} >= {"settings_level_scope_key"}
+
+
+@pytest.fixture(scope="module")
+async def history_dsn(create_database) -> str:
+    """A database of its own with 20k settings and 20k log rows over 200 accounts (fake
+    revisions would collide with the session's own)."""
+    dsn = await create_database()
+    connection = await asyncpg.connect(dsn)
+    await migrate(connection)
+    await connection.execute(
+        """INSERT INTO accounts (id, display_name) SELECT n, 'a' FROM generate_series(1, 200) n;
+           INSERT INTO retailers (id, account_id, display_name)
+           SELECT n, n, 'r' FROM generate_series(1, 200) n;
+           INSERT INTO settings (level, account_id, key, type, value)
+           SELECT 'ACCOUNT', 1 + n % 200, 'PLAN.KEY.' || n, 'STRING', '"x"'
+             FROM generate_series(1, 20000) AS n;
+           INSERT INTO change_log (revision, seq, operation, level, account_id,
+                                   owner_account_id, key, setting_id, new_type, new_value,
+                                   new_version, actor_user_id)
+           SELECT n, 0, 'PUT', 'ACCOUNT', 1 + n % 200, 1 + n % 200, 'PLAN.KEY.' || n, n,
+                  'STRING', '"x"', 1, n % 50
+             FROM generate_series(1, 20000) AS n;
+           UPDATE revision_counter SET revision = 20000;
+           ANALYZE"""
+    )
+    await connection.close()
+    return dsn
+
+
+async def _plan_nodes(connection, statement: str, *args) -> list[dict]:
+    explained = await connection.fetchval("EXPLAIN (FORMAT JSON) " + query(statement), *args)
+    return _nodes(json.loads(explained)[0]["Plan"])
+
+
+def _no_seq_scan(nodes: list[dict], *tables: str) -> None:
+    for table in tables:
+        on_table = [n for n in nodes if n.get("Relation Name") == table]
+        assert on_table, f"the plan must read {table}"
+        assert all(n["Node Type"] != "Seq Scan" for n in on_table), f"a seq scan on {table}"
+
+
+CHANGES_FILTERS = {
+    # kind, scope id, visible_to, key, low, high, min revision
+    "tail after a revision": (None, None, None, None, None, None, 19_990),
+    "an account": ("ACCOUNT", 7, None, None, None, None, None),
+    "a retailer": ("RETAILER", 7, None, None, None, None, None),
+    "a confined caller": (None, None, 7, None, None, None, 19_000),
+    "a key": (None, None, None, "PLAN.KEY.77", None, None, None),
+    "a prefix": (None, None, None, None, "PLAN.KEY.77", "PLAN.KEY.77\U0010ffff", None),
+}
+
+
+@pytest.mark.parametrize("order", ["changes_oldest_first", "changes_newest_first"])
+@pytest.mark.parametrize("filters", list(CHANGES_FILTERS), ids=list(CHANGES_FILTERS))
+async def test_change_log_pages_read_through_indexes(history_dsn, order, filters):
+    connection = await asyncpg.connect(history_dsn)
+    try:
+        kind, scope_id, visible_to, key, low, high, min_revision = CHANGES_FILTERS[filters]
+        nodes = await _plan_nodes(
+            connection,
+            order,
+            kind,
+            scope_id,
+            visible_to,
+            key,
+            low,
+            high,
+            min_revision,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            51,
+            MAX_READ_BYTES,
+        )
+    finally:
+        await connection.close()
+    _no_seq_scan(nodes, "change_log")
+
+
+async def test_listing_and_reads_at_a_revision_read_through_indexes(history_dsn):
+    connection = await asyncpg.connect(history_dsn)
+    try:
+        high = "PLAN.KEY.1\U0010ffff"
+        listing = await _plan_nodes(
+            connection,
+            "list_settings",
+            "RETAILER",
+            7,
+            False,
+            "",
+            "PLAN.KEY.1",
+            high,
+            101,
+            None,
+            MAX_READ_BYTES,
+        )
+        listing_at = await _plan_nodes(
+            connection,
+            "list_settings_at_revision",
+            "RETAILER",
+            7,
+            False,
+            "",
+            "PLAN.KEY.1",
+            high,
+            101,
+            None,
+            MAX_READ_BYTES,
+            19_000,
+        )
+        reading_at = await _plan_nodes(
+            connection,
+            "settings_at_revision",
+            "RETAILER",
+            7,
+            ["PLAN.KEY.7", "PLAN.KEY.207"],
+            None,
+            19_000,
+        )
+    finally:
+        await connection.close()
+    _no_seq_scan(listing, "settings")
+    _no_seq_scan(listing_at, "settings", "change_log")
+    _no_seq_scan(reading_at, "settings", "change_log")

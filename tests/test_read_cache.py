@@ -17,7 +17,7 @@ import pytest
 
 from tierset.cache.reads import CHANNEL, ResolutionCache
 from tierset.core.values import Level, SettingType
-from tierset.store.database import Resolution, ScopeRef, StoredSetting
+from tierset.store.database import Resolution, ScopeRef, Store, StoredSetting
 from tierset.v1 import accounts_pb2, settings_pb2
 
 DEADLINE_SECONDS = 10.0
@@ -271,3 +271,24 @@ def test_an_entry_too_big_for_its_share_is_not_cached():
     assert big not in cache and small in cache
     cache.clear()
     assert cache.bytes == 0
+
+
+async def test_deletes_and_restores_reach_every_cache_through_the_notification(
+    settings_stub, db, new_account, new_retailer, unique_key
+):
+    # Made by a Store of its own, as another process's would be: only the NOTIFY that the
+    # settings triggers (0003) send on DELETE as on INSERT and UPDATE can tell this server.
+    store = Store(db)
+    account = await new_account()
+    retailer = ScopeRef(Level.RETAILER, await new_retailer(account))
+    key = unique_key("CACHE")
+    await store.write(ScopeRef(Level.ACCOUNT, account), key, SettingType.INTEGER, "1")
+    await store.write(retailer, key, SettingType.INTEGER, "2")
+    mark = (await store.current_revision())[0]
+    await eventually(settings_stub, retailer, key, 2)  # cached now
+
+    await store.delete(retailer, key)
+    await eventually(settings_stub, retailer, key, 1)  # inherited from the account
+    await eventually(settings_stub, retailer, key, 1)  # and cached again
+    await store.restore(retailer, [key], mark)
+    await eventually(settings_stub, retailer, key, 2)

@@ -38,8 +38,17 @@ import asyncpg
 from tierset.core.values import Level, SettingType
 from tierset.ops import metrics
 from tierset.ops.large_reads import ReadBudget
-from tierset.store.database import OwnerCheck, Resolution, ScopeRef, Store, WriteResult
+from tierset.store.database import (
+    DeleteResult,
+    OwnerCheck,
+    Resolution,
+    RestoreResult,
+    ScopeRef,
+    Store,
+    WriteResult,
+)
 from tierset.store.listener import Listener, Subscription
+from tierset.store.revisions import NO_ACTOR, Actor
 
 CHANNEL = "tierset_settings"
 
@@ -252,13 +261,45 @@ class CachedStore(Store):
         setting_type: SettingType,
         value_json: str,
         expected_version: int | None = None,
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
     ) -> WriteResult:
         """Like :meth:`Store.write`; this process's cache forgets the scope either way.
 
         Also on failure: a write whose commit was cut off may have happened.
         """
         try:
-            return await super().write(scope, key, setting_type, value_json, expected_version)
+            return await super().write(
+                scope, key, setting_type, value_json, expected_version, actor, reason
+            )
+        finally:
+            self.cache.invalidate_scope(scope)
+
+    async def delete(
+        self,
+        scope: ScopeRef | None,
+        key: str,
+        expected_version: int | None = None,
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
+    ) -> DeleteResult:
+        """Like :meth:`Store.delete`; this process's cache forgets the scope either way."""
+        try:
+            return await super().delete(scope, key, expected_version, actor, reason)
+        finally:
+            self.cache.invalidate_scope(scope)
+
+    async def restore(
+        self,
+        scope: ScopeRef | None,
+        keys: list[str],
+        revision: int,
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
+    ) -> RestoreResult:
+        """Like :meth:`Store.restore`; this process's cache forgets the scope either way."""
+        try:
+            return await super().restore(scope, keys, revision, actor, reason)
         finally:
             self.cache.invalidate_scope(scope)
 

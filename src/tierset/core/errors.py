@@ -106,6 +106,18 @@ def aborted(message: str, reason: Reason, **metadata: str) -> TiersetError:
     return TiersetError(Code.ABORTED, reason, message, metadata=metadata)
 
 
+def failed_precondition(message: str, reason: Reason, **metadata: str) -> TiersetError:
+    """The system is not in the state the call needs (e.g. history already compacted)."""
+    return TiersetError(Code.FAILED_PRECONDITION, reason, message, metadata=metadata)
+
+
+def out_of_range(field_path: str, description: str, reason: Reason) -> TiersetError:
+    """A valid value past what exists yet (a revision after the current one)."""
+    return TiersetError(
+        Code.OUT_OF_RANGE, reason, description, [FieldViolation(field_path, description)]
+    )
+
+
 def unavailable(message: str, reason: Reason = Reason.BACKEND_UNAVAILABLE) -> TiersetError:
     """A dependency is down; the call may be retried."""
     return TiersetError(Code.UNAVAILABLE, reason, message)

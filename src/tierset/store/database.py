@@ -29,6 +29,19 @@ from tierset.core import errors
 from tierset.core.reasons import Reason
 from tierset.core.values import MAX_READ_BYTES, Level, SettingType, compact_json
 from tierset.ops.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
+from tierset.store.revisions import (
+    NO_ACTOR,
+    Actor,
+    Change,
+    check_readable,
+    key_range,
+    revision_compacted,
+)
+
+# SQLSTATEs raised by the write statements' own functions (migration 0005).
+_REFUSED = "TS409"  # nothing was changed: the statement, counter bump included, rolled back
+_RACED = "TS503"  # a concurrent create made the old side unknowable: run the statement again
+_RACE_RETRIES = 5
 
 # Told the account owning a scope before a large read is fetched or refused; raises to stop it.
 OwnerCheck = Callable[[int], None]
@@ -75,6 +88,8 @@ class StoredSetting:
     level: Level
     version: int
     update_time: datetime
+    create_revision: int = 0
+    mod_revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,8 @@ class Resolution:
     settings: list[StoredSetting]
     # What the values add up to as fetched from the database, in bytes.
     read_bytes: int = 0
+    # The revision the read's snapshot saw (revisions.py).
+    revision: int = 0
     renderings: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -99,6 +116,70 @@ class WriteResult:
     id: int
     version: int
     created: bool
+    revision: int = 0
+    create_revision: int = 0
+    mod_revision: int = 0
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a delete did: its revision, and what the scope now inherits (None: nothing,
+    or the delete was of a GLOBAL setting)."""
+
+    revision: int
+    effective: StoredSetting | None
+
+
+@dataclass(frozen=True)
+class SettingsPage:
+    """One page of a listing, the revision it was read at, and the last key on it
+    (None: this was the last page)."""
+
+    settings: list[StoredSetting]
+    revision: int
+    last_key: str | None
+
+
+@dataclass(frozen=True)
+class LevelEntry:
+    """One level's setting of a key, and who changed it last (unknown when compacted)."""
+
+    setting: StoredSetting
+    last_change_time: datetime | None
+    actor: Actor
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A key's setting at every level that has one, most specific first; the first wins
+    and shadows the rest."""
+
+    key: str
+    levels: list[LevelEntry]
+
+    @property
+    def winner(self) -> Level | None:
+        return self.levels[0].setting.level if self.levels else None
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """One page of the change log, the revision it was read at, and where it stopped
+    ((revision, seq) of its last row; None: this was the last page)."""
+
+    changes: list[Change]
+    revision: int
+    last: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What a restore did: its revision (None when every key already held its value)
+    and the keys it put or deleted."""
+
+    revision: int | None
+    changed: list[str]
 
 
 @dataclass(frozen=True)
@@ -151,6 +232,8 @@ def _settings_from_rows(rows: Sequence[Any]) -> list[StoredSetting]:
             level=Level(row["level"]),
             version=row["version"],
             update_time=row["update_time"],
+            create_revision=row["create_revision"],
+            mod_revision=row["mod_revision"],
         )
         for row in rows
         if row["key"] is not None
@@ -161,6 +244,48 @@ _NOT_FOUND_REASONS = {
     Level.ACCOUNT: Reason.ACCOUNT_NOT_FOUND,
     Level.RETAILER: Reason.RETAILER_NOT_FOUND,
 }
+
+
+def _canonical(value_json: str | None) -> str | None:
+    """JSON text in one spelling, to tell whether two stored values are the same."""
+    return None if value_json is None else compact_json(value_json)
+
+
+def _page(items: list[Any], page_rows: int | None, page_size: int) -> tuple[list[Any], bool]:
+    """A page from the rows a listing read (page_size + 1 asked for, then cut to the byte
+    budget, `page_rows` before the cut): the page, and whether more follow."""
+    if len(items) > page_size:
+        return items[:page_size], True
+    return items, bool(items) and (page_rows or 0) > len(items)
+
+
+def _change_from_row(row: Any) -> Change:
+    return Change(
+        revision=row["revision"],
+        seq=row["seq"],
+        change_time=row["change_time"],
+        operation=row["operation"],
+        level=Level(row["level"]),
+        account_id=row["account_id"],
+        retailer_id=row["retailer_id"],
+        owner_account_id=row["owner_account_id"],
+        key=row["key"],
+        setting_id=row["setting_id"],
+        old_type=None if row["old_type"] is None else SettingType(row["old_type"]),
+        old_value=row["old_value"],
+        old_version=row["old_version"],
+        new_type=None if row["new_type"] is None else SettingType(row["new_type"]),
+        new_value=row["new_value"],
+        new_version=row["new_version"],
+        actor=Actor(
+            row["actor_user_id"],
+            row["actor_username"],
+            row["credential_kind"],
+            row["credential_id"],
+            row["request_id"],
+        ),
+        reason=row["reason"],
+    )
 
 
 def _scope_not_found(scope: ScopeRef) -> errors.TiersetError:
@@ -279,7 +404,9 @@ class Store(PoolClient):
         read_bytes = int(rows[0]["read_bytes"])
         account_id = rows[0]["scope_account_id"]
         if read_bytes <= LARGE_READ_BYTES:
-            return Resolution(account_id, _settings_from_rows(rows), read_bytes)
+            return Resolution(
+                account_id, _settings_from_rows(rows), read_bytes, rows[0]["revision"]
+            )
         if check_owner is not None:
             check_owner(account_id)
         if read_bytes > MAX_READ_BYTES:
@@ -293,7 +420,7 @@ class Store(PoolClient):
             if read_bytes > MAX_READ_BYTES:  # written larger in between
                 raise read_too_large(read_bytes)
             settings = await off_loop(read_bytes, lambda: _settings_from_rows(rows))
-        return Resolution(rows[0]["scope_account_id"], settings, read_bytes)
+        return Resolution(rows[0]["scope_account_id"], settings, read_bytes, rows[0]["revision"])
 
     async def _resolve_rows(
         self, scope: ScopeRef, keys: list[str], visible_to: int | None, max_bytes: int
@@ -312,36 +439,76 @@ class Store(PoolClient):
         setting_type: SettingType,
         value_json: str,
         expected_version: int | None = None,
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
     ) -> WriteResult:
-        """Creates or updates one setting atomically; `scope` None means GLOBAL.
+        """Creates or updates one setting atomically and logs it; `scope` None means GLOBAL.
 
         With `expected_version`, writes only if the stored version matches (0:
-        only if it does not exist yet), else raises ABORTED.
+        only if it does not exist yet), else raises ABORTED. One statement in
+        autocommit (``put_setting``): the change, its log row and its revision
+        commit together, or none of them does.
         """
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
         args = (level.value, account_id, retailer_id, key, setting_type.value, value_json)
         async with self._acquire() as connection:
-            try:
-                if expected_version is None or expected_version == 0:
+            for _ in range(_RACE_RETRIES):
+                try:
                     row = await connection.fetchrow(
-                        query("upsert_setting"), *args, expected_version == 0
+                        query("put_setting"), *args, expected_version, *actor.columns(), reason
                     )
-                else:
-                    row = await connection.fetchrow(
-                        query("update_setting_if_version"), *args, expected_version
-                    )
-            except asyncpg.ForeignKeyViolationError:
-                assert scope is not None  # GLOBAL rows reference nothing
-                raise _scope_not_found(scope) from None
-            if row is not None:
-                return WriteResult(row["id"], row["version"], row["created"])
-            if scope is not None and not await connection.fetchval(
-                query("scope_exists"), scope.level.value, scope.id
-            ):
-                raise _scope_not_found(scope)
-            current = await connection.fetchval(
-                query("setting_version"), level.value, account_id, retailer_id, key
+                except asyncpg.ForeignKeyViolationError:
+                    assert scope is not None  # GLOBAL rows reference nothing
+                    raise _scope_not_found(scope) from None
+                except asyncpg.PostgresError as error:
+                    if error.sqlstate == _RACED:
+                        continue
+                    if error.sqlstate != _REFUSED:
+                        raise
+                    break
+                return WriteResult(
+                    row["id"],
+                    row["version"],
+                    row["created"],
+                    row["revision"],
+                    row["create_revision"],
+                    row["mod_revision"],
+                )
+            else:
+                raise errors.aborted(
+                    f"{key}: kept changing while being written; retry",
+                    Reason.WRITE_CONTENDED,
+                    key=key,
+                )
+            await self._explain_refusal(connection, scope, level, key, expected_version)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _explain_refusal(
+        self,
+        connection: Any,
+        scope: ScopeRef | None,
+        level: Level,
+        key: str,
+        expected_version: int | None,
+        deleting: bool = False,
+    ) -> None:
+        """Raises the error a refused write or delete deserves: NOT_FOUND for an unknown
+        scope or for a delete of a missing setting, else ABORTED."""
+        if scope is not None and not await connection.fetchval(
+            query("scope_exists"), scope.level.value, scope.id
+        ):
+            raise _scope_not_found(scope)
+        account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
+        current = await connection.fetchval(
+            query("setting_version"), level.value, account_id, retailer_id, key
+        )
+        if current is None and deleting:
+            raise errors.not_found(
+                f"{key} is not set at {level.lower()} level"
+                + ("" if scope is None else f" for {scope.level.lower()} {scope.id}"),
+                Reason.SETTING_NOT_FOUND,
+                key=key,
             )
         raise errors.aborted(
             f"{key}: expected version {expected_version}, "
@@ -350,6 +517,340 @@ class Store(PoolClient):
             key=key,
             current_version=str(current or 0),
         )
+
+    async def delete(
+        self,
+        scope: ScopeRef | None,
+        key: str,
+        expected_version: int | None = None,
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
+    ) -> DeleteResult:
+        """Removes one setting so the key inherits again; `scope` None means GLOBAL.
+
+        Raises NOT_FOUND when the scope or the setting does not exist, ABORTED when
+        `expected_version` is given and differs. The delete (``delete_setting``) and the
+        read of what the scope now inherits run in one transaction, which holds the
+        counter until it commits: the inherited setting is exactly the one after this
+        revision. For GLOBAL, nothing is inherited.
+        """
+        level = Level.GLOBAL if scope is None else scope.level
+        account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
+        async with self._acquire() as connection:
+            try:
+                async with connection.transaction():
+                    row = await connection.fetchrow(
+                        query("delete_setting"),
+                        level.value,
+                        account_id,
+                        retailer_id,
+                        key,
+                        expected_version,
+                        *actor.columns(),
+                        reason,
+                    )
+                    effective = None
+                    if scope is not None:
+                        rows = await connection.fetch(
+                            query("effective_settings"),
+                            scope.level.value,
+                            scope.id,
+                            [key],
+                            None,
+                            MAX_READ_BYTES,
+                        )
+                        found = _settings_from_rows(rows)
+                        effective = found[0] if found else None
+                    return DeleteResult(row["revision"], effective)
+            except asyncpg.PostgresError as error:
+                if error.sqlstate != _REFUSED:
+                    raise
+            await self._explain_refusal(
+                connection, scope, level, key, expected_version, deleting=True
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def resolve_at(
+        self,
+        scope: ScopeRef,
+        keys: list[str],
+        revision: int,
+        visible_to: int | None = None,
+    ) -> Resolution:
+        """Each key's most specific value for the scope as it stood after `revision`,
+        answered from the change log in one statement (``settings_at_revision``).
+
+        Raises NOT_FOUND as :meth:`resolve`, FAILED_PRECONDITION (REVISION_COMPACTED)
+        below the compacted revision, OUT_OF_RANGE (FUTURE_REVISION) past the current
+        one, INVALID_ARGUMENT (READ_TOO_LARGE) over MAX_READ_BYTES.
+        """
+        rows = await self._fetch(
+            query("settings_at_revision"), scope.level.value, scope.id, keys, visible_to, revision
+        )
+        if not rows:
+            raise _scope_not_found(scope)
+        first = rows[0]
+        check_readable(revision, first["compacted_revision"], first["revision"], "at_revision")
+        read_bytes = int(first["read_bytes"])
+        if read_bytes > MAX_READ_BYTES:
+            raise read_too_large(read_bytes)
+        return Resolution(
+            first["scope_account_id"], _settings_from_rows(rows), read_bytes, revision
+        )
+
+    async def list_settings(
+        self,
+        scope: ScopeRef | None,
+        key_prefix: str = "",
+        level_only: bool = False,
+        page_size: int = 100,
+        after_key: str = "",
+        at_revision: int | None = None,
+        visible_to: int | None = None,
+    ) -> SettingsPage:
+        """One page of a scope's settings by key, in one statement that also reads the
+        revision (``list_settings``, or ``list_settings_at_revision`` from the log).
+
+        `scope` None lists GLOBAL settings. Effective settings (each key's most specific
+        level) unless `level_only`, which lists what is set at exactly that scope. A
+        page holds at most `page_size` settings and at most MAX_READ_BYTES of values.
+        The next page is asked for with `after_key` = the returned `last_key`; keys
+        that exist throughout are each listed exactly once across the pages. Raises
+        NOT_FOUND for an unknown (or invisible) scope; with `at_revision`, as
+        :meth:`resolve_at`.
+        """
+        level = "GLOBAL" if scope is None else scope.level.value
+        scope_id = 0 if scope is None else scope.id
+        low, high = key_range(key_prefix)
+        args: list[object] = [
+            level,
+            scope_id,
+            level_only,
+            after_key,
+            low,
+            high,
+            page_size + 1,
+            visible_to,
+            MAX_READ_BYTES,
+        ]
+        name = "list_settings"
+        if at_revision is not None:
+            name = "list_settings_at_revision"
+            args.append(at_revision)
+        rows = await self._fetch(query(name), *args)
+        if not rows:
+            raise _scope_not_found(scope)  # type: ignore[arg-type]  # GLOBAL always exists
+        first = rows[0]
+        if at_revision is not None:
+            check_readable(
+                at_revision, first["compacted_revision"], first["revision"], "at_revision"
+            )
+        settings, more = _page(_settings_from_rows(rows), first["page_rows"], page_size)
+        return SettingsPage(
+            settings,
+            at_revision if at_revision is not None else first["revision"],
+            settings[-1].key if more else None,
+        )
+
+    async def explain(
+        self, scope: ScopeRef, keys: list[str], visible_to: int | None = None
+    ) -> tuple[int, list[Explanation]]:
+        """For each key, every level's setting for the scope with its last change, most
+        specific first, and the revision read at (one statement, ``explain_settings``).
+
+        Keys set at no level get an Explanation with no levels. Raises NOT_FOUND for an
+        unknown scope, INVALID_ARGUMENT (READ_TOO_LARGE) over MAX_READ_BYTES.
+        """
+        rows = await self._fetch(
+            query("explain_settings"), scope.level.value, scope.id, keys, visible_to, MAX_READ_BYTES
+        )
+        if not rows:
+            raise _scope_not_found(scope)
+        if rows[0]["read_bytes"] > MAX_READ_BYTES:
+            raise read_too_large(int(rows[0]["read_bytes"]))
+        by_key: dict[str, list[LevelEntry]] = {key: [] for key in keys}
+        for row, setting in zip(
+            [r for r in rows if r["key"] is not None], _settings_from_rows(rows), strict=True
+        ):
+            by_key[setting.key].append(
+                LevelEntry(
+                    setting,
+                    row["change_time"],
+                    Actor(
+                        row["actor_user_id"],
+                        row["actor_username"],
+                        row["credential_kind"],
+                        row["credential_id"],
+                        row["request_id"],
+                    ),
+                    row["reason"],
+                )
+            )
+        return rows[0]["revision"], [Explanation(k, v) for k, v in by_key.items()]
+
+    async def changes(
+        self,
+        *,
+        scope: ScopeRef | None = None,
+        global_only: bool = False,
+        visible_to: int | None = None,
+        key: str | None = None,
+        key_prefix: str | None = None,
+        min_revision: int | None = None,
+        max_revision: int | None = None,
+        min_time: datetime | None = None,
+        max_time: datetime | None = None,
+        actor_user_id: int | None = None,
+        newest_first: bool = False,
+        after: tuple[int, int] | None = None,
+        page_size: int = 100,
+    ) -> ChangesPage:
+        """One page of the change log, filtered, in revision order (or newest first).
+
+        `scope` an account includes its retailers; `global_only` keeps GLOBAL changes;
+        `visible_to` keeps that account's changes and GLOBAL ones. Continue with
+        `after` = the returned `last`. Raises FAILED_PRECONDITION (REVISION_COMPACTED)
+        when the changes asked for start at or below the compacted revision (an
+        explicit `min_revision`, or an oldest-first page continuing below it), so a
+        reader never takes a compacted gap for "nothing happened".
+        """
+        kind: str | None = "GLOBAL" if global_only else None
+        scope_id = None
+        if scope is not None:
+            kind, scope_id = scope.level.value, scope.id
+        low, high = key_range(key_prefix) if key_prefix else (None, None)
+        name = "changes_newest_first" if newest_first else "changes_oldest_first"
+        async with self._acquire() as connection, connection.transaction(readonly=True):
+            # Every filter is optional; planned once for all values (a generic plan) they
+            # could not use an index. Planned for the values given, they fold into plain
+            # index conditions (tests/test_query_plan.py).
+            await connection.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            rows = await connection.fetch(
+                query(name),
+                kind,
+                scope_id,
+                visible_to,
+                key,
+                low,
+                high,
+                min_revision,
+                max_revision,
+                min_time,
+                max_time,
+                actor_user_id,
+                None if after is None else after[0],
+                None if after is None else after[1],
+                page_size + 1,
+                MAX_READ_BYTES,
+            )
+        first = rows[0]
+        compacted = first["compacted_revision"]
+        starts_after = None if min_revision is None else min_revision - 1
+        if not newest_first and after is not None:
+            starts_after = max(starts_after or 0, after[0])
+        if starts_after is not None and starts_after < compacted:
+            raise revision_compacted(compacted)
+        changes, more = _page(
+            [_change_from_row(r) for r in rows if r["revision"] is not None],
+            first["page_rows"],
+            page_size,
+        )
+        last = (changes[-1].revision, changes[-1].seq) if more else None
+        return ChangesPage(changes, first["current_revision"], last)
+
+    async def restore(
+        self,
+        scope: ScopeRef | None,
+        keys: list[str],
+        revision: int,
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
+    ) -> RestoreResult:
+        """Sets `keys` of one level and scope (None: GLOBAL) back to their value after
+        `revision`: a put or a delete per key that differs, a no-op for one that does
+        not; all in one transaction under one new revision, logged with the reason
+        "restore to revision R" and the caller's own. Nothing to change: no revision.
+
+        Raises NOT_FOUND for an unknown scope, FAILED_PRECONDITION (REVISION_COMPACTED)
+        below the compacted revision, OUT_OF_RANGE (FUTURE_REVISION) past the current.
+        """
+        level = Level.GLOBAL if scope is None else scope.level
+        account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
+        if scope is not None and not await self._fetchval(
+            query("scope_exists"), scope.level.value, scope.id
+        ):
+            raise _scope_not_found(scope)
+        logged_reason = f"restore to revision {revision}" + (f": {reason}" if reason else "")
+        where = (level.value, account_id, retailer_id)
+
+        class _NothingToDo(Exception):
+            pass
+
+        changed: list[str] = []
+        new_revision: int | None = None
+        async with self._acquire() as connection:
+            try:
+                async with connection.transaction():
+                    taken = await connection.fetchrow(query("restore_take_revision"))
+                    new_revision = taken["revision"]
+                    check_readable(
+                        revision, taken["compacted_revision"], new_revision - 1, "revision"
+                    )
+                    states = await connection.fetch(
+                        query("setting_states_at"), *where, keys, revision
+                    )
+                    for state in states:
+                        if (state["current_type"], _canonical(state["current_value"])) == (
+                            state["target_type"],
+                            _canonical(state["target_value"]),
+                        ):
+                            continue
+                        seq = len(changed)
+                        if state["target_value"] is None:
+                            await connection.fetchval(
+                                query("delete_at_revision"),
+                                *where,
+                                state["key"],
+                                new_revision,
+                                seq,
+                                *actor.columns(),
+                                logged_reason,
+                            )
+                        else:
+                            await connection.fetchval(
+                                query("put_at_revision"),
+                                *where,
+                                state["key"],
+                                state["target_type"],
+                                state["target_value"],
+                                new_revision,
+                                seq,
+                                *actor.columns(),
+                                logged_reason,
+                            )
+                        changed.append(state["key"])
+                    if not changed:
+                        raise _NothingToDo  # rolls the counter back: no revision spent
+            except _NothingToDo:
+                return RestoreResult(None, [])
+        return RestoreResult(new_revision, changed)
+
+    async def current_revision(self) -> tuple[int, int]:
+        """The current and the compacted revision."""
+        row = await self._fetchrow(query("current_revision"))
+        return row["revision"], row["compacted_revision"]
+
+    async def compact(self, before: datetime) -> int | None:
+        """Removes the change log older than `before` (cut before its first newer row)
+        and records the compacted revision; returns it, or None when another process
+        is compacting right now (one at a time, by an advisory lock)."""
+        async with self._acquire() as connection, connection.transaction():
+            if not await connection.fetchval(query("lock_compaction")):
+                return None
+            row = await connection.fetchrow(query("compaction_target"), before)
+            target = max(row["target"], row["compacted_revision"])
+            await connection.execute(query("compact_change_log"), target)
+            return int(await connection.fetchval(query("record_compaction"), target))
 
     async def create_account(self, account_id: int | None, display_name: str) -> AccountRow:
         """Creates an account; `account_id` None lets the database choose."""

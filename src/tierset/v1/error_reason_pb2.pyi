@@ -11,6 +11,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REQUEST_TOO_LARGE: _ClassVar[ErrorReason]
     READ_TOO_LARGE: _ClassVar[ErrorReason]
     INTEGRATION_VALIDATION_FAILED: _ClassVar[ErrorReason]
+    INVALID_PAGE_TOKEN: _ClassVar[ErrorReason]
+    FUTURE_REVISION: _ClassVar[ErrorReason]
     CREDENTIALS_MISSING: _ClassVar[ErrorReason]
     CREDENTIALS_MALFORMED: _ClassVar[ErrorReason]
     CREDENTIALS_INVALID: _ClassVar[ErrorReason]
@@ -31,11 +33,14 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     API_TOKEN_NOT_FOUND: _ClassVar[ErrorReason]
     APP_PASSWORD_NOT_FOUND: _ClassVar[ErrorReason]
     CLIENT_NOT_FOUND: _ClassVar[ErrorReason]
+    SETTING_NOT_FOUND: _ClassVar[ErrorReason]
     ACCOUNT_EXISTS: _ClassVar[ErrorReason]
     RETAILER_EXISTS: _ClassVar[ErrorReason]
     USERNAME_TAKEN: _ClassVar[ErrorReason]
     CLIENT_EXISTS: _ClassVar[ErrorReason]
     VERSION_MISMATCH: _ClassVar[ErrorReason]
+    WRITE_CONTENDED: _ClassVar[ErrorReason]
+    REVISION_COMPACTED: _ClassVar[ErrorReason]
     TOO_MANY_STREAMS: _ClassVar[ErrorReason]
     READS_OVERLOADED: _ClassVar[ErrorReason]
     BACKEND_UNAVAILABLE: _ClassVar[ErrorReason]
@@ -63,6 +68,8 @@ INVALID_ARGUMENT: ErrorReason
 REQUEST_TOO_LARGE: ErrorReason
 READ_TOO_LARGE: ErrorReason
 INTEGRATION_VALIDATION_FAILED: ErrorReason
+INVALID_PAGE_TOKEN: ErrorReason
+FUTURE_REVISION: ErrorReason
 CREDENTIALS_MISSING: ErrorReason
 CREDENTIALS_MALFORMED: ErrorReason
 CREDENTIALS_INVALID: ErrorReason
@@ -83,11 +90,14 @@ USER_NOT_FOUND: ErrorReason
 API_TOKEN_NOT_FOUND: ErrorReason
 APP_PASSWORD_NOT_FOUND: ErrorReason
 CLIENT_NOT_FOUND: ErrorReason
+SETTING_NOT_FOUND: ErrorReason
 ACCOUNT_EXISTS: ErrorReason
 RETAILER_EXISTS: ErrorReason
 USERNAME_TAKEN: ErrorReason
 CLIENT_EXISTS: ErrorReason
 VERSION_MISMATCH: ErrorReason
+WRITE_CONTENDED: ErrorReason
+REVISION_COMPACTED: ErrorReason
 TOO_MANY_STREAMS: ErrorReason
 READS_OVERLOADED: ErrorReason
 BACKEND_UNAVAILABLE: ErrorReason

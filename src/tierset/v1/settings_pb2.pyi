@@ -25,6 +25,12 @@ class SettingLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SETTING_LEVEL_GLOBAL: _ClassVar[SettingLevel]
     SETTING_LEVEL_ACCOUNT: _ClassVar[SettingLevel]
     SETTING_LEVEL_RETAILER: _ClassVar[SettingLevel]
+
+class ChangeOperation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_OPERATION_UNSPECIFIED: _ClassVar[ChangeOperation]
+    CHANGE_OPERATION_PUT: _ClassVar[ChangeOperation]
+    CHANGE_OPERATION_DELETE: _ClassVar[ChangeOperation]
 SETTING_TYPE_UNSPECIFIED: SettingType
 SETTING_TYPE_LOB: SettingType
 SETTING_TYPE_STRING: SettingType
@@ -35,6 +41,9 @@ SETTING_LEVEL_UNSPECIFIED: SettingLevel
 SETTING_LEVEL_GLOBAL: SettingLevel
 SETTING_LEVEL_ACCOUNT: SettingLevel
 SETTING_LEVEL_RETAILER: SettingLevel
+CHANGE_OPERATION_UNSPECIFIED: ChangeOperation
+CHANGE_OPERATION_PUT: ChangeOperation
+CHANGE_OPERATION_DELETE: ChangeOperation
 
 class Scope(_message.Message):
     __slots__ = ("account_id", "retailer_id")
@@ -57,7 +66,7 @@ class SettingValue(_message.Message):
     def __init__(self, string_value: _Optional[str] = ..., integer_value: _Optional[int] = ..., boolean_value: _Optional[bool] = ..., json_value: _Optional[str] = ...) -> None: ...
 
 class Setting(_message.Message):
-    __slots__ = ("id", "key", "type", "value", "level", "version", "update_time")
+    __slots__ = ("id", "key", "type", "value", "level", "version", "update_time", "create_revision", "mod_revision")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +74,8 @@ class Setting(_message.Message):
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MOD_REVISION_FIELD_NUMBER: _ClassVar[int]
     id: int
     key: str
     type: SettingType
@@ -72,9 +83,187 @@ class Setting(_message.Message):
     level: SettingLevel
     version: int
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., level: _Optional[_Union[SettingLevel, str]] = ..., version: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    create_revision: int
+    mod_revision: int
+    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., level: _Optional[_Union[SettingLevel, str]] = ..., version: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ...) -> None: ...
+
+class Actor(_message.Message):
+    __slots__ = ("user_id", "username", "credential_kind", "credential_id", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_KIND_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: int
+    username: str
+    credential_kind: str
+    credential_id: int
+    request_id: str
+    def __init__(self, user_id: _Optional[int] = ..., username: _Optional[str] = ..., credential_kind: _Optional[str] = ..., credential_id: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class Change(_message.Message):
+    __slots__ = ("revision", "sequence", "change_time", "operation", "level", "scope", "owner_account_id", "key", "old_setting", "new_setting", "actor", "reason")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ACCOUNT_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OLD_SETTING_FIELD_NUMBER: _ClassVar[int]
+    NEW_SETTING_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    sequence: int
+    change_time: _timestamp_pb2.Timestamp
+    operation: ChangeOperation
+    level: SettingLevel
+    scope: Scope
+    owner_account_id: int
+    key: str
+    old_setting: Setting
+    new_setting: Setting
+    actor: Actor
+    reason: str
+    def __init__(self, revision: _Optional[int] = ..., sequence: _Optional[int] = ..., change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., operation: _Optional[_Union[ChangeOperation, str]] = ..., level: _Optional[_Union[SettingLevel, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., owner_account_id: _Optional[int] = ..., key: _Optional[str] = ..., old_setting: _Optional[_Union[Setting, _Mapping]] = ..., new_setting: _Optional[_Union[Setting, _Mapping]] = ..., actor: _Optional[_Union[Actor, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class GetSettingsRequest(_message.Message):
+    __slots__ = ("scope", "keys", "at_revision")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    AT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    at_revision: int
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., keys: _Optional[_Iterable[str]] = ..., at_revision: _Optional[int] = ...) -> None: ...
+
+class GetSettingsResponse(_message.Message):
+    __slots__ = ("settings", "revision")
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    settings: _containers.RepeatedCompositeFieldContainer[Setting]
+    revision: int
+    def __init__(self, settings: _Optional[_Iterable[_Union[Setting, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class PutSettingRequest(_message.Message):
+    __slots__ = ("scope", "key", "type", "value", "expected_version", "reason")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    key: str
+    type: SettingType
+    value: SettingValue
+    expected_version: int
+    reason: str
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PutSettingResponse(_message.Message):
+    __slots__ = ("id", "version", "created", "revision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    version: int
+    created: bool
+    revision: int
+    def __init__(self, id: _Optional[int] = ..., version: _Optional[int] = ..., created: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class SetGlobalRequest(_message.Message):
+    __slots__ = ("key", "type", "value", "expected_version", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    type: SettingType
+    value: SettingValue
+    expected_version: int
+    reason: str
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetGlobalResponse(_message.Message):
+    __slots__ = ("id", "version", "created", "revision")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    version: int
+    created: bool
+    revision: int
+    def __init__(self, id: _Optional[int] = ..., version: _Optional[int] = ..., created: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class DeleteSettingRequest(_message.Message):
+    __slots__ = ("scope", "key", "expected_version", "reason")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    key: str
+    expected_version: int
+    reason: str
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., key: _Optional[str] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteSettingResponse(_message.Message):
+    __slots__ = ("revision", "effective")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    effective: Setting
+    def __init__(self, revision: _Optional[int] = ..., effective: _Optional[_Union[Setting, _Mapping]] = ...) -> None: ...
+
+class DeleteGlobalRequest(_message.Message):
+    __slots__ = ("key", "expected_version", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    expected_version: int
+    reason: str
+    def __init__(self, key: _Optional[str] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteGlobalResponse(_message.Message):
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
+
+class ListSettingsRequest(_message.Message):
+    __slots__ = ("scope", "key_prefix", "level_only", "page_size", "page_token", "at_revision")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AT_REVISION_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    key_prefix: str
+    level_only: bool
+    page_size: int
+    page_token: str
+    at_revision: int
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., key_prefix: _Optional[str] = ..., level_only: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., at_revision: _Optional[int] = ...) -> None: ...
+
+class ListSettingsResponse(_message.Message):
+    __slots__ = ("settings", "next_page_token", "revision")
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    settings: _containers.RepeatedCompositeFieldContainer[Setting]
+    next_page_token: str
+    revision: int
+    def __init__(self, settings: _Optional[_Iterable[_Union[Setting, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ExplainSettingsRequest(_message.Message):
     __slots__ = ("scope", "keys")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
@@ -82,54 +271,94 @@ class GetSettingsRequest(_message.Message):
     keys: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class GetSettingsResponse(_message.Message):
-    __slots__ = ("settings",)
-    SETTINGS_FIELD_NUMBER: _ClassVar[int]
-    settings: _containers.RepeatedCompositeFieldContainer[Setting]
-    def __init__(self, settings: _Optional[_Iterable[_Union[Setting, _Mapping]]] = ...) -> None: ...
+class LevelValue(_message.Message):
+    __slots__ = ("setting", "last_actor", "last_change_time", "last_reason", "shadowed")
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACTOR_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHANGE_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_REASON_FIELD_NUMBER: _ClassVar[int]
+    SHADOWED_FIELD_NUMBER: _ClassVar[int]
+    setting: Setting
+    last_actor: Actor
+    last_change_time: _timestamp_pb2.Timestamp
+    last_reason: str
+    shadowed: bool
+    def __init__(self, setting: _Optional[_Union[Setting, _Mapping]] = ..., last_actor: _Optional[_Union[Actor, _Mapping]] = ..., last_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_reason: _Optional[str] = ..., shadowed: _Optional[bool] = ...) -> None: ...
 
-class PutSettingRequest(_message.Message):
-    __slots__ = ("scope", "key", "type", "value", "expected_version")
+class KeyExplanation(_message.Message):
+    __slots__ = ("key", "winner", "levels")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    WINNER_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    winner: SettingLevel
+    levels: _containers.RepeatedCompositeFieldContainer[LevelValue]
+    def __init__(self, key: _Optional[str] = ..., winner: _Optional[_Union[SettingLevel, str]] = ..., levels: _Optional[_Iterable[_Union[LevelValue, _Mapping]]] = ...) -> None: ...
+
+class ExplainSettingsResponse(_message.Message):
+    __slots__ = ("keys", "revision")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyExplanation]
+    revision: int
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyExplanation, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ListChangesRequest(_message.Message):
+    __slots__ = ("scope", "global_only", "key", "key_prefix", "min_revision", "max_revision", "min_time", "max_time", "actor_user_id", "newest_first", "page_size", "page_token")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_ONLY_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
-    TYPE_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KEY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    MIN_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MAX_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MIN_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_FIRST_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     scope: Scope
+    global_only: bool
     key: str
-    type: SettingType
-    value: SettingValue
-    expected_version: int
-    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    key_prefix: str
+    min_revision: int
+    max_revision: int
+    min_time: _timestamp_pb2.Timestamp
+    max_time: _timestamp_pb2.Timestamp
+    actor_user_id: int
+    newest_first: bool
+    page_size: int
+    page_token: str
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., global_only: _Optional[bool] = ..., key: _Optional[str] = ..., key_prefix: _Optional[str] = ..., min_revision: _Optional[int] = ..., max_revision: _Optional[int] = ..., min_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., actor_user_id: _Optional[int] = ..., newest_first: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
-class PutSettingResponse(_message.Message):
-    __slots__ = ("id", "version", "created")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    CREATED_FIELD_NUMBER: _ClassVar[int]
-    id: int
-    version: int
-    created: bool
-    def __init__(self, id: _Optional[int] = ..., version: _Optional[int] = ..., created: _Optional[bool] = ...) -> None: ...
+class ListChangesResponse(_message.Message):
+    __slots__ = ("changes", "next_page_token", "revision")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
+    next_page_token: str
+    revision: int
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
-class SetGlobalRequest(_message.Message):
-    __slots__ = ("key", "type", "value", "expected_version")
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    TYPE_FIELD_NUMBER: _ClassVar[int]
-    VALUE_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
-    key: str
-    type: SettingType
-    value: SettingValue
-    expected_version: int
-    def __init__(self, key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+class RestoreSettingsRequest(_message.Message):
+    __slots__ = ("level", "scope", "keys", "revision", "reason")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    level: SettingLevel
+    scope: Scope
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    revision: int
+    reason: str
+    def __init__(self, level: _Optional[_Union[SettingLevel, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., keys: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
-class SetGlobalResponse(_message.Message):
-    __slots__ = ("id", "version", "created")
-    ID_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    CREATED_FIELD_NUMBER: _ClassVar[int]
-    id: int
-    version: int
-    created: bool
-    def __init__(self, id: _Optional[int] = ..., version: _Optional[int] = ..., created: _Optional[bool] = ...) -> None: ...
+class RestoreSettingsResponse(_message.Message):
+    __slots__ = ("revision", "changed_keys")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    changed_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[int] = ..., changed_keys: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -67,6 +67,36 @@ class SettingsServiceStub:
                 request_serializer=tierset_dot_v1_dot_settings__pb2.SetGlobalRequest.SerializeToString,
                 response_deserializer=tierset_dot_v1_dot_settings__pb2.SetGlobalResponse.FromString,
                 _registered_method=True)
+        self.DeleteSetting = channel.unary_unary(
+                '/tierset.v1.SettingsService/DeleteSetting',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.DeleteSettingRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.DeleteSettingResponse.FromString,
+                _registered_method=True)
+        self.DeleteGlobal = channel.unary_unary(
+                '/tierset.v1.SettingsService/DeleteGlobal',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.DeleteGlobalRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.DeleteGlobalResponse.FromString,
+                _registered_method=True)
+        self.ListSettings = channel.unary_unary(
+                '/tierset.v1.SettingsService/ListSettings',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.ListSettingsRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.ListSettingsResponse.FromString,
+                _registered_method=True)
+        self.ExplainSettings = channel.unary_unary(
+                '/tierset.v1.SettingsService/ExplainSettings',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.ExplainSettingsRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.ExplainSettingsResponse.FromString,
+                _registered_method=True)
+        self.ListChanges = channel.unary_unary(
+                '/tierset.v1.SettingsService/ListChanges',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.ListChangesRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.ListChangesResponse.FromString,
+                _registered_method=True)
+        self.RestoreSettings = channel.unary_unary(
+                '/tierset.v1.SettingsService/RestoreSettings',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class SettingsServiceServicer:
@@ -124,6 +154,74 @@ class SettingsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteSetting(self, request, context):
+        """Removes one ACCOUNT- or RETAILER-level setting, so that the key inherits
+        again (RETAILER from ACCOUNT, ACCOUNT from GLOBAL). The response names the
+        setting now effective for that scope, if any.
+        Errors: INVALID_ARGUMENT for a missing scope or a bad key; NOT_FOUND
+        (reason SETTING_NOT_FOUND) when the scope has no value for the key, or for
+        an unknown account or retailer; ABORTED when `expected_version` is set and
+        the stored version differs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGlobal(self, request, context):
+        """Removes one GLOBAL setting (PLATFORM only). Errors as for DeleteSetting.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSettings(self, request, context):
+        """Lists a scope's settings ordered by key: each key's effective setting (with
+        the level it came from) or, with `level_only`, only what is set at exactly
+        that scope. Every page is one consistent read, at the revision it reports.
+        Errors: INVALID_ARGUMENT for a bad prefix, page size or page token;
+        NOT_FOUND for an unknown account or retailer; FAILED_PRECONDITION (reason
+        REVISION_COMPACTED, metadata `compacted_revision`) when `at_revision` is
+        older than the retained history; OUT_OF_RANGE (reason FUTURE_REVISION)
+        when it is after the current revision.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainSettings(self, request, context):
+        """Explains how keys resolve for a scope: every level's value with its
+        version, last change and who made it; which level wins and which values it
+        shadows. Errors: as GetSettings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChanges(self, request, context):
+        """Lists the change log, filtered, oldest or newest first. ADMIN and VIEWER
+        callers see their account's changes (its retailers' included) and GLOBAL
+        ones; PLATFORM callers see all. Errors: INVALID_ARGUMENT for a bad filter,
+        page size or page token; FAILED_PRECONDITION (reason REVISION_COMPACTED,
+        metadata `compacted_revision`) when `min_revision` (or the page token)
+        reaches into history that compaction has removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSettings(self, request, context):
+        """Sets keys of one level and scope back to their value after `revision`: a
+        put or a delete per key that differs, in one transaction, as one new
+        revision, recorded with the reason "restore to revision R" and the
+        caller's own. Keys that already hold that value are left alone; when none
+        differs, nothing is written. Errors: INVALID_ARGUMENT for bad keys;
+        NOT_FOUND for an unknown scope; FAILED_PRECONDITION (REVISION_COMPACTED)
+        or OUT_OF_RANGE (FUTURE_REVISION) for `revision` as for ListSettings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettingsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +239,36 @@ def add_SettingsServiceServicer_to_server(servicer, server):
                     servicer.SetGlobal,
                     request_deserializer=tierset_dot_v1_dot_settings__pb2.SetGlobalRequest.FromString,
                     response_serializer=tierset_dot_v1_dot_settings__pb2.SetGlobalResponse.SerializeToString,
+            ),
+            'DeleteSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSetting,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.DeleteSettingRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.DeleteSettingResponse.SerializeToString,
+            ),
+            'DeleteGlobal': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGlobal,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.DeleteGlobalRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.DeleteGlobalResponse.SerializeToString,
+            ),
+            'ListSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSettings,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.ListSettingsRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.ListSettingsResponse.SerializeToString,
+            ),
+            'ExplainSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainSettings,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.ExplainSettingsRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.ExplainSettingsResponse.SerializeToString,
+            ),
+            'ListChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChanges,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.ListChangesRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.ListChangesResponse.SerializeToString,
+            ),
+            'RestoreSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSettings,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -242,6 +370,168 @@ class SettingsService:
             '/tierset.v1.SettingsService/SetGlobal',
             tierset_dot_v1_dot_settings__pb2.SetGlobalRequest.SerializeToString,
             tierset_dot_v1_dot_settings__pb2.SetGlobalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/DeleteSetting',
+            tierset_dot_v1_dot_settings__pb2.DeleteSettingRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.DeleteSettingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGlobal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/DeleteGlobal',
+            tierset_dot_v1_dot_settings__pb2.DeleteGlobalRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.DeleteGlobalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/ListSettings',
+            tierset_dot_v1_dot_settings__pb2.ListSettingsRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.ListSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/ExplainSettings',
+            tierset_dot_v1_dot_settings__pb2.ExplainSettingsRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.ExplainSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/ListChanges',
+            tierset_dot_v1_dot_settings__pb2.ListChangesRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.ListChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/RestoreSettings',
+            tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,6 +12,9 @@
 -- `read_bytes` is what the resolved values add up to as fetched (value_bytes,
 -- migration 0004). Over $5 bytes, every value is NULL: the read is judged by
 -- its size before a single value is rendered or sent.
+-- `revision` is the counter as this statement's snapshot sees it: every change
+-- up to it is in the answer and none after it (revisions commit in order,
+-- migration 0005).
 WITH scope AS (
     SELECT NULL::bigint AS retailer_id, a.id AS account_id
       FROM accounts a
@@ -28,7 +31,9 @@ SELECT scope.account_id AS scope_account_id,
        CASE WHEN coalesce(sum(eff.value_bytes) OVER (), 0) <= $5::bigint
             THEN eff.value::text END AS value,
        eff.level::text AS level, eff.version, eff.update_time,
-       coalesce(sum(eff.value_bytes) OVER (), 0) AS read_bytes
+       coalesce(sum(eff.value_bytes) OVER (), 0) AS read_bytes,
+       eff.create_revision, eff.mod_revision,
+       (SELECT revision FROM revision_counter) AS revision
   FROM scope
   LEFT JOIN LATERAL (
       SELECT DISTINCT ON (s.key) s.*
@@ -45,30 +50,107 @@ SELECT scope.account_id AS scope_account_id,
 -- The health probe's question: does the database answer at all?
 SELECT 1;
 
--- name: upsert_setting
--- Creates or updates one setting; `version` grows by one on update. With
--- $7 = true the update half only fires when nothing exists yet, i.e. never,
--- so an existing row returns nothing (a create-only write). `created` tells
--- an insert (xmax = 0) from an update.
-INSERT INTO settings AS s (level, account_id, retailer_id, key, type, value)
-VALUES ($1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb)
-ON CONFLICT (level, scope_id, key) DO UPDATE
-   SET type = EXCLUDED.type, value = EXCLUDED.value,
-       version = s.version + 1, update_time = now()
- WHERE NOT $7::bool
-RETURNING s.id, s.version, (s.xmax = 0) AS created;
+-- name: put_setting
+-- Creates or updates one setting and logs it, in ONE statement run in
+-- autocommit: the revision counter's row lock (taken first, by `rev`) is then
+-- held only for the rest of this statement and its commit, the shortest window
+-- that still hands revisions out in commit order (migration 0005).
+-- $1 level, $2 account_id, $3 retailer_id, $4 key, $5 type, $6 value (JSON
+-- text), $7 expected version (NULL: any; 0: only if it does not exist yet; n:
+-- only if it is at version n), $8..$12 the actor (user id, username, credential
+-- kind, credential id, request id), $13 the reason.
+-- Order inside the statement is forced by data dependencies, not hoped for:
+-- `old` waits for `rev` (its gating condition reads it), the insert reads
+-- `old` (the count), so every writer takes the counter before any settings row
+-- lock and writers cannot deadlock. `old` locks the row FOR UPDATE, so it is
+-- the latest committed version even if it changed while this statement waited
+-- for the counter. A row created meanwhile is invisible to this statement's
+-- snapshot, though the upsert finds it: that case raises TS503 and the store
+-- runs the statement again. Nothing written (a stale or create-only write)
+-- raises TS409, so the counter bump rolls back with it: no revision is spent.
+WITH rev AS (
+    UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision
+), old AS (
+    SELECT s.* FROM settings s
+     WHERE (SELECT revision FROM rev) IS NOT NULL
+       AND s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
+       FOR UPDATE
+), up AS (
+    INSERT INTO settings AS s
+           (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
+    SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb,
+           rev.revision, rev.revision
+      FROM rev, (SELECT count(*) AS n FROM old) o
+     WHERE $7::bigint IS NULL OR $7 = 0 OR o.n > 0
+    ON CONFLICT (level, scope_id, key) DO UPDATE
+       SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
+           update_time = now(), mod_revision = EXCLUDED.mod_revision
+     WHERE $7::bigint IS NULL OR s.version = $7
+    RETURNING s.*, (s.xmax = 0) AS inserted
+), logged AS (
+    INSERT INTO change_log
+           (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+            setting_id, old_type, old_value, old_version, old_create_revision,
+            old_mod_revision, old_update_time, new_type, new_value, new_version,
+            actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+    -- An unknown retailer has no account: 0 keeps this row's CHECK quiet so that the
+    -- settings row's foreign key (checked at the end of the statement) refuses it.
+    SELECT rev.revision, 0, 'PUT', up.level, up.account_id, up.retailer_id,
+           CASE WHEN up.retailer_id IS NOT NULL
+                THEN coalesce((SELECT r.account_id FROM retailers r WHERE r.id = up.retailer_id), 0)
+                ELSE up.account_id END,
+           up.key, up.id, old.type, old.value, old.version, old.create_revision,
+           old.mod_revision, old.update_time, up.type, up.value, up.version,
+           $8, $9, $10, $11, $12, $13
+      FROM rev JOIN up ON true LEFT JOIN old ON true
+    RETURNING revision
+)
+SELECT up.id, up.version, up.create_revision, up.mod_revision, up.update_time,
+       old.id IS NULL AS created, rev.revision,
+       CASE WHEN up.id IS NULL THEN tierset_refuse_change()
+            WHEN old.id IS NULL AND NOT up.inserted THEN tierset_retry_change()
+       END AS refused,
+       (SELECT count(*) FROM logged) AS logged
+  FROM rev LEFT JOIN up ON true LEFT JOIN old ON true;
 
--- name: update_setting_if_version
--- Updates an existing setting only when its version is $7 (optimistic
--- concurrency); no row back means it is missing or stale.
-UPDATE settings AS s
-   SET type = $5::text::setting_type, value = $6::text::jsonb,
-       version = s.version + 1, update_time = now()
- WHERE s.level = $1::text::setting_level
-   AND s.scope_id = coalesce($3, $2, 0)
-   AND s.key = $4
-   AND s.version = $7
-RETURNING s.id, s.version, false AS created;
+-- name: delete_setting
+-- Removes one setting (the key inherits again) and logs it, in one statement
+-- shaped like put_setting: the counter first (the gating condition reads
+-- `rev`), then the row; a concurrent update is re-checked against
+-- $5 (expected version, NULL: any) on its latest version. Nothing deleted (no
+-- such setting, a stale version) raises TS409, rolling the bump back. A row
+-- created while this statement waited for the counter is invisible to it, so
+-- the delete answers NOT_FOUND: it overlapped that create and is ordered
+-- before it, which is as correct (linearisable) as after. Run in
+-- a transaction with the read of what is now effective (see Store.delete).
+-- $1 level, $2 account_id, $3 retailer_id, $4 key, $6..$10 the actor, $11 the reason.
+WITH rev AS (
+    UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision
+), gone AS (
+    DELETE FROM settings s
+     WHERE (SELECT revision FROM rev) IS NOT NULL
+       AND s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
+       AND ($5::bigint IS NULL OR s.version = $5)
+    RETURNING s.*
+), logged AS (
+    INSERT INTO change_log
+           (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+            setting_id, old_type, old_value, old_version, old_create_revision,
+            old_mod_revision, old_update_time,
+            actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+    SELECT rev.revision, 0, 'DELETE', gone.level, gone.account_id, gone.retailer_id,
+           CASE WHEN gone.retailer_id IS NOT NULL
+                THEN (SELECT r.account_id FROM retailers r WHERE r.id = gone.retailer_id)
+                ELSE gone.account_id END,
+           gone.key, gone.id, gone.type, gone.value, gone.version, gone.create_revision,
+           gone.mod_revision, gone.update_time, $6, $7, $8, $9, $10, $11
+      FROM rev JOIN gone ON true
+    RETURNING revision
+)
+SELECT rev.revision, gone.id, gone.version,
+       CASE WHEN gone.id IS NULL THEN tierset_refuse_change() END AS refused,
+       (SELECT count(*) FROM logged) AS logged
+  FROM rev LEFT JOIN gone ON true;
 
 -- name: setting_version
 -- The stored version of one setting, to explain a refused conditional write.
@@ -242,3 +324,450 @@ SELECT count(*) FROM users;
 -- and the second then finds the users the first made. The key is "tierset" and 2 in
 -- bytes (migrate.py's is "tierset" and 1).
 SELECT pg_advisory_xact_lock(x'7469657273657402'::bigint);
+
+-- History and listing: everything below reads the change log (migration 0005).
+-- Each read also returns the revision counter (and the compacted revision) as
+-- its own snapshot sees them, so the revision it reports is exactly the one it
+-- read at: revisions commit in order, so a snapshot holding counter N holds
+-- every change up to N and none after.
+
+-- name: list_settings
+-- One page of a scope's settings, ordered by key (bytewise: the C collation).
+-- $1 scope level ('GLOBAL', 'ACCOUNT', 'RETAILER'), $2 its id (0 for GLOBAL),
+-- $3 level_only (just what is set at that exact scope, else the effective
+-- setting per key, most specific level first), $4 the last key of the previous
+-- page ('' for the first), [$5, $6) the key range of the prefix, $7 the number
+-- of rows to read (a page and one more, to know whether another follows), $8 the only account the caller may see (NULL: any), $9 the bytes a
+-- page's values may add up to: the page ends before the row that would take
+-- it over (never before its first row).
+-- Each level's branch is an index range scan of settings_level_scope_key with
+-- its own LIMIT: the first $7 distinct keys are among the first $7 of each.
+-- No row: the scope does not exist (or is another account's).
+WITH scope AS (
+    SELECT NULL::bigint AS retailer_id, NULL::bigint AS account_id WHERE $1::text = 'GLOBAL'
+    UNION ALL
+    SELECT NULL::bigint, a.id FROM accounts a
+     WHERE $1::text = 'ACCOUNT' AND a.id = $2 AND ($8::bigint IS NULL OR a.id = $8::bigint)
+    UNION ALL
+    SELECT r.id, r.account_id FROM retailers r
+     WHERE $1::text = 'RETAILER' AND r.id = $2 AND ($8::bigint IS NULL OR r.account_id = $8::bigint)
+), levels AS (
+    SELECT 'RETAILER'::setting_level AS level, scope.retailer_id AS scope_id
+      FROM scope WHERE scope.retailer_id IS NOT NULL
+    UNION ALL
+    SELECT 'ACCOUNT'::setting_level, scope.account_id
+      FROM scope WHERE scope.account_id IS NOT NULL AND (NOT $3::bool OR $1::text = 'ACCOUNT')
+    UNION ALL
+    SELECT 'GLOBAL'::setting_level, 0::bigint FROM scope WHERE NOT $3::bool OR $1::text = 'GLOBAL'
+), page AS (
+    SELECT DISTINCT ON (c.key) c.*
+      FROM levels l
+     CROSS JOIN LATERAL (
+         SELECT s.id, s.key, s.type, s.value, s.level, s.version, s.update_time,
+                s.create_revision, s.mod_revision, s.value_bytes
+           FROM settings s
+          WHERE s.level = l.level AND s.scope_id = l.scope_id
+            AND s.key > $4::text AND s.key >= $5::text AND s.key < $6::text
+          ORDER BY s.key
+          LIMIT $7
+     ) c
+     ORDER BY c.key, c.level DESC
+     LIMIT $7
+), sized AS (
+    SELECT page.*, sum(page.value_bytes) OVER (ORDER BY page.key) - page.value_bytes AS before,
+           row_number() OVER (ORDER BY page.key) AS n, count(*) OVER () AS page_rows
+      FROM page
+)
+SELECT counter.revision, counter.compacted_revision, scope.account_id AS scope_account_id,
+       sized.id, sized.key, sized.type::text AS type, sized.value::text AS value,
+       sized.level::text AS level, sized.version, sized.update_time,
+       sized.create_revision, sized.mod_revision, sized.page_rows
+  FROM scope
+ CROSS JOIN revision_counter counter
+  LEFT JOIN sized ON sized.n = 1 OR sized.before < $9::bigint
+ ORDER BY sized.key;
+
+-- name: list_settings_at_revision
+-- list_settings as it stood after revision $10 (parameters as list_settings),
+-- answered from the log: a (level, scope, key) then held the old side of its
+-- first change after $10, if it has one, else what it holds now. Candidates
+-- are the keys set now and the keys changed since $10 (a key deleted since
+-- then is found in the log). The caller checks $10 against the compacted and
+-- current revisions this statement returns (the same snapshot).
+WITH scope AS (
+    SELECT NULL::bigint AS retailer_id, NULL::bigint AS account_id WHERE $1::text = 'GLOBAL'
+    UNION ALL
+    SELECT NULL::bigint, a.id FROM accounts a
+     WHERE $1::text = 'ACCOUNT' AND a.id = $2 AND ($8::bigint IS NULL OR a.id = $8::bigint)
+    UNION ALL
+    SELECT r.id, r.account_id FROM retailers r
+     WHERE $1::text = 'RETAILER' AND r.id = $2 AND ($8::bigint IS NULL OR r.account_id = $8::bigint)
+), levels AS (
+    SELECT 'RETAILER'::setting_level AS level, scope.retailer_id AS scope_id
+      FROM scope WHERE scope.retailer_id IS NOT NULL
+    UNION ALL
+    SELECT 'ACCOUNT'::setting_level, scope.account_id
+      FROM scope WHERE scope.account_id IS NOT NULL AND (NOT $3::bool OR $1::text = 'ACCOUNT')
+    UNION ALL
+    SELECT 'GLOBAL'::setting_level, 0::bigint FROM scope WHERE NOT $3::bool OR $1::text = 'GLOBAL'
+), candidates AS (
+    SELECT l.level, l.scope_id, s.key
+      FROM levels l JOIN settings s ON s.level = l.level AND s.scope_id = l.scope_id
+     WHERE s.key > $4::text AND s.key >= $5::text AND s.key < $6::text
+    UNION
+    SELECT l.level, l.scope_id, c.key
+      FROM levels l JOIN change_log c ON c.level = l.level AND c.scope_id = l.scope_id
+     WHERE c.key > $4::text AND c.key >= $5::text AND c.key < $6::text
+       AND c.revision > $10::bigint
+), states AS (
+    SELECT cand.key, cand.level,
+           CASE WHEN fc.revision IS NULL THEN s.id ELSE fc.setting_id END AS id,
+           CASE WHEN fc.revision IS NULL THEN s.type ELSE fc.old_type END AS type,
+           CASE WHEN fc.revision IS NULL THEN s.value ELSE fc.old_value END AS value,
+           CASE WHEN fc.revision IS NULL THEN s.version ELSE fc.old_version END AS version,
+           CASE WHEN fc.revision IS NULL THEN s.update_time ELSE fc.old_update_time END
+               AS update_time,
+           CASE WHEN fc.revision IS NULL THEN s.create_revision ELSE fc.old_create_revision END
+               AS create_revision,
+           CASE WHEN fc.revision IS NULL THEN s.mod_revision ELSE fc.old_mod_revision END
+               AS mod_revision
+      FROM candidates cand
+      LEFT JOIN LATERAL (
+          SELECT c.* FROM change_log c
+           WHERE c.level = cand.level AND c.scope_id = cand.scope_id AND c.key = cand.key
+             AND c.revision > $10::bigint
+           ORDER BY c.revision, c.seq
+           LIMIT 1
+      ) fc ON true
+      LEFT JOIN settings s
+        ON s.level = cand.level AND s.scope_id = cand.scope_id AND s.key = cand.key
+), page AS (
+    SELECT DISTINCT ON (st.key) st.*, octet_length(st.value::text) AS value_bytes
+      FROM states st
+     WHERE st.value IS NOT NULL
+     ORDER BY st.key, st.level DESC
+     LIMIT $7
+), sized AS (
+    SELECT page.*, sum(page.value_bytes) OVER (ORDER BY page.key) - page.value_bytes AS before,
+           row_number() OVER (ORDER BY page.key) AS n, count(*) OVER () AS page_rows
+      FROM page
+)
+SELECT counter.revision, counter.compacted_revision, scope.account_id AS scope_account_id,
+       sized.id, sized.key, sized.type::text AS type, sized.value::text AS value,
+       sized.level::text AS level, sized.version, sized.update_time,
+       sized.create_revision, sized.mod_revision, sized.page_rows
+  FROM scope
+ CROSS JOIN revision_counter counter
+  LEFT JOIN sized ON sized.n = 1 OR sized.before < $9::bigint
+ ORDER BY sized.key;
+
+-- name: settings_at_revision
+-- effective_settings as it stood after revision $5, from the log (as
+-- list_settings_at_revision): $1 scope level, $2 its id, $3 the keys, $4 the
+-- only account the caller may see. No row: the scope does not exist; one row
+-- with a NULL key: none of the keys was set then.
+WITH scope AS (
+    SELECT NULL::bigint AS retailer_id, a.id AS account_id FROM accounts a
+     WHERE $1::text = 'ACCOUNT' AND a.id = $2 AND ($4::bigint IS NULL OR a.id = $4::bigint)
+    UNION ALL
+    SELECT r.id, r.account_id FROM retailers r
+     WHERE $1::text = 'RETAILER' AND r.id = $2 AND ($4::bigint IS NULL OR r.account_id = $4::bigint)
+), candidates AS (
+    SELECT l.level, l.scope_id, k.key
+      FROM scope
+     CROSS JOIN LATERAL (VALUES ('RETAILER'::setting_level, scope.retailer_id),
+                                ('ACCOUNT'::setting_level, scope.account_id),
+                                ('GLOBAL'::setting_level, 0::bigint)) l (level, scope_id)
+     CROSS JOIN unnest($3::text[]) k (key)
+     WHERE l.scope_id IS NOT NULL
+), states AS (
+    SELECT cand.key, cand.level,
+           CASE WHEN fc.revision IS NULL THEN s.id ELSE fc.setting_id END AS id,
+           CASE WHEN fc.revision IS NULL THEN s.type ELSE fc.old_type END AS type,
+           CASE WHEN fc.revision IS NULL THEN s.value ELSE fc.old_value END AS value,
+           CASE WHEN fc.revision IS NULL THEN s.version ELSE fc.old_version END AS version,
+           CASE WHEN fc.revision IS NULL THEN s.update_time ELSE fc.old_update_time END
+               AS update_time,
+           CASE WHEN fc.revision IS NULL THEN s.create_revision ELSE fc.old_create_revision END
+               AS create_revision,
+           CASE WHEN fc.revision IS NULL THEN s.mod_revision ELSE fc.old_mod_revision END
+               AS mod_revision
+      FROM candidates cand
+      LEFT JOIN LATERAL (
+          SELECT c.* FROM change_log c
+           WHERE c.level = cand.level AND c.scope_id = cand.scope_id AND c.key = cand.key
+             AND c.revision > $5::bigint
+           ORDER BY c.revision, c.seq
+           LIMIT 1
+      ) fc ON true
+      LEFT JOIN settings s
+        ON s.level = cand.level AND s.scope_id = cand.scope_id AND s.key = cand.key
+), eff AS (
+    SELECT DISTINCT ON (st.key) st.*
+      FROM states st WHERE st.value IS NOT NULL
+     ORDER BY st.key, st.level DESC
+)
+SELECT counter.revision, counter.compacted_revision, scope.account_id AS scope_account_id,
+       eff.id, eff.key, eff.type::text AS type, eff.value::text AS value,
+       eff.level::text AS level, eff.version, eff.update_time,
+       eff.create_revision, eff.mod_revision,
+       coalesce(sum(octet_length(eff.value::text)) OVER (), 0) AS read_bytes
+  FROM scope
+ CROSS JOIN revision_counter counter
+  LEFT JOIN eff ON true
+ ORDER BY array_position($3::text[], eff.key);
+
+-- name: explain_settings
+-- For a scope ($1 'ACCOUNT' or 'RETAILER', $2 its id) and keys ($3): every
+-- level's row for each key, with its last change (the log row at its
+-- mod_revision, if not compacted; none for revisions given by migration 0005).
+-- $4 the only account the caller may see. Values are NULL when they add up to
+-- more than $5 bytes (as effective_settings). No row: no such scope.
+WITH scope AS (
+    SELECT NULL::bigint AS retailer_id, a.id AS account_id FROM accounts a
+     WHERE $1::text = 'ACCOUNT' AND a.id = $2 AND ($4::bigint IS NULL OR a.id = $4::bigint)
+    UNION ALL
+    SELECT r.id, r.account_id FROM retailers r
+     WHERE $1::text = 'RETAILER' AND r.id = $2 AND ($4::bigint IS NULL OR r.account_id = $4::bigint)
+), found AS (
+    SELECT k.n, s.*, last.change_time, last.actor_user_id, last.actor_username,
+           last.credential_kind, last.credential_id, last.request_id, last.reason
+      FROM scope
+     CROSS JOIN LATERAL (VALUES ('RETAILER'::setting_level, scope.retailer_id),
+                                ('ACCOUNT'::setting_level, scope.account_id),
+                                ('GLOBAL'::setting_level, 0::bigint)) l (level, scope_id)
+     CROSS JOIN unnest($3::text[]) WITH ORDINALITY k (key, n)
+      JOIN settings s ON s.level = l.level AND s.scope_id = l.scope_id AND s.key = k.key
+      LEFT JOIN change_log last
+        ON last.revision = s.mod_revision AND last.level = s.level
+       AND last.scope_id = s.scope_id AND last.key = s.key
+)
+SELECT counter.revision, scope.account_id AS scope_account_id,
+       found.id, found.key, found.type::text AS type, found.level::text AS level,
+       CASE WHEN coalesce(sum(found.value_bytes) OVER (), 0) <= $5::bigint
+            THEN found.value::text END AS value,
+       coalesce(sum(found.value_bytes) OVER (), 0) AS read_bytes,
+       found.version, found.update_time, found.create_revision, found.mod_revision,
+       found.change_time, found.actor_user_id, found.actor_username, found.credential_kind,
+       found.credential_id, found.request_id, found.reason
+  FROM scope
+ CROSS JOIN revision_counter counter
+  LEFT JOIN found ON true
+ ORDER BY found.n, found.level DESC;
+
+-- name: changes_oldest_first
+-- One page of the change log, oldest first. Every filter is optional (NULL: not
+-- applied) and written so that, planned for the values given, it folds into a
+-- plain index condition: $1 scope kind ('GLOBAL': GLOBAL changes only,
+-- 'ACCOUNT': account $2 and its retailers, 'RETAILER': retailer $2), $3 the
+-- only account the caller may see (its changes and GLOBAL ones), $4 a key,
+-- [$5, $6) a key prefix's range, $7..$8 a revision range and $9..$10 a time
+-- range (inclusive), $11 an actor's user id, ($12, $13) the (revision, seq)
+-- of the last row of the previous page, $14 the page size, $15 the bytes the
+-- page's old and new values may add up to (the page ends before the row that
+-- would take it over, never before its first). The counter's revision and
+-- compacted revision come from the same snapshot: the caller refuses a start
+-- below the compacted revision by them.
+SELECT counter.revision AS current_revision, counter.compacted_revision, sized.*
+  FROM revision_counter counter
+  LEFT JOIN LATERAL (
+      SELECT page.*,
+             sum(page.value_bytes) OVER (ORDER BY page.revision ASC, page.seq ASC)
+                 - page.value_bytes AS before,
+             row_number() OVER (ORDER BY page.revision ASC, page.seq ASC) AS n,
+             count(*) OVER () AS page_rows
+        FROM (
+          SELECT c.revision, c.seq, c.change_time, c.operation::text AS operation,
+                 c.level::text AS level, c.account_id, c.retailer_id, c.owner_account_id,
+                 c.key, c.setting_id, c.old_type::text AS old_type, c.old_value::text AS old_value,
+                 c.old_version, c.new_type::text AS new_type, c.new_value::text AS new_value,
+                 c.new_version, c.actor_user_id, c.actor_username, c.credential_kind,
+                 c.credential_id, c.request_id, c.reason,
+                 coalesce(octet_length(c.old_value::text), 0)
+                     + coalesce(octet_length(c.new_value::text), 0) AS value_bytes
+            FROM change_log c
+           WHERE ($1::text IS NULL
+                  OR ($1::text = 'GLOBAL' AND c.owner_account_id IS NULL)
+                  OR ($1::text = 'ACCOUNT' AND c.owner_account_id = $2::bigint)
+                  OR ($1::text = 'RETAILER' AND c.level = 'RETAILER' AND c.scope_id = $2::bigint))
+             AND ($3::bigint IS NULL OR c.owner_account_id = $3::bigint
+                  OR c.owner_account_id IS NULL)
+             AND ($4::text IS NULL OR c.key = $4::text)
+             AND ($5::text IS NULL OR (c.key >= $5::text AND c.key < $6::text))
+             AND ($7::bigint IS NULL OR c.revision >= $7::bigint)
+             AND ($8::bigint IS NULL OR c.revision <= $8::bigint)
+             AND ($9::timestamptz IS NULL OR c.change_time >= $9::timestamptz)
+             AND ($10::timestamptz IS NULL OR c.change_time <= $10::timestamptz)
+             AND ($11::bigint IS NULL OR c.actor_user_id = $11::bigint)
+             AND ($12::bigint IS NULL OR (c.revision, c.seq) > ($12::bigint, $13::integer))
+           ORDER BY c.revision ASC, c.seq ASC
+           LIMIT $14
+        ) page
+  ) sized ON sized.n = 1 OR sized.before < $15::bigint
+ ORDER BY sized.revision ASC, sized.seq ASC;
+
+-- name: changes_newest_first
+-- One page of the change log, newest first. Every filter is optional (NULL: not
+-- applied) and written so that, planned for the values given, it folds into a
+-- plain index condition: $1 scope kind ('GLOBAL': GLOBAL changes only,
+-- 'ACCOUNT': account $2 and its retailers, 'RETAILER': retailer $2), $3 the
+-- only account the caller may see (its changes and GLOBAL ones), $4 a key,
+-- [$5, $6) a key prefix's range, $7..$8 a revision range and $9..$10 a time
+-- range (inclusive), $11 an actor's user id, ($12, $13) the (revision, seq)
+-- of the last row of the previous page, $14 the page size, $15 the bytes the
+-- page's old and new values may add up to (the page ends before the row that
+-- would take it over, never before its first). The counter's revision and
+-- compacted revision come from the same snapshot: the caller refuses a start
+-- below the compacted revision by them.
+SELECT counter.revision AS current_revision, counter.compacted_revision, sized.*
+  FROM revision_counter counter
+  LEFT JOIN LATERAL (
+      SELECT page.*,
+             sum(page.value_bytes) OVER (ORDER BY page.revision DESC, page.seq DESC)
+                 - page.value_bytes AS before,
+             row_number() OVER (ORDER BY page.revision DESC, page.seq DESC) AS n,
+             count(*) OVER () AS page_rows
+        FROM (
+          SELECT c.revision, c.seq, c.change_time, c.operation::text AS operation,
+                 c.level::text AS level, c.account_id, c.retailer_id, c.owner_account_id,
+                 c.key, c.setting_id, c.old_type::text AS old_type, c.old_value::text AS old_value,
+                 c.old_version, c.new_type::text AS new_type, c.new_value::text AS new_value,
+                 c.new_version, c.actor_user_id, c.actor_username, c.credential_kind,
+                 c.credential_id, c.request_id, c.reason,
+                 coalesce(octet_length(c.old_value::text), 0)
+                     + coalesce(octet_length(c.new_value::text), 0) AS value_bytes
+            FROM change_log c
+           WHERE ($1::text IS NULL
+                  OR ($1::text = 'GLOBAL' AND c.owner_account_id IS NULL)
+                  OR ($1::text = 'ACCOUNT' AND c.owner_account_id = $2::bigint)
+                  OR ($1::text = 'RETAILER' AND c.level = 'RETAILER' AND c.scope_id = $2::bigint))
+             AND ($3::bigint IS NULL OR c.owner_account_id = $3::bigint
+                  OR c.owner_account_id IS NULL)
+             AND ($4::text IS NULL OR c.key = $4::text)
+             AND ($5::text IS NULL OR (c.key >= $5::text AND c.key < $6::text))
+             AND ($7::bigint IS NULL OR c.revision >= $7::bigint)
+             AND ($8::bigint IS NULL OR c.revision <= $8::bigint)
+             AND ($9::timestamptz IS NULL OR c.change_time >= $9::timestamptz)
+             AND ($10::timestamptz IS NULL OR c.change_time <= $10::timestamptz)
+             AND ($11::bigint IS NULL OR c.actor_user_id = $11::bigint)
+             AND ($12::bigint IS NULL OR (c.revision, c.seq) < ($12::bigint, $13::integer))
+           ORDER BY c.revision DESC, c.seq DESC
+           LIMIT $14
+        ) page
+  ) sized ON sized.n = 1 OR sized.before < $15::bigint
+ ORDER BY sized.revision DESC, sized.seq DESC;
+
+-- name: restore_take_revision
+-- A restore changes several keys under one revision, reading each one's state
+-- at the target revision first, so it takes the counter FIRST and holds it for
+-- its whole transaction: every other writer waits (they all take the counter
+-- before touching a settings row), so what it reads stays true until it
+-- commits. Restores are rare; single writes keep the short window.
+UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision, compacted_revision;
+
+-- name: setting_states_at
+-- For one level ($1), scope ($2 account_id, $3 retailer_id) and keys ($4):
+-- each key's setting now and as it stood after revision $5 (the old side of its
+-- first change after $5, else the current row). NULL values: none.
+SELECT k.key,
+       s.type::text AS current_type, s.value::text AS current_value,
+       CASE WHEN fc.revision IS NULL THEN s.type ELSE fc.old_type END::text AS target_type,
+       CASE WHEN fc.revision IS NULL THEN s.value ELSE fc.old_value END::text AS target_value
+  FROM unnest($4::text[]) WITH ORDINALITY k (key, n)
+  LEFT JOIN settings s
+    ON s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = k.key
+  LEFT JOIN LATERAL (
+      SELECT c.* FROM change_log c
+       WHERE c.level = $1::text::setting_level AND c.scope_id = coalesce($3, $2, 0)
+         AND c.key = k.key AND c.revision > $5::bigint
+       ORDER BY c.revision, c.seq
+       LIMIT 1
+  ) fc ON true
+ ORDER BY k.n;
+
+-- name: put_at_revision
+-- One put of a multi-key change that already holds revision $7 (a restore):
+-- put_setting without the counter, the log row numbered $8 within the revision.
+-- $1..$6 as put_setting, $9..$13 the actor, $14 the reason.
+WITH old AS (
+    SELECT s.* FROM settings s
+     WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
+       FOR UPDATE
+), up AS (
+    INSERT INTO settings AS s
+           (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
+    SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb, $7, $7
+      FROM (SELECT count(*) AS n FROM old) o
+    ON CONFLICT (level, scope_id, key) DO UPDATE
+       SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
+           update_time = now(), mod_revision = EXCLUDED.mod_revision
+    RETURNING s.*
+)
+INSERT INTO change_log
+       (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+        setting_id, old_type, old_value, old_version, old_create_revision,
+        old_mod_revision, old_update_time, new_type, new_value, new_version,
+        actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+SELECT $7, $8, 'PUT', up.level, up.account_id, up.retailer_id,
+       CASE WHEN up.retailer_id IS NOT NULL
+            THEN (SELECT r.account_id FROM retailers r WHERE r.id = up.retailer_id)
+            ELSE up.account_id END,
+       up.key, up.id, old.type, old.value, old.version, old.create_revision,
+       old.mod_revision, old.update_time, up.type, up.value, up.version,
+       $9, $10, $11, $12, $13, $14
+  FROM up LEFT JOIN old ON true
+RETURNING setting_id;
+
+-- name: delete_at_revision
+-- One delete of a multi-key change that already holds revision $5 (a restore),
+-- logged as row $6 of it; $1..$4 as delete_setting, $7..$11 the actor, $12 the reason.
+WITH gone AS (
+    DELETE FROM settings s
+     WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
+    RETURNING s.*
+)
+INSERT INTO change_log
+       (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+        setting_id, old_type, old_value, old_version, old_create_revision,
+        old_mod_revision, old_update_time,
+        actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+SELECT $5, $6, 'DELETE', gone.level, gone.account_id, gone.retailer_id,
+       CASE WHEN gone.retailer_id IS NOT NULL
+            THEN (SELECT r.account_id FROM retailers r WHERE r.id = gone.retailer_id)
+            ELSE gone.account_id END,
+       gone.key, gone.id, gone.type, gone.value, gone.version, gone.create_revision,
+       gone.mod_revision, gone.update_time, $7, $8, $9, $10, $11, $12
+  FROM gone
+RETURNING setting_id;
+
+-- name: current_revision
+-- The counter and the compacted revision, in one snapshot.
+SELECT revision, compacted_revision FROM revision_counter;
+
+-- name: lock_compaction
+-- One compaction at a time across every server process; the others skip their
+-- turn. The key is "tierset" and 3 in bytes (migrate.py's is 1, the demo's 2).
+SELECT pg_try_advisory_xact_lock(x'7469657273657403'::bigint);
+
+-- name: compaction_target
+-- The highest revision such that it and every revision below it are older
+-- than $1. Revisions follow commit order but a change's time is its
+-- transaction's start, so times are not quite monotonic in revision: the log
+-- is cut before the first recent row, never past it. No recent row: all of it.
+SELECT coalesce(
+           (SELECT c.revision - 1 FROM change_log c
+             WHERE c.change_time >= $1::timestamptz ORDER BY c.revision LIMIT 1),
+           counter.revision) AS target,
+       counter.compacted_revision
+  FROM revision_counter counter;
+
+-- name: compact_change_log
+-- Removes the log up to and including revision $1.
+DELETE FROM change_log WHERE revision <= $1;
+
+-- name: record_compaction
+-- Records the compacted revision: last, so the counter's row is locked (and
+-- writers wait) only from here to the commit.
+UPDATE revision_counter SET compacted_revision = greatest(compacted_revision, $1)
+ WHERE only_row = true
+RETURNING compacted_revision;
