@@ -62,6 +62,8 @@ class Reason(StrEnum):
     WRITE_CONTENDED = "WRITE_CONTENDED"
     # History the change log no longer holds (FAILED_PRECONDITION).
     REVISION_COMPACTED = "REVISION_COMPACTED"
+    # A watcher that read too slowly (ABORTED): resume from the revision in metadata.
+    WATCH_OVERFLOW = "WATCH_OVERFLOW"
     # The server's limits and health (RESOURCE_EXHAUSTED, UNAVAILABLE, DEADLINE_EXCEEDED).
     TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
     READS_OVERLOADED = "READS_OVERLOADED"

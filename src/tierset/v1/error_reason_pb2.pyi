@@ -42,6 +42,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WRITE_CONTENDED: _ClassVar[ErrorReason]
     REVISION_COMPACTED: _ClassVar[ErrorReason]
     TOO_MANY_STREAMS: _ClassVar[ErrorReason]
+    WATCH_OVERFLOW: _ClassVar[ErrorReason]
     READS_OVERLOADED: _ClassVar[ErrorReason]
     BACKEND_UNAVAILABLE: _ClassVar[ErrorReason]
     DEADLINE_EXCEEDED: _ClassVar[ErrorReason]
@@ -99,6 +100,7 @@ VERSION_MISMATCH: ErrorReason
 WRITE_CONTENDED: ErrorReason
 REVISION_COMPACTED: ErrorReason
 TOO_MANY_STREAMS: ErrorReason
+WATCH_OVERFLOW: ErrorReason
 READS_OVERLOADED: ErrorReason
 BACKEND_UNAVAILABLE: ErrorReason
 DEADLINE_EXCEEDED: ErrorReason

@@ -362,3 +362,47 @@ class RestoreSettingsResponse(_message.Message):
     revision: int
     changed_keys: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, revision: _Optional[int] = ..., changed_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchSettingsRequest(_message.Message):
+    __slots__ = ("scope", "keys", "key_prefix", "start_revision")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    KEY_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    START_REVISION_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    key_prefix: str
+    start_revision: int
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., keys: _Optional[_Iterable[str]] = ..., key_prefix: _Optional[str] = ..., start_revision: _Optional[int] = ...) -> None: ...
+
+class SettingEvent(_message.Message):
+    __slots__ = ("key", "setting", "previous")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    setting: Setting
+    previous: Setting
+    def __init__(self, key: _Optional[str] = ..., setting: _Optional[_Union[Setting, _Mapping]] = ..., previous: _Optional[_Union[Setting, _Mapping]] = ...) -> None: ...
+
+class WatchSettingsResponse(_message.Message):
+    __slots__ = ("kind", "revision", "settings", "events")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[WatchSettingsResponse.Kind]
+        KIND_SNAPSHOT: _ClassVar[WatchSettingsResponse.Kind]
+        KIND_EVENTS: _ClassVar[WatchSettingsResponse.Kind]
+        KIND_PROGRESS: _ClassVar[WatchSettingsResponse.Kind]
+    KIND_UNSPECIFIED: WatchSettingsResponse.Kind
+    KIND_SNAPSHOT: WatchSettingsResponse.Kind
+    KIND_EVENTS: WatchSettingsResponse.Kind
+    KIND_PROGRESS: WatchSettingsResponse.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    kind: WatchSettingsResponse.Kind
+    revision: int
+    settings: _containers.RepeatedCompositeFieldContainer[Setting]
+    events: _containers.RepeatedCompositeFieldContainer[SettingEvent]
+    def __init__(self, kind: _Optional[_Union[WatchSettingsResponse.Kind, str]] = ..., revision: _Optional[int] = ..., settings: _Optional[_Iterable[_Union[Setting, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SettingEvent, _Mapping]]] = ...) -> None: ...

@@ -97,6 +97,11 @@ class SettingsServiceStub:
                 request_serializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.SerializeToString,
                 response_deserializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.FromString,
                 _registered_method=True)
+        self.WatchSettings = channel.unary_stream(
+                '/tierset.v1.SettingsService/WatchSettings',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsResponse.FromString,
+                _registered_method=True)
 
 
 class SettingsServiceServicer:
@@ -222,6 +227,40 @@ class SettingsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchSettings(self, request, context):
+        """Streams the effective settings of one scope as they change (a watch).
+
+        The first message is a SNAPSHOT of the current effective values of the
+        watched keys and the revision they were read at — unless
+        `start_revision` is set, in which case every change after that revision
+        is replayed first (EVENTS), and then the stream goes live. After that,
+        each message holds the EVENTS of one revision (never split across
+        messages), in revision order, with no gaps and no duplicates across
+        reconnects when the client resumes from the last revision it received.
+        An event is a change of the *effective* value for the watched scope: a
+        GLOBAL change reaches only scopes that do not override the key; an
+        ACCOUNT change reaches the account's retailers without their own value;
+        deleting an override sends the value now inherited. PROGRESS messages
+        carry the current revision when nothing changed for a while
+        (TIERSET_WATCH_PROGRESS_SECONDS), so an idle watcher can resume cheaply.
+        Authorised like GetSettings; a revoked or expired credential ends the
+        stream (UNAUTHENTICATED).
+        Errors: INVALID_ARGUMENT for a missing scope, both or neither of `keys`
+        and `key_prefix`, too many keys; NOT_FOUND / PERMISSION_DENIED as for
+        GetSettings; FAILED_PRECONDITION (reason REVISION_COMPACTED, metadata
+        `compacted_revision`) when `start_revision` is older than the log holds:
+        start again without it; OUT_OF_RANGE (FUTURE_REVISION) for a
+        `start_revision` after the current revision; RESOURCE_EXHAUSTED
+        (TOO_MANY_STREAMS) when the server holds as many streams as it may;
+        ABORTED (reason WATCH_OVERFLOW, metadata `revision`: the last revision
+        delivered) when the client reads too slowly: resume from that revision;
+        UNAVAILABLE when the server shuts down: reconnect (to another server)
+        and resume from the last revision received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettingsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +308,11 @@ def add_SettingsServiceServicer_to_server(servicer, server):
                     servicer.RestoreSettings,
                     request_deserializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.FromString,
                     response_serializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.SerializeToString,
+            ),
+            'WatchSettings': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchSettings,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -532,6 +576,33 @@ class SettingsService:
             '/tierset.v1.SettingsService/RestoreSettings',
             tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.SerializeToString,
             tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tierset.v1.SettingsService/WatchSettings',
+            tierset_dot_v1_dot_settings__pb2.WatchSettingsRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.WatchSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,
