@@ -186,6 +186,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose members are all named once: with two alike, which one a reader
+    keeps differs between parsers (jsonb keeps the last), so neither is stored."""
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the member {json.dumps(name)[:60]} is named twice")
+            seen.add(name)
+    return members
+
+
 def _too_many_digits(text: str) -> ValueError:
     return ValueError(
         f"number {text[:40]} has more than {MAX_NUMBER_DIGITS} digits written out in full"
@@ -265,6 +278,7 @@ def parse_json_text(text: str, key: str, field: str, max_bytes: int = MAX_JSON_B
         value = json.loads(
             text,
             parse_constant=_reject_constant,
+            object_pairs_hook=_unique_members,
             parse_float=numbers.float_,
             parse_int=numbers.int_,
         )
