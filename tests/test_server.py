@@ -7,6 +7,7 @@ import dataclasses
 import signal
 import socket
 
+import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -111,3 +112,23 @@ async def test_a_taken_metrics_port_is_logged_and_the_server_still_stops_cleanly
     assert f"cannot serve metrics on {metrics_address}" in text
     assert "database pool closed" in text  # the clean stop ran to its end
     assert "Traceback" not in text
+
+
+async def test_health_watchers_hear_not_serving_and_their_stream_ends_on_shutdown(
+    start_app_with, server_config, create_database
+):
+    # A watcher (a load balancer, a client) must not hold the server for its whole grace
+    # period: it hears NOT_SERVING, then its stream ends, and it moves elsewhere.
+    grace = 20.0
+    config = dataclasses.replace(server_config, shutdown_grace_seconds=grace)
+    app = await start_app_with(config, await create_database())
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stopping = asyncio.create_task(app.stop(grace))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # Ends well within the grace period (bounded at a quarter of it, for a loaded box).
+        async with asyncio.timeout(grace / 4):
+            assert await watch.read() is grpc.aio.EOF
+        assert await watch.code() == grpc.StatusCode.OK
+        await stopping

@@ -74,6 +74,10 @@ class HealthService(health_pb2_grpc.HealthServicer):
         while True:
             sent = await self._status_other_than(name, sent)
             await context.write(health_pb2.HealthCheckResponse(status=sent))
+            if self._shutting_down:
+                # NOT_SERVING told, the stream ends: a watcher (a load balancer, a client)
+                # moves elsewhere at once instead of holding the stop for its whole grace.
+                return
 
     async def _status_other_than(self, name: str, sent: ServingStatus | None) -> ServingStatus:
         """`name`'s status, once it differs from the one last sent."""
