@@ -27,6 +27,7 @@ from tierset.core.values import Level
 from tierset.store.database import ScopeRef
 from tierset.store.listener import (
     APPLICATION_NAME,
+    LOST_ERROR,
     LOST_PROBE,
     Backoff,
     Listener,
@@ -293,5 +294,29 @@ async def test_a_channel_subscribed_while_connected_is_in_force_at_once_until_un
         await db.execute("SELECT pg_notify('tierset_test_marks', 'after')")
         await until(lambda: marks == ["after"], "the marker")
         assert heard == ["41"]
+    finally:
+        await listener.stop()
+
+
+async def test_a_subscriber_that_fails_does_not_end_the_listener(database_url, db, caplog):
+    # The one loop keeps the cache coherent and revocations heard: a bug in one subscriber
+    # is logged and the listener starts afresh, and its stop still ends cleanly.
+    listener = Listener(database_url, min_delay=0.01, max_delay=0.05)
+    connects: list[int] = []
+
+    def on_connected() -> None:
+        connects.append(1)
+        if len(connects) == 1:
+            raise RuntimeError("a subscriber's bug")
+
+    heard: list[str] = []
+    await listener.subscribe("tierset_test_fails", heard.append, on_connected=on_connected)
+    listener.start()
+    try:
+        await until(lambda: len(connects) >= 2 and listener.connected, "a second connection")
+        assert LOST_ERROR in listener.losses
+        assert "listener failed; reconnecting" in caplog.text
+        await db.execute("SELECT pg_notify('tierset_test_fails', 'still listening')")
+        await until(lambda: heard == ["still listening"], "the notification")
     finally:
         await listener.stop()

@@ -66,6 +66,7 @@ LOST_CONNECT = "connect"  # could not connect or LISTEN
 LOST_TERMINATED = "terminated"  # the server closed it (pg_terminate_backend, restart)
 LOST_PROBE = "probe"  # the liveness probe failed or did not answer in time
 LOST_SUBSCRIBER = "subscriber"  # a subscriber failed on a notification
+LOST_ERROR = "error"  # anything else: a bug, logged with its stack trace
 
 # Connection trouble the loop retries; anything else is a bug and ends the loop loudly.
 _RETRIED = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -220,11 +221,17 @@ class Listener:
         return self.connected
 
     async def stop(self) -> None:
-        """Stops listening (subscribers hear ``on_disconnected``) and closes the connection."""
+        """Stops listening (subscribers hear ``on_disconnected``) and closes the connection.
+
+        Never raises: a shutdown goes on to close the pool whatever happened here."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("listener ended with an error")
             self._task = None
 
     async def _run(self) -> None:
@@ -237,6 +244,11 @@ class Listener:
             except _RETRIED as error:
                 reason = LOST_CONNECT
                 log.debug("listener connection failed: %r", error)
+            except Exception:
+                # A bug (a subscriber's callback raising, say) must not end the one loop that
+                # keeps the cache coherent and revocations heard: log it, start afresh.
+                reason = LOST_ERROR
+                log.exception("listener failed; reconnecting")
             self.losses.append(reason)
             # Healthy for long enough: this is a new outage, not the same one going on.
             connected_at = self._connected_at
