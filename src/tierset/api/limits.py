@@ -16,8 +16,9 @@ Anyone who reaches the port may call the anonymous methods (health, reflection,
   connection (more wait at the client), and at most ``grpc_max_streaming_calls``
   server-streaming calls open in this process, of every method, anonymous or not: past it
   a new one is refused at once with RESOURCE_EXHAUSTED, reason ``TOO_MANY_STREAMS``. A slot
-  is taken before anything else runs for the call and given back when the call ends,
-  however it ends (completed, failed, cancelled, connection lost).
+  is taken once the call's request is checked and its caller authenticated, before its
+  handler runs, and given back when the call ends, however it ends (completed, failed,
+  cancelled, connection lost).
 * **Connections.** A connection without calls is closed after
   ``grpc_max_connection_idle_seconds``, and any connection after
   ``grpc_max_connection_age_seconds`` (plus a grace for calls in flight; gRPC adds ±10 %
@@ -48,7 +49,7 @@ def _ms(seconds: float) -> int:
 
 def server_options(config: Config) -> list[tuple[str, int]]:
     """The gRPC server options that put the configured size, stream and connection limits
-    in force (the per-method request caps and the process stream cap are the interceptor's)."""
+    in force (the per-method request caps and the process stream cap are the call pipeline's)."""
     return [
         ("grpc.max_receive_message_length", config.grpc_max_request_bytes),
         ("grpc.max_metadata_size", config.grpc_max_metadata_bytes),

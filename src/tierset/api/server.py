@@ -173,7 +173,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         )
         # Every service, health and reflection included, is registered through the one call
         # pipeline (request id, metrics, error mapping, deadline, authentication), which
-        # wraps each method once, here; see tierset.pipeline.
+        # wraps each method once, here; see tierset.api.pipeline.
         pipeline = Pipeline(
             authenticator,
             Limits(config),

@@ -410,7 +410,7 @@ class Config:
     read_budget_wait_seconds: float = 2.0
     # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and cache.
     processes: int = 1
-    # What one gRPC caller can hold (see tierset.limits and docs/configuration.md).
+    # What one gRPC caller can hold (see tierset.api.limits and docs/configuration.md).
     # Request sizes: the server-wide cap (authenticated methods), and the smaller caps of
     # the anonymous methods, which anyone who can reach the port may call.
     grpc_max_request_bytes: int = 4 * 1024 * 1024

@@ -1,4 +1,4 @@
--- Every statement the store runs, by name. `store.py` loads this file once.
+-- Every statement the store runs, by name. `store/database.py` loads this file once.
 -- Levels and types are the enum labels of 0001_init.sql.
 
 -- name: effective_settings

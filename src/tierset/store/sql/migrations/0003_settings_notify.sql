@@ -4,7 +4,7 @@
 -- server processes' read caches coherent. PostgreSQL delivers the
 -- notification only when (and if) the transaction commits.
 --
--- Payloads name what to drop (src/tierset/cache.py reads them):
+-- Payloads name what to drop (src/tierset/cache/reads.py reads them):
 --   '*'         everything: a GLOBAL setting changed, or a table was truncated
 --   'a:<id>'    account <id> and every retailer under it
 --   'r:<id>'    retailer <id>
