@@ -172,7 +172,9 @@ class Authenticator:
         self._throttle = throttle
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
-        # By the authorization value as sent (see the module docstring).
+        # By the authorization value as sent (see the module docstring). A lookup compares
+        # strings only on a full match of their (per-process keyed) hashes, so its timing
+        # tells a guesser nothing about a secret.
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         # Grows with every revocation heard; a lookup that overlapped one is not cached,
         # since the revocation may be of the very credential it was looking up.
@@ -217,7 +219,7 @@ class Authenticator:
         cached = self._cache.get(header)
         if cached is not None and cached.trusted_until > time.monotonic():
             # Stored only once this very header passed _check_presented; checked again
-            # all the same, since this path is not the hot one (Basic, or a lapsed Bearer).
+            # all the same, since only Basic gets here (a cached Bearer is answered above).
             return _check_presented(self._unexpired(header, cached), presented)
         generation = self._generation
         row = await self._credentials.principal_row(digest(presented.secret))
