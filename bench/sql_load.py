@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import uvloop
 
+from tierset.ops.large_reads import LARGE_READ_BYTES
 from tierset.store.database import query
 
 
@@ -35,7 +36,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         while (started := time.perf_counter()) < stop_at:
             level, scope_id, keys = reads[i % len(reads)]
             i += 1
-            await pool.fetch(statement, level, scope_id, keys, None)
+            # The statement as the store sends it: values inline up to LARGE_READ_BYTES.
+            await pool.fetch(statement, level, scope_id, keys, None, LARGE_READ_BYTES)
             if started >= warm_until:
                 latencies.append(time.perf_counter() - started)
 

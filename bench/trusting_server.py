@@ -10,6 +10,8 @@ handlers to run. Bench only: never a way to run tierset.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import uvloop
 
 from tierset.api import server
@@ -31,7 +33,11 @@ TRUSTED = Principal(
 class TrustingAuthenticator(Authenticator):
     """Answers every call with TRUSTED: no parsing, no digest, no cache lookup."""
 
-    async def authenticate(self, values: list[str]) -> Principal:
+    # The pipeline's signature exactly: it passes the source too (one taking only `values`
+    # failed every call with a TypeError, i.e. INTERNAL, and the pair with it).
+    async def authenticate(
+        self, values: list[str], source: str | Callable[[], str] = "unknown"
+    ) -> Principal:
         return TRUSTED
 
 

@@ -8,7 +8,11 @@ Accepted forms (the REST gateway passes the HTTP header through unchanged):
 
 Verification is one lookup by SHA-256 digest through a unique index; verified
 principals are then kept in a small in-process cache for at most
-``auth_cache_seconds`` (and never past the token's own expiry). A revocation
+``auth_cache_seconds`` (and never past the token's own expiry). The cache is keyed by
+the ``authorization`` value exactly as sent, so a Bearer call it knows costs one dict
+lookup and a clock read: no parsing, no digest (the same secret spelt two ways is two
+entries of one credential, and a revocation drops both). It holds those values in
+this process's memory for the cache's lifetime, as the call itself did. A revocation
 reaches this process's cache at once: revocations made here forget their ids
 directly, and every revocation NOTIFYs ``tierset_credentials_revoked``, which
 every server hears on its one LISTEN connection (tierset.store.listener). If that
@@ -30,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tierset.auth.credentials import CredentialStore, Kind, digest
 from tierset.auth.throttle import LoginThrottle
@@ -137,11 +141,21 @@ def _check_presented(principal: Principal, presented: _Presented) -> Principal:
     return principal
 
 
-@dataclass
 class _Cached:
-    principal: Principal
-    trusted_until: float  # time.monotonic()
-    expires_at: datetime | None  # the credential's own expiry
+    """A verified principal, how long to trust it, and the credential's own expiry."""
+
+    __slots__ = ("bearer", "expires_at", "principal", "trusted_until")
+
+    def __init__(
+        self, principal: Principal, trusted_until: float, expires_at: datetime | None, bearer: bool
+    ) -> None:
+        self.principal = principal
+        self.trusted_until = trusted_until  # time.monotonic()
+        # The credential's own expiry as a Unix time (compared with time.time()), or None.
+        self.expires_at = None if expires_at is None else expires_at.timestamp()
+        # Sent as Bearer: then nothing but the cache stands between the header and the
+        # principal (Basic goes through the password-guess throttle on every call).
+        self.bearer = bearer
 
 
 class Authenticator:
@@ -158,7 +172,10 @@ class Authenticator:
         self._throttle = throttle
         self._cache_seconds = cache_seconds
         self._cache_size = cache_size
-        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        # By the authorization value as sent (see the module docstring). A lookup compares
+        # strings only on a full match of their (per-process keyed) hashes, so its timing
+        # tells a guesser nothing about a secret.
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
         # Grows with every revocation heard; a lookup that overlapped one is not cached,
         # since the revocation may be of the very credential it was looking up.
         self._generation = 0
@@ -172,14 +189,18 @@ class Authenticator:
         RESOURCE_EXHAUSTED / AUTH_THROTTLED after too many failures. `source` may be a
         function, asked only then: working out a call's address is wasted on a token.
         """
+        if len(values) == 1:
+            cached = self._cache.get(values[0])
+            if cached is not None and cached.bearer and cached.trusted_until > time.monotonic():
+                return self._unexpired(values[0], cached)
         presented = parse_authorization(values)
         if presented.username is None or self._throttle is None:
-            return await self._verify(presented)
+            return await self._verify(presented, values[0])
         if callable(source):
             source = source()
         self._throttle.check(presented.username, source, "application password")
         try:
-            principal = await self._verify(presented)
+            principal = await self._verify(presented, values[0])
         except errors.TiersetError as error:
             if error.reason == Reason.CREDENTIALS_INVALID:
                 self._throttle.failed(presented.username, source, "application password")
@@ -187,16 +208,21 @@ class Authenticator:
         self._throttle.succeeded(presented.username, source)
         return principal
 
-    async def _verify(self, presented: _Presented) -> Principal:
-        key = digest(presented.secret)
-        cached = self._cache.get(key)
+    def _unexpired(self, header: str, cached: _Cached) -> Principal:
+        """The cached principal, unless its credential has expired since (then forgotten)."""
+        if cached.expires_at is not None and cached.expires_at <= time.time():
+            self._cache.pop(header, None)
+            raise _expired()
+        return cached.principal
+
+    async def _verify(self, presented: _Presented, header: str) -> Principal:
+        cached = self._cache.get(header)
         if cached is not None and cached.trusted_until > time.monotonic():
-            if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
-                self._cache.pop(key, None)
-                raise _expired()
-            return _check_presented(cached.principal, presented)
+            # Stored only once this very header passed _check_presented; checked again
+            # all the same, since only Basic gets here (a cached Bearer is answered above).
+            return _check_presented(self._unexpired(header, cached), presented)
         generation = self._generation
-        row = await self._credentials.principal_row(key)
+        row = await self._credentials.principal_row(digest(presented.secret))
         # The lookup compares digests of 256-bit secrets inside an index: timing
         # reveals nothing an attacker can steer. The username is compared in
         # constant time by _check_presented.
@@ -213,16 +239,29 @@ class Authenticator:
         principal = _check_presented(principal, presented)
         if row["expired"]:
             raise _expired()
-        self._remember(key, principal, row["expire_time"], generation)
+        self._remember(
+            header, principal, row["expire_time"], generation, bearer=presented.username is None
+        )
         return principal
 
     def _remember(
-        self, key: bytes, principal: Principal, expires_at: datetime | None, generation: int
+        self,
+        header: str,
+        principal: Principal,
+        expires_at: datetime | None,
+        generation: int,
+        *,
+        bearer: bool,
     ) -> None:
         if self._cache_seconds <= 0 or self._cache_size <= 0 or generation != self._generation:
             return
-        self._cache[key] = _Cached(principal, time.monotonic() + self._cache_seconds, expires_at)
-        self._cache.move_to_end(key)
+        self._cache[header] = _Cached(
+            principal,
+            time.monotonic() + self._cache_seconds,
+            expires_at,
+            bearer,
+        )
+        self._cache.move_to_end(header)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 

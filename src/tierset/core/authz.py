@@ -60,6 +60,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.PLATFORM: frozenset(Permission),
 }
 
+_PERMISSIONS_OF_ROLES: dict[frozenset[Role], frozenset[Permission]] = {}
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -76,7 +78,14 @@ class Principal:
     @property
     def permissions(self) -> frozenset[Permission]:
         """Everything the caller's roles allow."""
-        return frozenset().union(*(ROLE_PERMISSIONS[role] for role in self.roles))
+        # Asked several times per call (each check, acts_on_any_account): one dict lookup
+        # instead of a union of frozensets each time. At most one entry per combination of
+        # roles, so the memo is bounded by the Role enum.
+        found = _PERMISSIONS_OF_ROLES.get(self.roles)
+        if found is None:
+            found = frozenset().union(*(ROLE_PERMISSIONS[role] for role in self.roles))
+            _PERMISSIONS_OF_ROLES[self.roles] = found
+        return found
 
     @property
     def acts_on_any_account(self) -> bool:

@@ -44,6 +44,8 @@ from tierset.core.errors import FieldViolation, TiersetError, bad_field, invalid
 from tierset.v1 import settings_pb2
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+# A list of well-formed keys joined by newlines (which KEY_PATTERN never matches).
+_KEY_LIST_PATTERN = re.compile(rf"(?:{KEY_PATTERN.pattern})(?:\n(?:{KEY_PATTERN.pattern}))*")
 MAX_KEY_LENGTH = 255
 MAX_KEYS_PER_READ = 100
 MAX_STRING_CHARS = 4096
@@ -114,6 +116,17 @@ def check_keys(keys: list[str]) -> list[str]:
         raise bad_field("keys", "at least one key is required")
     if len(keys) > MAX_KEYS_PER_READ:
         raise bad_field("keys", f"at most {MAX_KEYS_PER_READ} keys may be read at once")
+    # Every read checks its keys: a well-formed list passes in one regex over the joined
+    # keys and one set; only a bad one is taken apart key by key below, for the violations
+    # naming each. The count of separators proves no key brought one of its own ("A\nB"
+    # would otherwise pass as two well-formed keys).
+    joined = "\n".join(keys)
+    if (
+        joined.count("\n") == len(keys) - 1
+        and _KEY_LIST_PATTERN.fullmatch(joined)
+        and len(set(keys)) == len(keys)
+    ):
+        return keys
     violations: list[FieldViolation] = []
     seen: set[str] = set()
     for index, key in enumerate(keys):
