@@ -11,7 +11,8 @@ goes live). Event names are ``snapshot``, ``events`` and ``progress``; the data 
 
 The gateway translates, it does not decide: the first message is awaited before the
 response starts, so a refusal (bad key, unknown scope, no credentials, a compacted
-Last-Event-ID) has the same status and body as the GET's. An error after that can no
+Last-Event-ID) has the same status and body as the GET's. A stream lasts at most
+TIERSET_GATEWAY_WATCH_SECONDS, then ends cleanly; the client reconnects and resumes. An error after that can no
 longer change the status: it is sent as an ``error`` event with the same body, and the
 stream ends.
 """
@@ -75,7 +76,8 @@ async def _watch(request: Request, kind: str, param: str) -> Response:
         start_revision=_start_revision(request),
     )
     options = call_options(request, message)
-    options.pop("timeout")  # a watch lasts as long as the client stays
+    # A watch lasts up to TIERSET_GATEWAY_WATCH_SECONDS; the client then resumes.
+    options["timeout"] = backend(request).watch_seconds
     call = backend(request).settings.WatchSettings(message, **options)
     try:
         first = await call.read()  # a refusal is still the GET's status and body
@@ -94,6 +96,8 @@ async def _watch(request: Request, kind: str, param: str) -> Response:
                 try:
                     message = await call.read()
                 except grpc.aio.AioRpcError as error:
+                    if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                        return  # the gateway's bound: reconnect with Last-Event-ID
                     _, body = errors.render(errors.from_rpc_error(error), family)
                     yield f"event: error\ndata: {json.dumps(body)}\n\n"
                     return
