@@ -12,9 +12,9 @@ goes live). Event names are ``snapshot``, ``events`` and ``progress``; the data 
 The gateway translates, it does not decide: the first message is awaited before the
 response starts, so a refusal (bad key, unknown scope, no credentials, a compacted
 Last-Event-ID) has the same status and body as the GET's. A stream lasts at most
-TIERSET_GATEWAY_WATCH_SECONDS, then ends cleanly; the client reconnects and resumes. An error after that can no
-longer change the status: it is sent as an ``error`` event with the same body, and the
-stream ends.
+TIERSET_GATEWAY_WATCH_SECONDS, then ends cleanly; the client reconnects and resumes.
+An error after the first message can no longer change the status: it is sent as an
+``error`` event with the same body, and the stream ends.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from tierset.gateway.calls import backend, call_options
 from tierset.gateway.errors import bad_request
 from tierset.gateway.fluentcommerce import _entry_json, _scope
 from tierset.v1 import settings_pb2
+
+# What read() returns at the end of a stream (the installed type stubs lag).
+_EOF = grpc.aio.EOF  # type: ignore[attr-defined]
 
 _KINDS = {
     settings_pb2.WatchSettingsResponse.KIND_SNAPSHOT: "snapshot",
@@ -84,7 +87,7 @@ async def _watch(request: Request, kind: str, param: str) -> Response:
     except BaseException:
         call.cancel()
         raise
-    if first is grpc.aio.EOF:  # pragma: no cover - the server always sends one first
+    if first is _EOF:  # pragma: no cover - the server always sends one first
         call.cancel()
         return Response(status_code=204)
     family = errors.family_of(request.url.path)
@@ -101,7 +104,7 @@ async def _watch(request: Request, kind: str, param: str) -> Response:
                     _, body = errors.render(errors.from_rpc_error(error), family)
                     yield f"event: error\ndata: {json.dumps(body)}\n\n"
                     return
-                if message is grpc.aio.EOF:
+                if message is _EOF:
                     return
                 yield _frame(message)
         finally:
