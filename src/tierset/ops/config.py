@@ -280,6 +280,7 @@ _RULES: dict[str, Rule] = {
     "http_address": _listen(),
     "grpc_target": _target,
     "gateway_deadline_seconds": _seconds(zero=False),
+    "gateway_watch_seconds": _seconds(zero=False),
     "http_max_body_bytes": _POSITIVE,
     "http_max_header_bytes": _POSITIVE,
     "http_max_headers": _POSITIVE,
@@ -287,6 +288,10 @@ _RULES: dict[str, Rule] = {
     "http_keepalive_timeout_seconds": _POSITIVE,  # whole seconds, as uvicorn takes it
     "http_max_connections": _POSITIVE,
     "gateway_processes": _POSITIVE,
+    "watch_progress_seconds": _seconds(zero=False),
+    "watch_max_streams": _POSITIVE,
+    "watch_max_keys": _POSITIVE,
+    "watch_buffer_messages": _POSITIVE,
 }
 
 # The command-line options that set a field too, named next to its variable.
@@ -435,6 +440,10 @@ class Config:
     http_address: str = "127.0.0.1:8080"
     grpc_target: str = "127.0.0.1:50051"
     gateway_deadline_seconds: float = 5.0
+    # The longest one Server-Sent Events watch lasts before the gateway ends it (the client
+    # reconnects with Last-Event-ID and misses nothing); keeps proxies' idle limits and
+    # rolling restarts from holding a connection forever.
+    gateway_watch_seconds: float = 300.0
     http_max_body_bytes: int = 2 * 1024 * 1024
     # What one connection may make the gateway hold before a handler runs (docs/rest.md has
     # the figures): the request line and headers, in bytes and in headers; how long they may
@@ -449,6 +458,14 @@ class Config:
     gateway_processes: int = 1
     # Proxies in front of the gateway whose X-Forwarded-For it believes (none by default).
     gateway_trusted_proxies: tuple[str, ...] = ()
+    # WatchSettings (services/watch.py): how often an idle stream gets a PROGRESS message,
+    # how many watch streams one server process holds, the most keys (or keys under a
+    # prefix) one watch follows, and the messages a stream may fall behind by before it is
+    # ended (ABORTED, WATCH_OVERFLOW) rather than buffered without bound.
+    watch_progress_seconds: float = 10.0
+    watch_max_streams: int = 1000
+    watch_max_keys: int = 100
+    watch_buffer_messages: int = 256
 
     def __post_init__(self) -> None:
         _validate(self)
