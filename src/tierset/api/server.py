@@ -7,6 +7,7 @@ within the grace period, then closes the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -28,9 +29,11 @@ from tierset.auth.credentials import CredentialStore
 from tierset.auth.hashing import PasswordHashing
 from tierset.auth.throttle import Limit, LoginThrottle
 from tierset.cache.reads import CachedStore, ResolutionCache, follow_changes
+from tierset.core import authz
 from tierset.ops.config import Config
 from tierset.ops.large_reads import ReadBudget
 from tierset.ops.metrics import start_metrics_server
+from tierset.services.history import HistoryService
 from tierset.store.database import Store
 from tierset.store.listener import Listener
 from tierset.store.migrate import migrate
@@ -100,9 +103,15 @@ class App:
     # The read cache; None when TIERSET_CACHE_MAX_ENTRIES is 0.
     cache: ResolutionCache | None = None
     database_health: DatabaseHealth | None = None
+    # The periodic change-log compaction; None when TIERSET_HISTORY_RETENTION_DAYS is 0.
+    compaction: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float) -> None:
         """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
+        if self.compaction is not None:
+            self.compaction.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.compaction
         if self.database_health is not None:
             await self.database_health.stop()
         await self.health.enter_graceful_shutdown()
@@ -116,6 +125,26 @@ class App:
             self.pool.terminate()
         else:
             log.info("database pool closed")
+
+
+async def compact_periodically(history: HistoryService, config: Config) -> None:
+    """Compacts the change log now and every TIERSET_HISTORY_COMPACT_INTERVAL_SECONDS.
+
+    Every server process runs this; the store's advisory lock lets one compact at a time
+    and the others skip the round (None). A failure (the database away) is logged and
+    tried again next round: history kept a little longer harms nothing.
+    """
+    while True:
+        try:
+            compacted = await history.compact(authz.operator(), config.history_retention_days)
+        except Exception:
+            log.exception("change log compaction failed; trying again next round")
+        else:
+            if compacted is None:
+                log.debug("change log compaction skipped: another process is compacting")
+            else:
+                log.info("change log compacted up to revision %d", compacted)
+        await asyncio.sleep(config.history_compact_interval_seconds)
 
 
 def login_throttle(config: Config) -> LoginThrottle:
@@ -137,6 +166,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
     authenticator: Authenticator | None = None
     server: grpc.aio.Server | None = None
     database_health: DatabaseHealth | None = None
+    compaction: asyncio.Task[None] | None = None
     hashing = PasswordHashing(
         config.password_hash_memory_budget_bytes, config.password_hash_wait_seconds
     )
@@ -233,6 +263,10 @@ async def start_app(config: Config, dsn: str | None) -> App:
         )
         await database_health.report(serving=True)
         database_health.start()
+        if config.history_retention_days > 0:
+            compaction = asyncio.create_task(
+                compact_periodically(HistoryService(store), config), name="tierset-compaction"
+            )
     except BaseException:
         # Undo whatever had started, newest first, so a failed start leaves nothing running.
         if database_health is not None:
@@ -254,6 +288,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         listener,
         cache,
         database_health,
+        compaction,
     )
 
 

@@ -287,6 +287,10 @@ _RULES: dict[str, Rule] = {
     "http_keepalive_timeout_seconds": _POSITIVE,  # whole seconds, as uvicorn takes it
     "http_max_connections": _POSITIVE,
     "gateway_processes": _POSITIVE,
+    # Days of change log kept; 0 keeps it all (no compaction). A whole number of days, so
+    # "keep 90 days" cannot be mistyped as seconds.
+    "history_retention_days": _whole(0, 36_500),
+    "history_compact_interval_seconds": _seconds(zero=False),
 }
 
 # The command-line options that set a field too, named next to its variable.
@@ -449,6 +453,10 @@ class Config:
     gateway_processes: int = 1
     # Proxies in front of the gateway whose X-Forwarded-For it believes (none by default).
     gateway_trusted_proxies: tuple[str, ...] = ()
+    # The change log (issue 12): how many days of it are kept, and how often a server
+    # process tries to compact what is older (one process at a time, by an advisory lock).
+    history_retention_days: int = 90
+    history_compact_interval_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -17,6 +17,9 @@ The rules every door (gRPC, REST, CLI) gets alike:
 * **Pages.** page_size 0 means DEFAULT_PAGE_SIZE, else 1..MAX_PAGE_SIZE. A page token
   binds the request's other fields (a fingerprint of them): reused with other filters it
   is INVALID_ARGUMENT (INVALID_PAGE_TOKEN), never a silently different listing.
+* **Retention.** Compaction removes the log older than the retention (whole days), cut
+  at a revision boundary, one process at a time (the store's advisory lock); PLATFORM
+  only (the server's job and ``tierset history compact`` act as the operator).
 * **Revisions.** A revision below the compacted one is FAILED_PRECONDITION
   (REVISION_COMPACTED, metadata ``compacted_revision``); after the current one,
   OUT_OF_RANGE (FUTURE_REVISION). The store checks both in the statement that reads.
@@ -27,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from tierset.core import authz, errors
 from tierset.core.authz import Permission, Principal
@@ -372,3 +375,18 @@ class HistoryService:
         )
         token = "" if page.last is None else encode_token("changes", [fingerprint, *page.last])
         return ListedChanges(page, token)
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def compact(
+        self, principal: Principal, retention_days: int, now: datetime | None = None
+    ) -> int | None:
+        """Removes the change log older than `retention_days` (at least 1); returns the
+        compacted revision, or None when another process is compacting right now."""
+        authz.require_platform(principal)
+        if retention_days < 1:
+            raise errors.bad_field(
+                "retention_days", "retention_days must be at least 1 (0 keeps the whole log)"
+            )
+        before = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+        return await self._store.compact(before)
