@@ -292,3 +292,25 @@ async def test_deletes_and_restores_reach_every_cache_through_the_notification(
     await eventually(settings_stub, retailer, key, 1)  # and cached again
     await store.restore(retailer, [key], mark)
     await eventually(settings_stub, retailer, key, 2)
+
+
+async def test_a_cached_answer_is_the_same_response_as_the_first(
+    server, settings_stub, new_account, new_retailer, unique_key
+):
+    # A hit answers the bytes serialised on the miss; they must be the very response a
+    # fresh resolution builds, revision and every field included, for one key and many.
+    account = await new_account()
+    retailer = await new_retailer(account)
+    keys = [unique_key("CACHE.SAME") for _ in range(10)]
+    for n, key in enumerate(keys):
+        await put(settings_stub, ScopeRef(Level.ACCOUNT, account), key, n)
+    for wanted in (keys[:1], keys):
+        request = settings_pb2.GetSettingsRequest(
+            scope=settings_pb2.Scope(retailer_id=retailer), keys=wanted
+        )
+        first = await settings_stub.GetSettings(request)
+        assert server.cache is not None and len(server.cache) > 0
+        hits = [await settings_stub.GetSettings(request) for _ in range(3)]
+        assert all(hit == first for hit in hits)
+        assert [s.key for s in first.settings] == wanted
+        assert first.revision > 0

@@ -26,7 +26,7 @@ from tierset.store.database import Resolution, ScopeRef, Store
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 # Where a GetSettingsResponse is kept among a Resolution's renderings.
-_RESPONSE = "grpc.GetSettingsResponse"
+_RESPONSE = "grpc.GetSettingsResponse.bytes"
 
 
 def scope_from_proto(scope: settings_pb2.Scope, field: str = "scope") -> ScopeRef:
@@ -175,7 +175,7 @@ class SettingsService(_HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
 
     async def GetSettings(
         self, request: settings_pb2.GetSettingsRequest, context: grpc.aio.ServicerContext
-    ) -> settings_pb2.GetSettingsResponse:
+    ) -> settings_pb2.GetSettingsResponse | bytes:
         scope = scope_from_proto(request.scope)
         if request.HasField("at_revision"):
             # A past read comes from the change log, never from (or into) the cache.
@@ -189,14 +189,17 @@ class SettingsService(_HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
             resolution = await self._settings.resolve(
                 authz.current_principal(), scope, list(request.keys), lease
             )
-            # Built once per resolution: a cached one is answered many times, and building
-            # its Setting messages (typed values, timestamps) cost more than the rest of a
-            # hit. grpc only reads the message to serialise it, so sharing it is safe.
-            cached: settings_pb2.GetSettingsResponse | None = resolution.renderings.get(_RESPONSE)
+            # Built and serialised once per resolution: a cached one is answered many times,
+            # and building its Setting messages (typed values, timestamps) and serialising
+            # them cost more than the rest of a hit. The call pipeline sends bytes as they
+            # are (api/pipeline.py `_passing_bytes`).
+            cached: bytes | None = resolution.renderings.get(_RESPONSE)
             if cached is not None:
                 return cached
             # Off the event loop when large: decoding megabytes would stall every call.
-            response = await off_loop(resolution.read_bytes, lambda: _response(resolution))
+            response = await off_loop(
+                resolution.read_bytes, lambda: _response(resolution).SerializeToString()
+            )
             resolution.renderings[_RESPONSE] = response
             return response
 
