@@ -22,7 +22,7 @@ from tierset.api.health import DatabaseHealth, HealthService
 from tierset.api.integrations import IntegrationService
 from tierset.api.limits import Limits, server_options
 from tierset.api.pipeline import Pipeline
-from tierset.api.settings import SettingsService
+from tierset.api.watch import WatchingSettingsService
 from tierset.auth.authenticator import Authenticator
 from tierset.auth.credentials import CredentialStore
 from tierset.auth.hashing import PasswordHashing
@@ -31,9 +31,11 @@ from tierset.cache.reads import CachedStore, ResolutionCache, follow_changes
 from tierset.ops.config import Config
 from tierset.ops.large_reads import ReadBudget
 from tierset.ops.metrics import start_metrics_server
+from tierset.services.watch import WatchHub, WatchService
 from tierset.store.database import Store
 from tierset.store.listener import Listener
 from tierset.store.migrate import migrate
+from tierset.store.watch import WatchStore
 from tierset.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -100,12 +102,21 @@ class App:
     # The read cache; None when TIERSET_CACHE_MAX_ENTRIES is 0.
     cache: ResolutionCache | None = None
     database_health: DatabaseHealth | None = None
+    # The process's watch fan-out (services/watch.py).
+    watch_hub: WatchHub | None = None
 
     async def stop(self, grace: float) -> None:
-        """Stops taking calls, finishes in-flight ones within `grace`, closes the pool."""
+        """Stops taking calls, finishes in-flight ones within `grace`, closes the pool.
+
+        Health goes NOT_SERVING first; then watch streams, which would otherwise hold the
+        grace period open to its end, are ended UNAVAILABLE so their clients resume on
+        another server; then the server stops.
+        """
         if self.database_health is not None:
             await self.database_health.stop()
         await self.health.enter_graceful_shutdown()
+        if self.watch_hub is not None:
+            await self.watch_hub.close()
         await self.server.stop(grace)
         self.hashing.close()
         await self.listener.stop()
@@ -137,6 +148,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
     authenticator: Authenticator | None = None
     server: grpc.aio.Server | None = None
     database_health: DatabaseHealth | None = None
+    watch_hub: WatchHub | None = None
     hashing = PasswordHashing(
         config.password_hash_memory_budget_bytes, config.password_hash_wait_seconds
     )
@@ -162,6 +174,19 @@ async def start_app(config: Config, dsn: str | None) -> App:
             credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
         )
         await authenticator.follow_revocations(listener)
+        watch_store = WatchStore(pool, config.pool_acquire_timeout_seconds)
+        watch_hub = WatchHub(
+            watch_store,
+            max_streams=config.watch_max_streams,
+            buffer_messages=config.watch_buffer_messages,
+        )
+        await watch_hub.start(listener)
+        watch = WatchService(
+            watch_store,
+            watch_hub,
+            max_keys=config.watch_max_keys,
+            progress_seconds=config.watch_progress_seconds,
+        )
         listener.start()
         server = grpc.aio.server(
             # grpc turns SO_REUSEPORT on by default, which lets a second server started by
@@ -196,7 +221,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         pipeline.register(
             server,
             settings_pb2_grpc.add_SettingsServiceServicer_to_server,
-            SettingsService(settings_store),
+            WatchingSettingsService(settings_store, watch, authenticator),
         )
         pipeline.register(
             server, accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(store)
@@ -237,6 +262,8 @@ async def start_app(config: Config, dsn: str | None) -> App:
         # Undo whatever had started, newest first, so a failed start leaves nothing running.
         if database_health is not None:
             await database_health.stop()
+        if watch_hub is not None:
+            await watch_hub.close()
         if server is not None:
             await server.stop(None)
         await listener.stop()
@@ -254,6 +281,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         listener,
         cache,
         database_health,
+        watch_hub,
     )
 
 

@@ -287,6 +287,10 @@ _RULES: dict[str, Rule] = {
     "http_keepalive_timeout_seconds": _POSITIVE,  # whole seconds, as uvicorn takes it
     "http_max_connections": _POSITIVE,
     "gateway_processes": _POSITIVE,
+    "watch_progress_seconds": _seconds(zero=False),
+    "watch_max_streams": _POSITIVE,
+    "watch_max_keys": _POSITIVE,
+    "watch_buffer_messages": _POSITIVE,
 }
 
 # The command-line options that set a field too, named next to its variable.
@@ -449,6 +453,14 @@ class Config:
     gateway_processes: int = 1
     # Proxies in front of the gateway whose X-Forwarded-For it believes (none by default).
     gateway_trusted_proxies: tuple[str, ...] = ()
+    # WatchSettings (services/watch.py): how often an idle stream gets a PROGRESS message,
+    # how many watch streams one server process holds, the most keys (or keys under a
+    # prefix) one watch follows, and the messages a stream may fall behind by before it is
+    # ended (ABORTED, WATCH_OVERFLOW) rather than buffered without bound.
+    watch_progress_seconds: float = 10.0
+    watch_max_streams: int = 1000
+    watch_max_keys: int = 100
+    watch_buffer_messages: int = 256
 
     def __post_init__(self) -> None:
         _validate(self)

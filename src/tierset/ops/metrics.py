@@ -23,6 +23,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     start_http_server,
 )
@@ -284,3 +285,19 @@ class HttpMetricsMiddleware:
             method, route = method_label(scope.get("method", "GET")), self._route_of(scope)
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_REQUEST_SECONDS.labels(method, route).observe(time.perf_counter() - started)
+
+
+# Watch (services/watch.py): streams open now, what they were sent, and why any ended early.
+WATCH_STREAMS = Gauge("tierset_watch_streams", "WatchSettings streams open in this process.")
+WATCH_MESSAGES = Counter(
+    "tierset_watch_messages",
+    "Watch messages sent, by kind: SNAPSHOT, EVENTS or PROGRESS.",
+    ["kind"],
+)
+WATCH_EVENTS = Counter("tierset_watch_events", "Setting events sent to watchers.")
+WATCH_DROPS = Counter(
+    "tierset_watch_drops",
+    "Watch streams the server ended, by why: overflow (a slow consumer), shutdown, "
+    "compacted (the hub lost more history than the log holds) or credentials.",
+    ["why"],
+)

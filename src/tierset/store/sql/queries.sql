@@ -771,3 +771,69 @@ DELETE FROM change_log WHERE revision <= $1;
 UPDATE revision_counter SET compacted_revision = greatest(compacted_revision, $1)
  WHERE only_row = true
 RETURNING compacted_revision;
+
+-- Watch (src/tierset/services/watch.py): the hub reads these three in one
+-- REPEATABLE READ transaction per doorbell, so the log it reads and the states
+-- it resolves are one snapshot.
+
+-- name: watch_log
+-- The change log after revision $1 up to and including $2 (a window, so a
+-- long outage is caught up in bounded pieces; revisions have no gaps above the
+-- compacted one, so a window never splits one), with the counter as this
+-- snapshot sees it. One row with NULL columns when the window holds nothing.
+-- The new side is the setting after the change, as a resolved read shows it.
+SELECT counter.revision AS current_revision, counter.compacted_revision,
+       c.revision, c.seq, c.change_time, c.level::text AS level, c.scope_id,
+       c.owner_account_id, c.key, c.setting_id, c.new_type::text AS new_type,
+       c.new_value::text AS new_value, c.new_version,
+       CASE WHEN c.old_version IS NULL THEN c.revision ELSE c.old_create_revision END
+           AS new_create_revision
+  FROM revision_counter counter
+  LEFT JOIN change_log c ON c.revision > $1::bigint AND c.revision <= $2::bigint
+ ORDER BY c.revision, c.seq;
+
+-- name: watch_level_states
+-- The re-resolution: for each (level, scope_id, key) triple ($1, $2, $3, one
+-- element each), the setting it held after revision $4 (the old side of its
+-- first change after $4, else the current row; no row: none). The hub asks for
+-- the three levels of every affected (scope, key) pair at once and resolves
+-- precedence and each revision's changes from them and the log it just read.
+-- Each triple is one probe of settings' unique (level, scope_id, key) index
+-- and one of change_log_setting_revision.
+SELECT t.n, t.level, t.scope_id, t.key,
+       CASE WHEN fc.revision IS NULL THEN s.id ELSE fc.setting_id END AS id,
+       CASE WHEN fc.revision IS NULL THEN s.type ELSE fc.old_type END::text AS type,
+       CASE WHEN fc.revision IS NULL THEN s.value ELSE fc.old_value END::text AS value,
+       CASE WHEN fc.revision IS NULL THEN s.version ELSE fc.old_version END AS version,
+       CASE WHEN fc.revision IS NULL THEN s.update_time ELSE fc.old_update_time END
+           AS update_time,
+       CASE WHEN fc.revision IS NULL THEN s.create_revision ELSE fc.old_create_revision END
+           AS create_revision,
+       CASE WHEN fc.revision IS NULL THEN s.mod_revision ELSE fc.old_mod_revision END
+           AS mod_revision
+  FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY t (level, scope_id, key, n)
+  LEFT JOIN LATERAL (
+      SELECT c.* FROM change_log c
+       WHERE c.level = t.level::setting_level AND c.scope_id = t.scope_id AND c.key = t.key
+         AND c.revision > $4::bigint
+       ORDER BY c.revision, c.seq
+       LIMIT 1
+  ) fc ON true
+  LEFT JOIN settings s
+    ON s.level = t.level::setting_level AND s.scope_id = t.scope_id AND s.key = t.key
+ ORDER BY t.n;
+
+-- name: watch_range_levels
+-- A prefix watch's snapshot: every row under the key range [$3, $4) at the
+-- three levels of a scope (retailer $1, NULL for an account scope; account
+-- $2; GLOBAL), current. Precedence is resolved by the caller, with the counter
+-- read in the same snapshot.
+SELECT s.id, s.key, s.type::text AS type, s.value::text AS value, s.level::text AS level,
+       s.scope_id, s.version, s.update_time, s.create_revision, s.mod_revision
+  FROM settings s
+ WHERE (   (s.level = 'RETAILER' AND s.scope_id = $1::bigint)
+        OR (s.level = 'ACCOUNT'  AND s.scope_id = $2::bigint)
+        OR (s.level = 'GLOBAL'   AND s.scope_id = 0))
+   AND s.key >= $3::text AND s.key < $4::text
+ ORDER BY s.key, s.level DESC
+ LIMIT $5;
