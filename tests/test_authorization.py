@@ -72,6 +72,83 @@ _put_account = _put(lambda w, whose: settings_pb2.Scope(account_id=w.account(who
 _put_retailer = _put(lambda w, whose: settings_pb2.Scope(retailer_id=w.retailer(whose)))
 
 
+def _account_scope(w, whose):
+    return settings_pb2.Scope(account_id=w.account(whose))
+
+
+def _retailer_scope(w, whose):
+    return settings_pb2.Scope(retailer_id=w.retailer(whose))
+
+
+def _delete(scope):
+    # The caller's own cells delete something that exists, as PLATFORM writes it first.
+    async def delete(stubs, world, whose, key, md):
+        await stubs.settings.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=scope(world, whose),
+                key=key,
+                type=settings_pb2.SETTING_TYPE_INTEGER,
+                value=settings_pb2.SettingValue(integer_value=1),
+            )
+        )
+        await stubs.settings.DeleteSetting(
+            settings_pb2.DeleteSettingRequest(scope=scope(world, whose), key=key), metadata=md
+        )
+
+    return delete
+
+
+def _list_settings(scope):
+    async def list_settings(stubs, world, whose, key, md):
+        await stubs.settings.ListSettings(
+            settings_pb2.ListSettingsRequest(scope=scope(world, whose)), metadata=md
+        )
+
+    return list_settings
+
+
+def _explain(scope):
+    async def explain(stubs, world, whose, key, md):
+        await stubs.settings.ExplainSettings(
+            settings_pb2.ExplainSettingsRequest(scope=scope(world, whose), keys=[key]), metadata=md
+        )
+
+    return explain
+
+
+def _list_changes(scope):
+    async def list_changes(stubs, world, whose, key, md):
+        await stubs.settings.ListChanges(
+            settings_pb2.ListChangesRequest(scope=scope(world, whose)), metadata=md
+        )
+
+    return list_changes
+
+
+def _restore(level, scope):
+    async def restore(stubs, world, whose, key, md):
+        await stubs.settings.RestoreSettings(
+            settings_pb2.RestoreSettingsRequest(
+                level=level, scope=scope(world, whose), keys=[key], revision=1
+            ),
+            metadata=md,
+        )
+
+    return restore
+
+
+async def _get_at_revision(stubs, world, whose, key, md):
+    current = await stubs.settings.ListChanges(
+        settings_pb2.ListChangesRequest(newest_first=True, page_size=1)
+    )
+    await stubs.settings.GetSettings(
+        settings_pb2.GetSettingsRequest(
+            scope=_retailer_scope(world, whose), keys=[key], at_revision=current.revision
+        ),
+        metadata=md,
+    )
+
+
 async def _get_account(stubs, world, whose, key, md):
     await stubs.accounts.GetAccount(
         accounts_pb2.GetAccountRequest(account_id=world.account(whose)), metadata=md
@@ -124,6 +201,38 @@ SCOPED = {
     "GetAccount": (_get_account, {Role.VIEWER: "own", Role.ADMIN: "own"}),
     "GetRetailer": (_get_retailer, {Role.VIEWER: "own", Role.ADMIN: "own"}),
     "CreateRetailer": (_create_retailer, {Role.ADMIN: "own"}),
+    "DeleteSetting(account)": (_delete(_account_scope), {Role.ADMIN: "own"}),
+    "DeleteSetting(retailer)": (_delete(_retailer_scope), {Role.ADMIN: "own"}),
+    "ListSettings(account)": (
+        _list_settings(_account_scope),
+        {Role.VIEWER: "own", Role.ADMIN: "own"},
+    ),
+    "ListSettings(retailer)": (
+        _list_settings(_retailer_scope),
+        {Role.VIEWER: "own", Role.ADMIN: "own"},
+    ),
+    "ExplainSettings(account)": (_explain(_account_scope), {Role.VIEWER: "own", Role.ADMIN: "own"}),
+    "ExplainSettings(retailer)": (
+        _explain(_retailer_scope),
+        {Role.VIEWER: "own", Role.ADMIN: "own"},
+    ),
+    "ListChanges(account)": (
+        _list_changes(_account_scope),
+        {Role.VIEWER: "own", Role.ADMIN: "own"},
+    ),
+    "ListChanges(retailer)": (
+        _list_changes(_retailer_scope),
+        {Role.VIEWER: "own", Role.ADMIN: "own"},
+    ),
+    "RestoreSettings(account)": (
+        _restore(settings_pb2.SETTING_LEVEL_ACCOUNT, _account_scope),
+        {Role.ADMIN: "own"},
+    ),
+    "RestoreSettings(retailer)": (
+        _restore(settings_pb2.SETTING_LEVEL_RETAILER, _retailer_scope),
+        {Role.ADMIN: "own"},
+    ),
+    "GetSettings(at_revision)": (_get_at_revision, {Role.VIEWER: "own", Role.ADMIN: "own"}),
 }
 
 
@@ -193,6 +302,36 @@ async def test_set_global(settings_stub, make_caller, unique_key, role, expected
         value=settings_pb2.SettingValue(boolean_value=True),
     )
     assert await _code(settings_stub.SetGlobal(request, metadata=caller.metadata)) == expected
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"), [(Role.VIEWER, DENIED), (Role.ADMIN, DENIED), (Role.PLATFORM, OK)]
+)
+@pytest.mark.parametrize("operation", ["DeleteGlobal", "RestoreSettings(global)"])
+async def test_global_history_writes(
+    settings_stub, make_caller, unique_key, operation, role, expected
+):
+    caller = await make_caller(role)
+    key = unique_key()
+    written = await settings_stub.SetGlobal(
+        settings_pb2.SetGlobalRequest(
+            key=key,
+            type=settings_pb2.SETTING_TYPE_BOOLEAN,
+            value=settings_pb2.SettingValue(boolean_value=True),
+        )
+    )
+    if operation == "DeleteGlobal":
+        call = settings_stub.DeleteGlobal(
+            settings_pb2.DeleteGlobalRequest(key=key), metadata=caller.metadata
+        )
+    else:
+        call = settings_stub.RestoreSettings(
+            settings_pb2.RestoreSettingsRequest(
+                level=settings_pb2.SETTING_LEVEL_GLOBAL, keys=[key], revision=written.revision - 1
+            ),
+            metadata=caller.metadata,
+        )
+    assert await _code(call) == expected
 
 
 @pytest.mark.parametrize(

@@ -40,18 +40,10 @@ def _methods() -> list[descriptor.MethodDescriptor]:
 
 METHODS = _methods()
 
-# Issue 12's RPCs whose contract is in settings.proto but whose servicers come in part 2.
+# Issue 13's stream: its contract is in settings.proto, its server on the `watch` branch.
 # Until then the generated base class raises NotImplementedError, which the call pipeline
-# reports as INTERNAL: fuzzing them would only test that. Part 2 removes this list (and
-# with it the exclusion below), so they are fuzzed the day they are implemented.
+# reports as INTERNAL: fuzzing it would only test that. The server side removes it here.
 NOT_IMPLEMENTED_YET = {
-    "tierset.v1.SettingsService.DeleteSetting",
-    "tierset.v1.SettingsService.DeleteGlobal",
-    "tierset.v1.SettingsService.ListSettings",
-    "tierset.v1.SettingsService.ExplainSettings",
-    "tierset.v1.SettingsService.ListChanges",
-    "tierset.v1.SettingsService.RestoreSettings",
-    # Issue 13's stream: its contract is in settings.proto; the server side removes it here.
     "tierset.v1.SettingsService.WatchSettings",
 }
 FUZZED = [m for m in METHODS if m.full_name not in NOT_IMPLEMENTED_YET]

@@ -22,6 +22,7 @@ from tests.test_authorization import INTEGRATION_SETTINGS, SCOPED, World, expect
 from tierset.auth.credentials import CredentialStore, Kind
 from tierset.core.authz import Role
 from tierset.core.integrations import mask
+from tierset.v1 import settings_pb2
 
 HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
@@ -91,6 +92,8 @@ FLUENT_COMMERCE_OPERATIONS = {
     "GET account settings": ("GetSettings(account)", "GET", "account"),
     "PUT retailer setting": ("PutSetting(retailer)", "PUT", "retailer"),
     "GET retailer settings": ("GetSettings(retailer)", "GET", "retailer"),
+    "DELETE account setting": ("DeleteSetting(account)", "DELETE", "account"),
+    "DELETE retailer setting": ("DeleteSetting(retailer)", "DELETE", "retailer"),
 }
 
 FLUENT_COMMERCE_CELLS = [
@@ -128,16 +131,30 @@ def _assert_refusal_body(response, status: int, fluentcart: bool) -> None:
 
 @pytest.mark.parametrize(("operation", "identity", "whose", "status"), FLUENT_COMMERCE_CELLS)
 async def test_fluent_commerce_cell(
-    http, db, world, make_caller, unique_key, operation, identity, whose, status
+    http, db, settings_stub, world, make_caller, unique_key, operation, identity, whose, status
 ):
     _, method, level = FLUENT_COMMERCE_OPERATIONS[operation]
     headers = (await _headers(identity, make_caller, db, world.own_account))["bearer"]
     key = unique_key()
     path = _setting_path(level, world, whose, key)
     body = {"setting": {"key": key, "value": 7, "type": "INTEGER"}}
+    existing = 0
+    if method == "DELETE":  # something to delete, written by PLATFORM
+        scope_id = world.account(whose) if level == "account" else world.retailer(whose)
+        await settings_stub.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=settings_pb2.Scope(**{f"{level}_id": scope_id}),
+                key=key,
+                type=settings_pb2.SETTING_TYPE_INTEGER,
+                value=settings_pb2.SettingValue(integer_value=7),
+            )
+        )
+        existing = 1
 
     if method == "PUT":
         response = await http.put(path, json=body, headers=headers)
+    elif method == "DELETE":
+        response = await http.delete(path, headers=headers)
     else:
         response = await http.get(path, headers=headers)
 
@@ -148,7 +165,7 @@ async def test_fluent_commerce_cell(
     else:
         _assert_refusal_body(response, status, fluentcart=False)
         written = await db.fetchval("SELECT count(*) FROM settings WHERE key = $1", key)
-        assert written == 0
+        assert written == existing
 
 
 FLUENTCART_CELLS = [

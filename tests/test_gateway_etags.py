@@ -192,3 +192,66 @@ async def test_concurrent_unconditional_puts_all_land_last_write_wins(send, acco
     assert tags == list(range(2, writers + 2))
     last = next(i for i, a in enumerate(answers) if a.headers["etag"] == f'"ACCOUNT.{writers + 1}"')
     assert await _read(send, account_key) == (last, "ACCOUNT", f'"ACCOUNT.{writers + 1}"')
+
+
+# --- DELETE: the path's level loses its value; If-Match conditions it ----------------------
+
+
+async def test_delete_answers_what_the_scope_now_inherits(send, account_key):
+    gone = await send("DELETE", account_key, headers={"If-Match": '"ACCOUNT.1"'})
+
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {"settings": []}  # no GLOBAL value to inherit
+    assert "etag" not in gone.headers
+    assert await _read(send, account_key) == (None, None, None)
+    again = await send("DELETE", account_key)
+    assert again.status_code == 404, again.text
+    assert [e["code"] for e in again.json()["error"]] == ["SETTING_NOT_FOUND"]
+
+
+async def test_delete_of_an_override_answers_the_inherited_value_and_its_etag(
+    send, new_account, new_retailer, unique_key
+):
+    account = await new_account()
+    retailer = await new_retailer(account)
+    key = unique_key()
+    account_path = f"/api/v4.1/settings/account/{account}/{key}"
+    retailer_path = f"/api/v4.1/settings/retailer/{retailer}/{key}"
+    await send("PUT", account_path, value=1)
+    await send("PUT", retailer_path, value=2)
+
+    gone = await send("DELETE", retailer_path, headers={"If-Match": '"RETAILER.1"'})
+
+    assert gone.status_code == 200, gone.text
+    assert gone.json() == {
+        "settings": [{"key": key, "value": 1, "type": "INTEGER", "level": "ACCOUNT"}]
+    }
+    assert gone.headers["etag"] == '"ACCOUNT.1"'
+    assert await _read(send, retailer_path) == (1, "ACCOUNT", '"ACCOUNT.1"')
+
+
+async def test_a_stale_if_match_on_delete_is_409_and_deletes_nothing(send, account_key):
+    await send("PUT", account_key, value=2)  # version 2 now
+
+    stale = await send("DELETE", account_key, headers={"If-Match": '"ACCOUNT.1"'})
+
+    assert stale.status_code == 409, stale.text
+    assert [e["code"] for e in stale.json()["error"]] == ["VERSION_MISMATCH"]
+    assert await _read(send, account_key) == (2, "ACCOUNT", '"ACCOUNT.2"')
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ({"If-None-Match": "*"}, "If-None-Match"),
+        ({"If-Match": "*"}, "If-Match"),
+        ({"If-Match": "ACCOUNT.1"}, "If-Match"),
+        ({"If-Match": '"RETAILER.1"'}, "If-Match"),  # a lower level than the path's
+    ],
+)
+async def test_a_delete_precondition_it_cannot_honour_is_400(send, account_key, headers, named):
+    refused = await send("DELETE", account_key, headers=headers)
+
+    assert refused.status_code == 400, refused.text
+    assert named in refused.text
+    assert await _read(send, account_key) == (1, "ACCOUNT", '"ACCOUNT.1"')

@@ -7,6 +7,7 @@ within the grace period, then closes the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass
@@ -28,10 +29,12 @@ from tierset.auth.credentials import CredentialStore
 from tierset.auth.hashing import PasswordHashing
 from tierset.auth.throttle import Limit, LoginThrottle
 from tierset.cache.reads import CachedStore, ResolutionCache, follow_changes
+from tierset.core import authz
 from tierset.ops.config import Config
 from tierset.ops.large_reads import ReadBudget
 from tierset.ops.metrics import start_metrics_server
 from tierset.services.watch import WatchHub, WatchService
+from tierset.services.history import HistoryService
 from tierset.store.database import Store
 from tierset.store.listener import Listener
 from tierset.store.migrate import migrate
@@ -104,6 +107,8 @@ class App:
     database_health: DatabaseHealth | None = None
     # The process's watch fan-out (services/watch.py).
     watch_hub: WatchHub | None = None
+    # The periodic change-log compaction; None when TIERSET_HISTORY_RETENTION_DAYS is 0.
+    compaction: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float) -> None:
         """Stops taking calls, finishes in-flight ones within `grace`, closes the pool.
@@ -112,6 +117,10 @@ class App:
         grace period open to its end, are ended UNAVAILABLE so their clients resume on
         another server; then the server stops.
         """
+        if self.compaction is not None:
+            self.compaction.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.compaction
         if self.database_health is not None:
             await self.database_health.stop()
         await self.health.enter_graceful_shutdown()
@@ -127,6 +136,26 @@ class App:
             self.pool.terminate()
         else:
             log.info("database pool closed")
+
+
+async def compact_periodically(history: HistoryService, config: Config) -> None:
+    """Compacts the change log now and every TIERSET_HISTORY_COMPACT_INTERVAL_SECONDS.
+
+    Every server process runs this; the store's advisory lock lets one compact at a time
+    and the others skip the round (None). A failure (the database away) is logged and
+    tried again next round: history kept a little longer harms nothing.
+    """
+    while True:
+        try:
+            compacted = await history.compact(authz.operator(), config.history_retention_days)
+        except Exception:
+            log.exception("change log compaction failed; trying again next round")
+        else:
+            if compacted is None:
+                log.debug("change log compaction skipped: another process is compacting")
+            else:
+                log.info("change log compacted up to revision %d", compacted)
+        await asyncio.sleep(config.history_compact_interval_seconds)
 
 
 def login_throttle(config: Config) -> LoginThrottle:
@@ -149,6 +178,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
     server: grpc.aio.Server | None = None
     database_health: DatabaseHealth | None = None
     watch_hub: WatchHub | None = None
+    compaction: asyncio.Task[None] | None = None
     hashing = PasswordHashing(
         config.password_hash_memory_budget_bytes, config.password_hash_wait_seconds
     )
@@ -258,6 +288,10 @@ async def start_app(config: Config, dsn: str | None) -> App:
         )
         await database_health.report(serving=True)
         database_health.start()
+        if config.history_retention_days > 0:
+            compaction = asyncio.create_task(
+                compact_periodically(HistoryService(store), config), name="tierset-compaction"
+            )
     except BaseException:
         # Undo whatever had started, newest first, so a failed start leaves nothing running.
         if database_health is not None:
@@ -282,6 +316,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         cache,
         database_health,
         watch_hub,
+        compaction,
     )
 
 

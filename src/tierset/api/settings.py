@@ -11,18 +11,18 @@ import contextlib
 
 import grpc
 
+from tierset.api import history as messages
+from tierset.api.history import setting_to_proto
 from tierset.core import authz, errors
 from tierset.core.values import (
-    LEVEL_TO_PROTO,
-    TYPE_TO_PROTO,
     Level,
     SettingType,
     decode_value,
-    encode_value,
 )
 from tierset.ops.large_reads import off_loop
+from tierset.services import history as history_service
 from tierset.services import settings as service
-from tierset.store.database import Resolution, ScopeRef, Store, StoredSetting
+from tierset.store.database import Resolution, ScopeRef, Store
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 # Where a GetSettingsResponse is kept among a Resolution's renderings.
@@ -41,20 +41,6 @@ def scope_from_proto(scope: settings_pb2.Scope, field: str = "scope") -> ScopeRe
     return ScopeRef(level, scope_id)
 
 
-def setting_to_proto(setting: StoredSetting) -> settings_pb2.Setting:
-    """A resolved setting as the API shows it."""
-    message = settings_pb2.Setting(
-        id=setting.id,
-        key=setting.key,
-        type=TYPE_TO_PROTO[setting.type],
-        value=encode_value(setting.type, setting.value),
-        level=LEVEL_TO_PROTO[setting.level],
-        version=setting.version,
-    )
-    message.update_time.FromDatetime(setting.update_time)
-    return message
-
-
 def _incoming(value: settings_pb2.SettingValue) -> service.IncomingValue:
     def decode(key: str, setting_type: SettingType) -> str:
         return decode_value(key, setting_type, value)
@@ -70,20 +56,133 @@ def _expected_version(
 
 def _response(resolution: Resolution) -> settings_pb2.GetSettingsResponse:
     return settings_pb2.GetSettingsResponse(
-        settings=[setting_to_proto(s) for s in resolution.settings]
+        settings=[setting_to_proto(s) for s in resolution.settings], revision=resolution.revision
     )
 
 
-class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
+def _optional(request: object, field: str) -> int | None:
+    return getattr(request, field) if request.HasField(field) else None  # type: ignore[attr-defined]
+
+
+class _HistoryRpcs:
+    """The history RPCs (issue 12): deletes, listings, explanations, the log, restores.
+
+    Kept apart from the read/write methods below so each group changes on its own.
+    """
+
+    _history: history_service.HistoryService
+
+    async def DeleteSetting(
+        self, request: settings_pb2.DeleteSettingRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.DeleteSettingResponse:
+        result = await self._history.delete(
+            authz.current_principal(),
+            scope_from_proto(request.scope),
+            request.key,
+            _optional(request, "expected_version"),
+            request.reason,
+        )
+        response = settings_pb2.DeleteSettingResponse(revision=result.revision)
+        if result.effective is not None:
+            response.effective.CopyFrom(setting_to_proto(result.effective))
+        return response
+
+    async def DeleteGlobal(
+        self, request: settings_pb2.DeleteGlobalRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.DeleteGlobalResponse:
+        result = await self._history.delete_global(
+            authz.current_principal(),
+            request.key,
+            _optional(request, "expected_version"),
+            request.reason,
+        )
+        return settings_pb2.DeleteGlobalResponse(revision=result.revision)
+
+    async def ListSettings(
+        self, request: settings_pb2.ListSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.ListSettingsResponse:
+        listed = await self._history.list_settings(
+            authz.current_principal(),
+            scope_from_proto(request.scope) if request.HasField("scope") else None,
+            request.key_prefix,
+            request.level_only,
+            request.page_size,
+            request.page_token,
+            _optional(request, "at_revision"),
+        )
+        page = listed.page
+        return await off_loop(
+            sum(len(s.value) for s in page.settings),
+            lambda: settings_pb2.ListSettingsResponse(
+                settings=[setting_to_proto(s) for s in page.settings],
+                next_page_token=listed.next_page_token,
+                revision=page.revision,
+            ),
+        )
+
+    async def ExplainSettings(
+        self, request: settings_pb2.ExplainSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.ExplainSettingsResponse:
+        revision, explanations = await self._history.explain(
+            authz.current_principal(), scope_from_proto(request.scope), list(request.keys)
+        )
+        return settings_pb2.ExplainSettingsResponse(
+            keys=[messages.explanation_to_proto(e) for e in explanations], revision=revision
+        )
+
+    async def ListChanges(
+        self, request: settings_pb2.ListChangesRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.ListChangesResponse:
+        scope = scope_from_proto(request.scope) if request.HasField("scope") else None
+        listed = await self._history.changes(
+            authz.current_principal(),
+            messages.change_filter(request, scope),
+            request.page_size,
+            request.page_token,
+        )
+        page = listed.page
+        return await off_loop(
+            sum(len(c.old_value or "") + len(c.new_value or "") for c in page.changes),
+            lambda: settings_pb2.ListChangesResponse(
+                changes=[messages.change_to_proto(c) for c in page.changes],
+                next_page_token=listed.next_page_token,
+                revision=page.revision,
+            ),
+        )
+
+    async def RestoreSettings(
+        self, request: settings_pb2.RestoreSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> settings_pb2.RestoreSettingsResponse:
+        result = await self._history.restore(
+            authz.current_principal(),
+            messages.level_from_proto(request.level),
+            scope_from_proto(request.scope) if request.HasField("scope") else None,
+            list(request.keys),
+            request.revision,
+            request.reason,
+        )
+        return settings_pb2.RestoreSettingsResponse(
+            revision=result.revision or 0, changed_keys=result.changed
+        )
+
+
+class SettingsService(_HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
     def __init__(self, store: Store) -> None:
         self._settings = service.SettingsService(store)
+        self._history = history_service.HistoryService(store)
 
     async def GetSettings(
         self, request: settings_pb2.GetSettingsRequest, context: grpc.aio.ServicerContext
     ) -> settings_pb2.GetSettingsResponse:
         scope = scope_from_proto(request.scope)
+        if request.HasField("at_revision"):
+            # A past read comes from the change log, never from (or into) the cache.
+            past = await self._history.resolve_at(
+                authz.current_principal(), scope, list(request.keys), request.at_revision
+            )
+            return await off_loop(past.read_bytes, lambda: _response(past))
         # The lease keeps a large read's share of the read budget until its response is
         # built: that is another copy of its values.
         async with contextlib.AsyncExitStack() as lease:
@@ -111,9 +210,10 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
             request.type,
             _incoming(request.value),
             _expected_version(request),
+            request.reason,
         )
         return settings_pb2.PutSettingResponse(
-            id=result.id, version=result.version, created=result.created
+            id=result.id, version=result.version, created=result.created, revision=result.revision
         )
 
     async def SetGlobal(
@@ -125,7 +225,8 @@ class SettingsService(settings_pb2_grpc.SettingsServiceServicer):
             request.type,
             _incoming(request.value),
             _expected_version(request),
+            request.reason,
         )
         return settings_pb2.SetGlobalResponse(
-            id=result.id, version=result.version, created=result.created
+            id=result.id, version=result.version, created=result.created, revision=result.revision
         )

@@ -1,4 +1,4 @@
-"""The ``tierset`` administration commands: accounts, retailers, users, credentials.
+"""The ``tierset`` administration commands: accounts, retailers, users, credentials, history.
 
 They talk straight to the database named by DATABASE_URL (or PG*), or to the
 embedded PostgreSQL of ``make run`` when none is set, and apply pending
@@ -35,6 +35,7 @@ from tierset.ops.datadir import embedded_data_dir
 from tierset.ops.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.services.accounts import AccountService
 from tierset.services.credentials import CredentialService
+from tierset.services.history import HistoryService
 from tierset.store.database import Store
 from tierset.store.migrate import migrate
 
@@ -48,6 +49,9 @@ class Services:
     principal: Principal
     accounts: AccountService
     credentials: CredentialService
+    history: HistoryService
+    # TIERSET_HISTORY_RETENTION_DAYS, the default of `history compact --older-than-days`.
+    retention_days: int = 90
 
 
 Action = Callable[[argparse.Namespace, Services], Awaitable[None]]
@@ -144,6 +148,18 @@ async def oauth_client_revoke(args: argparse.Namespace, do: Services) -> None:
     _note(f"revoked OAuth client {args.client_id!r} and its tokens")
 
 
+async def history_compact(args: argparse.Namespace, do: Services) -> None:
+    days = do.retention_days if args.older_than_days is None else args.older_than_days
+    if args.older_than_days is None and days == 0:
+        _note("TIERSET_HISTORY_RETENTION_DAYS is 0 (keep the whole log): nothing compacted")
+        return
+    compacted = await do.history.compact(do.principal, days)
+    if compacted is None:
+        _note("another process is compacting the change log right now; nothing done")
+    else:
+        _note(f"change log compacted: history kept after revision {compacted}")
+
+
 # The option each field of the services' errors came from (a command may say otherwise).
 FLAGS = {
     "account_id": "--account",
@@ -154,6 +170,7 @@ FLAGS = {
     "id": "--id",
     "password": "password",
     "roles": "--role",
+    "retention_days": "--older-than-days",
 }
 
 
@@ -241,14 +258,30 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = command(clients, "revoke", "retire a client and its tokens", oauth_client_revoke)
     p.add_argument("--client-id", required=True)
 
+    history = group("history", "the change log")
+    p = command(
+        history, "compact", "remove change log entries older than the retention", history_compact
+    )
+    p.add_argument(
+        "--older-than-days",
+        type=int,
+        help="keep this many days (default: TIERSET_HISTORY_RETENTION_DAYS)",
+    )
 
-async def _execute(action: Action, args: argparse.Namespace, dsn: str | None) -> None:
+
+async def _execute(
+    action: Action, args: argparse.Namespace, dsn: str | None, config: Config
+) -> None:
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
         async with pool.acquire() as connection:
             await migrate(connection)
         services = Services(
-            authz.operator(), AccountService(Store(pool)), CredentialService(CredentialStore(pool))
+            authz.operator(),
+            AccountService(Store(pool)),
+            CredentialService(CredentialStore(pool)),
+            HistoryService(Store(pool)),
+            config.history_retention_days,
         )
         await action(args, services)
     finally:
@@ -287,7 +320,7 @@ def run(args: argparse.Namespace, config: Config) -> None:
     else:
         dsn, embedded = _embedded_database(config)
     try:
-        asyncio.run(_execute(args.admin_action, args, dsn))
+        asyncio.run(_execute(args.admin_action, args, dsn, config))
     except errors.TiersetError as error:
         print(f"error: {describe(error, getattr(args, 'flags', {}))}", file=sys.stderr)
         raise SystemExit(1) from None

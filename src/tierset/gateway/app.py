@@ -67,11 +67,13 @@ ROUTES = [
         "/api/v4.1/settings/account/{accountId}/{key:keylist}",
         GET=fluentcommerce.get_account_settings,
         PUT=fluentcommerce.put_account_setting,
+        DELETE=fluentcommerce.delete_account_setting,
     ),
     route(
         "/api/v4.1/settings/retailer/{retailerId}/{key:keylist}",
         GET=fluentcommerce.get_retailer_settings,
         PUT=fluentcommerce.put_retailer_setting,
+        DELETE=fluentcommerce.delete_retailer_setting,
     ),
     # FluentCart integration settings
     route(

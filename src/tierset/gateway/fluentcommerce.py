@@ -7,6 +7,11 @@
 value in its natural JSON form. Keys that exist at no level are left out; an
 unknown account or retailer is the server's NOT_FOUND (404).
 
+``DELETE /api/v4.1/settings/{account|retailer}/{id}/{key}`` → DeleteSetting: the
+path's level loses its value and the key inherits again; the answer is GET's body
+for that key (what the scope now inherits; an empty list when nothing) with its
+ETag. A key not set at that level is 404, like an unknown scope.
+
 A GET of one key answers an ``ETag`` (level and version of what it read); a PUT
 takes ``If-Match``/``If-None-Match`` and answers the new ETag. How the headers
 become expected_version, and why, is in ``preconditions``; a stale one is the
@@ -156,6 +161,30 @@ async def _get(request: Request, kind: str, param: str) -> Response:
         else {}
     )
     return Response(body, media_type="application/json", headers=headers)
+
+
+async def _delete(request: Request, kind: str, param: str) -> Response:
+    scope = _scope(request, kind, param)
+    key = request.path_params["key"]
+    expected_version = preconditions.delete_expected_version(request, _PATH_LEVELS[kind])
+    message = settings_pb2.DeleteSettingRequest(
+        scope=scope, key=key, expected_version=expected_version
+    )
+    reply = await backend(request).settings.DeleteSetting(message, **call_options(request, message))
+    inherited = [reply.effective] if reply.HasField("effective") else []
+    body = '{"settings":[' + ",".join(_entry_json(s) for s in inherited) + "]}"
+    headers = {"ETag": preconditions.etag_of(reply.effective)} if inherited else {}
+    return Response(body, media_type="application/json", headers=headers)
+
+
+async def delete_account_setting(request: Request) -> Response:
+    """DELETE /api/v4.1/settings/account/{accountId}/{key}"""
+    return await _delete(request, "account_id", "accountId")
+
+
+async def delete_retailer_setting(request: Request) -> Response:
+    """DELETE /api/v4.1/settings/retailer/{retailerId}/{key}"""
+    return await _delete(request, "retailer_id", "retailerId")
 
 
 async def put_account_setting(request: Request) -> Response:

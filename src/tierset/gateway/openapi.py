@@ -68,7 +68,10 @@ def _fluent_commerce_errors() -> Schema:
         "400": _response("Bad Request: a malformed request or a value the type refuses", error),
         "401": _unauthorized("Unauthorized: no, malformed, unknown or expired credentials", error),
         "403": _response("Forbidden", error),
-        "404": _response("Not Found: an unknown account or retailer", error),
+        "404": _response(
+            "Not Found: an unknown account or retailer (DELETE: or no value at that level)",
+            error,
+        ),
         "default": _response("Any other failure, same shape (see the README's table)", error),
     }
 
@@ -97,7 +100,7 @@ _KEY = {
     "name": "key",
     "in": "path",
     "required": True,
-    "description": "PUT: the setting's key. GET: one or more keys, comma-separated.",
+    "description": "PUT, DELETE: the setting's key. GET: one or more keys, comma-separated.",
     "schema": {"type": "string"},
 }
 
@@ -127,6 +130,31 @@ def _settings_path(level: str, id_name: str) -> Schema:
                 ),
                 "409": _response(
                     "Conflict: If-Match or If-None-Match no longer holds; nothing written",
+                    _ref("FluentCommerceError"),
+                ),
+                **_fluent_commerce_errors(),
+            },
+        },
+        "delete": {
+            "operationId": f"delete{level.title()}Setting",
+            "summary": f"Remove a {level.upper()}-level setting, so that the key inherits "
+            "again (RETAILER from ACCOUNT, ACCOUNT from GLOBAL).",
+            "parameters": [
+                _precondition(
+                    "If-Match",
+                    'An ETag from a GET of this key, e.g. "ACCOUNT.3": the DELETE happens '
+                    f"only if the {level.upper()}-level setting is still at that version "
+                    "(409 otherwise). * is not supported (400).",
+                ),
+            ],
+            "responses": {
+                "200": _response(
+                    "What the scope now inherits for the key (an empty list when nothing)",
+                    _ref("Settings"),
+                    ETag=_etag(False, "Level and version of the inherited setting, if any."),
+                ),
+                "409": _response(
+                    "Conflict: If-Match no longer holds; nothing deleted",
                     _ref("FluentCommerceError"),
                 ),
                 **_fluent_commerce_errors(),

@@ -13,6 +13,10 @@ higher level, so its ETag names the level as well as the version it read:
 * ``If-None-Match: *`` → expected_version 0 (create only);
 * neither → unconditional, last write wins (atomically, on the server).
 
+A DELETE removes the setting stored at the path's level: ``If-Match`` maps as for a
+PUT (an inherited ETag means "there was no override": 404 while there still is none,
+409 once someone created one); ``If-None-Match`` means nothing for a delete (400).
+
 Refused with a 400 naming the header: an ETag this path's GET cannot have issued
 (malformed, weak, a list, a lower level than the path's), ``If-Match: *`` (the
 server has no "any version, but it must exist" condition), ``If-None-Match``
@@ -91,3 +95,11 @@ def expected_version(request: Request, path_level: str) -> int | None:
     if if_match is not None:
         return _from_if_match(if_match.strip(), path_level)
     return None
+
+
+def delete_expected_version(request: Request, path_level: str) -> int | None:
+    """The expected_version a DELETE's If-Match asks for; None when it has none."""
+    if request.headers.get(IF_NONE_MATCH) is not None:
+        raise _refused(IF_NONE_MATCH, "If-None-Match has no meaning on a DELETE; send If-Match.")
+    if_match = request.headers.get(IF_MATCH)
+    return None if if_match is None else _from_if_match(if_match.strip(), path_level)

@@ -291,6 +291,10 @@ _RULES: dict[str, Rule] = {
     "watch_max_streams": _POSITIVE,
     "watch_max_keys": _POSITIVE,
     "watch_buffer_messages": _POSITIVE,
+    # Days of change log kept; 0 keeps it all (no compaction). A whole number of days, so
+    # "keep 90 days" cannot be mistyped as seconds.
+    "history_retention_days": _whole(0, 36_500),
+    "history_compact_interval_seconds": _seconds(zero=False),
 }
 
 # The command-line options that set a field too, named next to its variable.
@@ -461,6 +465,10 @@ class Config:
     watch_max_streams: int = 1000
     watch_max_keys: int = 100
     watch_buffer_messages: int = 256
+    # The change log (issue 12): how many days of it are kept, and how often a server
+    # process tries to compact what is older (one process at a time, by an advisory lock).
+    history_retention_days: int = 90
+    history_compact_interval_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -9,7 +9,8 @@ large read is fetched, or refused for its size, only after that check.
 
 Writes: the scope is authorised before the key, the type and the value are
 looked at, so a caller without the permission learns nothing about what it
-sent; a large value is checked off the event loop.
+sent; a large value is checked off the event loop. Every write is logged with the
+caller and the call's request id (services.history.actor_of) and the caller's reason.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tierset.core import authz, errors
 from tierset.core.authz import Permission, Principal
 from tierset.core.values import Level, SettingType, check_key, check_keys, setting_type_from_proto
 from tierset.ops.large_reads import off_loop
+from tierset.services.history import actor_of, check_reason
 from tierset.services.scopes import authorize_scope
 from tierset.store.database import Resolution, ScopeRef, Store, WriteResult
 
@@ -91,10 +93,13 @@ class SettingsService:
         type_number: int,
         value: IncomingValue,
         expected_version: int | None,
+        reason: str = "",
     ) -> WriteResult:
         """Writes `key` at `scope` (ACCOUNT or RETAILER), if the caller may edit it."""
         await authorize_scope(principal, Permission.SETTINGS_EDIT, scope, self._store)
-        return await self._write(scope, key, type_number, value, expected_version)
+        return await self._write(
+            principal, scope, key, type_number, value, expected_version, reason
+        )
 
     async def set_global(
         self,
@@ -103,23 +108,33 @@ class SettingsService:
         type_number: int,
         value: IncomingValue,
         expected_version: int | None,
+        reason: str = "",
     ) -> WriteResult:
         """Writes the platform default of `key`; needs PLATFORM."""
         authz.require_platform(principal)
-        return await self._write(None, key, type_number, value, expected_version)
+        return await self._write(principal, None, key, type_number, value, expected_version, reason)
 
     async def _write(
         self,
+        principal: Principal,
         scope: ScopeRef | None,
         key: str,
         type_number: int,
         value: IncomingValue,
         expected_version: int | None,
+        reason: str,
     ) -> WriteResult:
         key = check_key(key)
+        reason = check_reason(reason)
         setting_type = setting_type_from_proto(type_number)
         # Checking a megabyte of JSON takes a while: off the loop, like a large read.
         value_json = await off_loop(value.size, lambda: value.decode(key, setting_type))
         return await self._store.write(
-            scope, key, setting_type, value_json, _expected_version(expected_version)
+            scope,
+            key,
+            setting_type,
+            value_json,
+            _expected_version(expected_version),
+            actor_of(principal),
+            reason,
         )
