@@ -65,7 +65,14 @@ class Client:
         read_attempts: int = 4,
         backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
-        options = (("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),)
+        options = (
+            ("grpc.max_receive_message_length", _MAX_RECEIVE_BYTES),
+            # Reconnect to a restarted server within seconds, not gRPC's default of up to
+            # two minutes: the view's own backoff (jittered) paces the retries.
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2000),
+        )
         if tls is False:
             self._channel = grpc.aio.insecure_channel(target, options=options)
         else:

@@ -44,9 +44,9 @@ def _build_types() -> tuple[Any, Any]:
     def add(name: str, fields: list[tuple[str, int, Any, Any, str]]) -> None:
         msg = file.message_type.add(name=name)
         for field_name, number, kind, label, type_name in fields:
-            msg.field.add(
-                name=field_name, number=number, type=kind, label=label, type_name=type_name
-            )
+            added = msg.field.add(name=field_name, number=number, type=kind, label=label)
+            if type_name:
+                added.type_name = type_name
 
     add("Any", [("type_url", 1, string, optional, ""), ("value", 2, bytes_, optional, "")])
     add(
