@@ -49,6 +49,7 @@ __all__ = [
     "Client",
     "Credentials",
     "DefaultAuthorization",
+    "DefaultStreamAuthorization",
     "Deleted",
     "Event",
     "OAuthPassword",
@@ -76,24 +77,11 @@ _HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _SERVING_RESPONSE = b"\x08\x01"
 
 
-class DefaultAuthorization(
-    grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
-):
-    """Adds an ``authorization`` header to every unary and server-streaming call (a watch)
-    that does not bring its own."""
+class _WithAuthorization:
+    """Adds an ``authorization`` entry to a call's metadata unless it brings its own."""
 
     def __init__(self, header: str) -> None:
         self._header = header
-
-    async def intercept_unary_unary(
-        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._with_header(client_call_details), request)
-
-    async def intercept_unary_stream(
-        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(self._with_header(client_call_details), request)
 
     def _with_header(
         self, client_call_details: grpc.aio.ClientCallDetails
@@ -110,6 +98,28 @@ class DefaultAuthorization(
         )
 
 
+class DefaultAuthorization(_WithAuthorization, grpc.aio.UnaryUnaryClientInterceptor):
+    """Adds an ``authorization`` header to every unary call that does not bring its own.
+
+    A channel files each interceptor under the first call kind it implements only, so
+    server-streaming calls get theirs from :class:`DefaultStreamAuthorization`.
+    """
+
+    async def intercept_unary_unary(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._with_header(client_call_details), request)
+
+
+class DefaultStreamAuthorization(_WithAuthorization, grpc.aio.UnaryStreamClientInterceptor):
+    """As :class:`DefaultAuthorization`, for server-streaming calls (a watch)."""
+
+    async def intercept_unary_stream(
+        self, continuation: Any, client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        return await continuation(self._with_header(client_call_details), request)
+
+
 CHANNEL_OPTIONS = (("grpc.max_receive_message_length", CLIENT_MAX_RECEIVE_BYTES),)
 
 
@@ -120,7 +130,10 @@ def insecure_channel(target: str, token: str | None = None) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         target,
         options=CHANNEL_OPTIONS,
-        interceptors=[DefaultAuthorization(f"Bearer {token}")],  # type: ignore[list-item]
+        interceptors=[
+            DefaultAuthorization(f"Bearer {token}"),  # type: ignore[list-item]
+            DefaultStreamAuthorization(f"Bearer {token}"),  # type: ignore[list-item]
+        ],
     )
 
 

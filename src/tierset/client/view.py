@@ -93,6 +93,7 @@ class View:
         self._synced = False  # holds a server snapshot (not just the file)
         self._heard_at: float | None = None
         self._file_saved_at: float | None = None
+        self._file_tried = False
         self._callbacks: list[ChangeCallback] = []
         self._ready = asyncio.Event()
         self._fatal: TiersetError | None = None
@@ -268,8 +269,9 @@ class View:
         }
 
     async def _load_file(self) -> None:
-        if self._path is None or self.from_file:
+        if self._path is None or self._file_tried:
             return
+        self._file_tried = True  # once: the file does not change while we wait
         try:
             data = await asyncio.to_thread(_read_json, self._path)
         except FileNotFoundError:
