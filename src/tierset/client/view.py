@@ -181,6 +181,8 @@ class View:
                 await task
         self._tasks.clear()
         self.connected = False
+        if self._path is not None and self._dirty.is_set():
+            await self._save()  # a change applied just before close is not lost
 
     async def __aenter__(self) -> View:
         return self
@@ -289,21 +291,26 @@ class View:
         self._ready.set()
 
     async def _write_file_loop(self) -> None:
-        assert self._path is not None
         while True:
             await self._dirty.wait()
-            self._dirty.clear()
-            document = {
-                "format": _FILE_FORMAT,
-                "identity": self._identity(),
-                "revision": self.revision,
-                "saved_at": time.time(),
-                "settings": [s.to_json() for s in self._values.values()],
-            }
-            try:
-                await asyncio.to_thread(_write_atomically, self._path, document)
-            except OSError as error:
-                log.warning("tierset view: cannot write %s: %s", self._path, error)
+            await self._save()
+
+    async def _save(self) -> None:
+        """Writes the current state to the file (it is one revision: the dict is never
+        mutated); a failure is logged, and the next change tries again."""
+        assert self._path is not None
+        self._dirty.clear()
+        document = {
+            "format": _FILE_FORMAT,
+            "identity": self._identity(),
+            "revision": self.revision,
+            "saved_at": time.time(),
+            "settings": [s.to_json() for s in self._values.values()],
+        }
+        try:
+            await asyncio.to_thread(_write_atomically, self._path, document)
+        except OSError as error:
+            log.warning("tierset view: cannot write %s: %s", self._path, error)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
