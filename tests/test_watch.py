@@ -7,9 +7,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from tierset.v1 import settings_pb2
 from tests.helpers import error_info
 from tests.watching import Response, delete, events, put, values, watching
+from tierset.v1 import settings_pb2
 
 
 async def test_snapshot_then_effective_events_for_a_retailer(

@@ -11,10 +11,10 @@ from typing import Any
 
 import grpc
 
+from tests.helpers import json_value
 from tierset.core.values import Level
 from tierset.store.database import ScopeRef, Store
 from tierset.v1 import settings_pb2, settings_pb2_grpc
-from tests.helpers import json_value
 
 DEADLINE = 15.0
 Response = settings_pb2.WatchSettingsResponse
@@ -33,7 +33,7 @@ class Stream:
             async for message in self.call:
                 await self.queue.put(message)
             await self.queue.put(EOFError("stream ended OK"))
-        except BaseException as error:  # noqa: BLE001 - handed to the test
+        except BaseException as error:
             await self.queue.put(error)
 
     async def next(self, skip_progress: bool = True) -> Response:

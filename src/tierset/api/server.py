@@ -33,8 +33,8 @@ from tierset.core import authz
 from tierset.ops.config import Config
 from tierset.ops.large_reads import ReadBudget
 from tierset.ops.metrics import start_metrics_server
-from tierset.services.watch import WatchHub, WatchService
 from tierset.services.history import HistoryService
+from tierset.services.watch import WatchHub, WatchService
 from tierset.store.database import Store
 from tierset.store.listener import Listener
 from tierset.store.migrate import migrate
