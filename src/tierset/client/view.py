@@ -13,6 +13,9 @@ Invariants:
   server says that revision is compacted (or in its future: a restored database), it starts
   again without one and the fresh snapshot replaces everything (a re-list); the callbacks
   see the difference as events.
+* A refusal at start-up (bad scope, no permission, bad credential) is raised by
+  ``client.view``; once running, every failure is retried with backoff (a revoked token
+  may be replaced, a server restored) and ``last_error`` says what the last one was.
 * With a last-known-good file, every change is written to it atomically (a temporary file
   in the same directory, fsync, ``os.replace``), so a crash leaves the old file or the new
   one. At start-up, if the server cannot be reached, the view serves the file's values and
