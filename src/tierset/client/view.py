@@ -42,6 +42,7 @@ import grpc
 from tierset.client.backoff import Backoff
 from tierset.client.errors import TiersetError
 from tierset.client.model import Event, Scope, Setting, WatchMessage
+from tierset.v1.error_reason_pb2 import ErrorReason
 
 if TYPE_CHECKING:
     from tierset.client.api import Client
@@ -60,6 +61,12 @@ _PERMANENT = frozenset(
         grpc.StatusCode.UNIMPLEMENTED,
     }
 )
+
+# The ErrorInfo reasons the view acts on, named by the proto's catalogue.
+_RELIST = frozenset(
+    ErrorReason.Name(r) for r in (ErrorReason.REVISION_COMPACTED, ErrorReason.FUTURE_REVISION)
+)
+_OVERFLOW = ErrorReason.Name(ErrorReason.WATCH_OVERFLOW)
 
 ChangeCallback = Callable[[list[Event], int], Any]
 
@@ -210,12 +217,12 @@ class View:
             self.connected = False
             self.last_error = error
             self.reconnects += 1
-            if error.reason in ("REVISION_COMPACTED", "FUTURE_REVISION"):
+            if error.reason in _RELIST:
                 # Re-list: the next stream starts with a snapshot that replaces everything.
                 log.warning("tierset view: %s; reading a fresh snapshot", error)
                 self._synced = False
                 continue
-            if error.reason == "WATCH_OVERFLOW":
+            if error.reason == _OVERFLOW:
                 continue  # resume at once from the last revision applied
             if not self._ready.is_set():
                 if error.code in _PERMANENT:
