@@ -409,6 +409,8 @@ def gateway_config(server: App) -> Config:
         http_address="127.0.0.1:0",
         grpc_target=f"127.0.0.1:{server.port}",
         shutdown_grace_seconds=1.0,
+        # Bounds the SSE watches schemathesis opens (tests/test_gateway_openapi.py).
+        gateway_watch_seconds=2.0,
     )
 
 

@@ -178,3 +178,28 @@ async def test_listing_and_reads_at_a_revision_read_through_indexes(history_dsn)
     _no_seq_scan(listing, "settings")
     _no_seq_scan(listing_at, "settings", "change_log")
     _no_seq_scan(reading_at, "settings", "change_log")
+
+
+async def test_the_watch_hubs_log_read_and_re_resolution_read_through_indexes(history_dsn):
+    """A doorbell's two statements (services/watch.py): the log after a revision by the
+    primary key, each affected (level, scope, key) by the settings and log indexes, and a
+    prefix watch's first read by the settings index."""
+    connection = await asyncpg.connect(history_dsn)
+    try:
+        log = await _plan_nodes(connection, "watch_log", 19_990, 20_990)
+        states = await _plan_nodes(
+            connection,
+            "watch_level_states",
+            ["RETAILER", "ACCOUNT", "GLOBAL"],
+            [7, 7, 0],
+            ["PLAN.KEY.7", "PLAN.KEY.7", "PLAN.KEY.7"],
+            19_000,
+        )
+        ranged = await _plan_nodes(
+            connection, "watch_range_levels", 7, 7, "PLAN.KEY.7", "PLAN.KEY.7\U0010ffff", 301
+        )
+    finally:
+        await connection.close()
+    _no_seq_scan(log, "change_log")
+    _no_seq_scan(states, "change_log", "settings")
+    _no_seq_scan(ranged, "settings")

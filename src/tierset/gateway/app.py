@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tierset.core.values import CLIENT_MAX_RECEIVE_BYTES
-from tierset.gateway import errors, fluentcart, fluentcommerce, oauth, openapi, probes
+from tierset.gateway import errors, fluentcart, fluentcommerce, oauth, openapi, probes, sse
 from tierset.gateway.calls import Backend, request_id
 from tierset.gateway.envelope import RequestEnvelope
 from tierset.ops.config import Config
@@ -74,6 +74,15 @@ ROUTES = [
         GET=fluentcommerce.get_retailer_settings,
         PUT=fluentcommerce.put_retailer_setting,
         DELETE=fluentcommerce.delete_retailer_setting,
+    ),
+    # Watching them: Server-Sent Events over WatchSettings
+    route(
+        "/api/v4.1/settings/account/{accountId}/{key:keylist}/watch",
+        GET=sse.watch_account_settings,
+    ),
+    route(
+        "/api/v4.1/settings/retailer/{retailerId}/{key:keylist}/watch",
+        GET=sse.watch_retailer_settings,
     ),
     # FluentCart integration settings
     route(

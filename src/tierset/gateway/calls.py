@@ -60,6 +60,7 @@ class Backend:
     health: health_pb2_grpc.HealthStub
     deadline_seconds: float
     max_body_bytes: int
+    watch_seconds: float = 300.0
 
     @classmethod
     def over(cls, channel: grpc.aio.Channel, config: Config) -> Backend:
@@ -71,6 +72,7 @@ class Backend:
             health=health_pb2_grpc.HealthStub(channel),
             deadline_seconds=config.gateway_deadline_seconds,
             max_body_bytes=config.http_max_body_bytes,
+            watch_seconds=config.gateway_watch_seconds,
         )
 
 

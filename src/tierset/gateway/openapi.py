@@ -180,6 +180,38 @@ def _settings_path(level: str, id_name: str) -> Schema:
     }
 
 
+def _watch_path(level: str, id_name: str) -> Schema:
+    return {
+        "parameters": [
+            _scope_id(id_name, level),
+            {**_KEY, "description": "One or more keys to watch, comma-separated."},
+        ],
+        "get": {
+            "operationId": f"watch{level.title()}Settings",
+            "summary": f"Server-Sent Events of the effective settings of the keys for a "
+            f"{level}: a snapshot, then one event per revision that changed them, progress "
+            "when idle. Each event's id is its revision; send it back as Last-Event-ID to "
+            "resume. The stream ends after TIERSET_GATEWAY_WATCH_SECONDS.",
+            "parameters": [
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Resume after this revision (the last event id received).",
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "An event stream (snapshot, events, progress, error)",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **_fluent_commerce_errors(),
+            },
+        },
+    }
+
+
 def _object(properties: Schema, required: list[str], closed: bool = True) -> Schema:
     schema: Schema = {"type": "object", "properties": properties, "required": required}
     if closed:
@@ -479,6 +511,12 @@ def _paths() -> Schema:
         for path, item in {
             "/api/v4.1/settings/account/{accountId}/{key}": _settings_path("account", "accountId"),
             "/api/v4.1/settings/retailer/{retailerId}/{key}": _settings_path(
+                "retailer", "retailerId"
+            ),
+            "/api/v4.1/settings/account/{accountId}/{key}/watch": _watch_path(
+                "account", "accountId"
+            ),
+            "/api/v4.1/settings/retailer/{retailerId}/{key}/watch": _watch_path(
                 "retailer", "retailerId"
             ),
             "/wp-json/fluent-cart/v2/integration/global-settings": _INTEGRATION_PATH,

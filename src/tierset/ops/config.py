@@ -280,6 +280,7 @@ _RULES: dict[str, Rule] = {
     "http_address": _listen(),
     "grpc_target": _target,
     "gateway_deadline_seconds": _seconds(zero=False),
+    "gateway_watch_seconds": _seconds(zero=False),
     "http_max_body_bytes": _POSITIVE,
     "http_max_header_bytes": _POSITIVE,
     "http_max_headers": _POSITIVE,
@@ -443,6 +444,10 @@ class Config:
     http_address: str = "127.0.0.1:8080"
     grpc_target: str = "127.0.0.1:50051"
     gateway_deadline_seconds: float = 5.0
+    # The longest one Server-Sent Events watch lasts before the gateway ends it (the client
+    # reconnects with Last-Event-ID and misses nothing); keeps proxies' idle limits and
+    # rolling restarts from holding a connection forever.
+    gateway_watch_seconds: float = 300.0
     http_max_body_bytes: int = 2 * 1024 * 1024
     # What one connection may make the gateway hold before a handler runs (docs/rest.md has
     # the figures): the request line and headers, in bytes and in headers; how long they may

@@ -1,0 +1,127 @@
+"""Server-Sent Events for clients that cannot speak gRPC: a WatchSettings stream as
+``text/event-stream``.
+
+``GET /api/v4.1/settings/{account|retailer}/{id}/{keys}/watch`` (keys comma-separated)
+→ WatchSettings. Each message becomes one event whose ``id`` is its revision, so a
+browser's EventSource resumes by itself: it sends the last id as ``Last-Event-ID``,
+which becomes ``start_revision`` (the stream then replays every change after it and
+goes live). Event names are ``snapshot``, ``events`` and ``progress``; the data is JSON:
+``{"revision", "settings": [...]}`` or ``{"revision", "events": [{"key", "setting",
+"previous"}]}``, each setting shaped as the GET answers it (null: not set).
+
+The gateway translates, it does not decide: the first message is awaited before the
+response starts, so a refusal (bad key, unknown scope, no credentials, a compacted
+Last-Event-ID) has the same status and body as the GET's. A stream lasts at most
+TIERSET_GATEWAY_WATCH_SECONDS, then ends cleanly; the client reconnects and resumes.
+An error after the first message can no longer change the status: it is sent as an
+``error`` event with the same body, and the stream ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tierset.core.reasons import Reason
+from tierset.gateway import errors
+from tierset.gateway.calls import backend, call_options
+from tierset.gateway.errors import bad_request
+from tierset.gateway.fluentcommerce import _entry_json, _scope
+from tierset.v1 import settings_pb2
+
+# What read() returns at the end of a stream (the installed type stubs lag).
+_EOF = grpc.aio.EOF  # type: ignore[attr-defined]
+
+_KINDS = {
+    settings_pb2.WatchSettingsResponse.KIND_SNAPSHOT: "snapshot",
+    settings_pb2.WatchSettingsResponse.KIND_EVENTS: "events",
+    settings_pb2.WatchSettingsResponse.KIND_PROGRESS: "progress",
+}
+
+
+def _frame(message: settings_pb2.WatchSettingsResponse) -> str:
+    if message.kind == settings_pb2.WatchSettingsResponse.KIND_EVENTS:
+        entries = []
+        for event in message.events:
+            setting = _entry_json(event.setting) if event.HasField("setting") else "null"
+            previous = _entry_json(event.previous) if event.HasField("previous") else "null"
+            entries.append(
+                f'{{"key":{json.dumps(event.key)},"setting":{setting},"previous":{previous}}}'
+            )
+        data = f'{{"revision":{message.revision},"events":[{",".join(entries)}]}}'
+    else:
+        settings = ",".join(_entry_json(s) for s in message.settings)
+        data = f'{{"revision":{message.revision},"settings":[{settings}]}}'
+    return f"id: {message.revision}\nevent: {_KINDS[message.kind]}\ndata: {data}\n\n"
+
+
+def _start_revision(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id")
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise bad_request(
+            "Last-Event-ID", "Last-Event-ID must be a revision (a whole number).", Reason.BAD_HEADER
+        )
+    return int(raw)
+
+
+async def _watch(request: Request, kind: str, param: str) -> Response:
+    scope = _scope(request, kind, param)
+    joined = request.path_params["key"]
+    message = settings_pb2.WatchSettingsRequest(
+        scope=scope,
+        keys=joined.split(",") if joined else [],
+        start_revision=_start_revision(request),
+    )
+    options = call_options(request, message)
+    # A watch lasts up to TIERSET_GATEWAY_WATCH_SECONDS; the client then resumes.
+    options["timeout"] = backend(request).watch_seconds
+    call = backend(request).settings.WatchSettings(message, **options)
+    try:
+        first = await call.read()  # a refusal is still the GET's status and body
+    except BaseException:
+        call.cancel()
+        raise
+    if first is _EOF:  # pragma: no cover - the server always sends one first
+        call.cancel()
+        return Response(status_code=204)
+    family = errors.family_of(request.url.path)
+
+    async def frames() -> AsyncIterator[str]:
+        try:
+            yield _frame(first)
+            while True:
+                try:
+                    message = await call.read()
+                except grpc.aio.AioRpcError as error:
+                    if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                        return  # the gateway's bound: reconnect with Last-Event-ID
+                    _, body = errors.render(errors.from_rpc_error(error), family)
+                    yield f"event: error\ndata: {json.dumps(body)}\n\n"
+                    return
+                if message is _EOF:
+                    return
+                yield _frame(message)
+        finally:
+            call.cancel()
+
+    return StreamingResponse(
+        frames(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def watch_account_settings(request: Request) -> Response:
+    """GET /api/v4.1/settings/account/{accountId}/{keys}/watch"""
+    return await _watch(request, "account_id", "accountId")
+
+
+async def watch_retailer_settings(request: Request) -> Response:
+    """GET /api/v4.1/settings/retailer/{retailerId}/{keys}/watch"""
+    return await _watch(request, "retailer_id", "retailerId")

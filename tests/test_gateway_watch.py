@@ -1,0 +1,69 @@
+"""Server-Sent Events in the gateway over real HTTP: the snapshot, a live event with the
+revision as event id, Last-Event-ID resumes, and refusals with the GET's shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tests.watching import put
+
+
+async def _frames(lines, count: int) -> list[dict]:
+    """The next `count` non-progress events as {"id", "event", "data"}."""
+    out: list[dict] = []
+    frame: dict = {}
+    async with asyncio.timeout(15):
+        async for line in lines:
+            if line == "":
+                if frame and frame.get("event") != "progress":
+                    frame["data"] = json.loads(frame["data"])
+                    out.append(frame)
+                    if len(out) == count:
+                        return out
+                frame = {}
+                continue
+            name, _, value = line.partition(": ")
+            frame[name] = value
+    return out
+
+
+async def test_sse_sends_the_snapshot_then_events_and_resumes_from_last_event_id(
+    http, rest_auth_headers, settings_stub, new_account, unique_key
+):
+    account = await new_account()
+    key = unique_key("S")
+    await put(settings_stub, "ACCOUNT", key, 1, account=account)
+    path = f"/api/v4.1/settings/account/{account}/{key}/watch"
+    async with http.stream("GET", path, headers=rest_auth_headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        (snapshot,) = await _frames(lines, 1)
+        assert snapshot["event"] == "snapshot"
+        assert snapshot["data"]["settings"][0]["value"] == 1
+        await put(settings_stub, "ACCOUNT", key, 2, account=account)
+        (event,) = await _frames(lines, 1)
+    assert event["event"] == "events"
+    assert int(event["id"]) == event["data"]["revision"] > int(snapshot["id"])
+    (change,) = event["data"]["events"]
+    assert (change["key"], change["setting"]["value"], change["previous"]["value"]) == (key, 2, 1)
+    headers = {**rest_auth_headers, "Last-Event-ID": snapshot["id"]}
+    async with http.stream("GET", path, headers=headers) as response:
+        (replayed,) = await _frames(response.aiter_lines(), 1)
+    assert replayed["id"] == event["id"] and replayed["data"] == event["data"]
+
+
+async def test_sse_refusals_have_the_gets_status_and_body(http, rest_auth_headers, new_account):
+    account = await new_account()
+    async with http.stream(
+        "GET", f"/api/v4.1/settings/account/{account}/bad key/watch", headers=rest_auth_headers
+    ) as response:
+        assert response.status_code == 400
+    async with http.stream("GET", f"/api/v4.1/settings/account/{account}/A/watch") as response:
+        assert response.status_code == 401
+    headers = {**rest_auth_headers, "Last-Event-ID": "x"}
+    async with http.stream(
+        "GET", f"/api/v4.1/settings/account/{account}/A/watch", headers=headers
+    ) as response:
+        assert response.status_code == 400
