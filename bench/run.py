@@ -181,6 +181,59 @@ async def seed_sized(dsn: str, accounts: int) -> int:
         await connection.close()
 
 
+# The change log's bench (bench/history_load.py): 200 accounts with a retailer each and
+# 50 keys, DELETE_KEYS more per account to delete (accounts 1-100 over gRPC, 101-200 raw).
+HISTORY_ACCOUNTS = 200
+DELETE_KEYS = 500
+LOG_ROWS = {"log_10k": 10_000, "log_1m": 1_000_000}
+# The log's rows belong to this many accounts (500 each at 10k), so that a page of 100 of
+# one account's history is a full page at both sizes and only the log's size differs.
+LOG_ACCOUNTS = 20
+
+
+async def seed_history(dsn: str) -> int:
+    """The writes' database: seed_sized's data plus the keys the delete workloads remove."""
+    await seed_sized(dsn, HISTORY_ACCOUNTS)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("SET session_replication_role = replica")
+        await connection.execute(
+            "INSERT INTO settings (level, account_id, key, type, value)"
+            " SELECT 'ACCOUNT', a, 'DEL.KEY.' || lpad(k::text, 4, '0'), 'INTEGER', to_jsonb(k)"
+            "   FROM generate_series(1, $1) a, generate_series(1, $2) k",
+            HISTORY_ACCOUNTS,
+            DELETE_KEYS,
+        )
+        await connection.execute("VACUUM ANALYZE")
+        return int(await connection.fetchval("SELECT count(*) FROM settings"))
+    finally:
+        await connection.close()
+
+
+async def seed_log(dsn: str, rows: int) -> int:
+    """seed_sized's data and `rows` change-log rows of its keys, in ONE INSERT ... SELECT
+    (not through the API), the counter moved to the last of them."""
+    await seed_sized(dsn, HISTORY_ACCOUNTS)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "INSERT INTO change_log (revision, seq, operation, level, account_id,"
+            "                        owner_account_id, key, setting_id, new_type, new_value,"
+            "                        new_version)"
+            " SELECT g, 0, 'PUT', 'ACCOUNT', g % $2 + 1, g % $2 + 1,"
+            "        'BENCH.KEY.' || lpad(((g / $2) % 50 + 1)::text, 3, '0'), 0, 'INTEGER',"
+            "        to_jsonb(g), g / ($2 * 50) + 1"
+            "   FROM generate_series(1, $1) g",
+            rows,
+            LOG_ACCOUNTS,
+        )
+        await connection.execute("UPDATE revision_counter SET revision = $1", rows)
+        await connection.execute("VACUUM ANALYZE")
+        return int(await connection.fetchval("SELECT count(*) FROM change_log"))
+    finally:
+        await connection.close()
+
+
 async def make_token(dsn: str) -> str:
     """A PLATFORM user in account 1 and its API token: every call needs a credential."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
@@ -501,6 +554,17 @@ TARGETS: dict[str, Callable[[Bench], Any]] = {
     "etcd": etcd_target,
     "gateway": gateway_target(1),
     "gateway-2proc": gateway_target(2),
+    "tierset-history": tierset_target("history"),
+    "tierset-log10k": tierset_target("log_10k", cache=False),
+    "tierset-log1m": tierset_target("log_1m", cache=False),
+}
+# The database each history target (bench/history_load.py) works on; "sql-history" is the
+# bare asyncpg client, no server.
+HISTORY_DATABASES = {
+    "tierset-history": "history",
+    "sql-history": "history",
+    "tierset-log10k": "log_10k",
+    "tierset-log1m": "log_1m",
 }
 
 # Measured side by side in alternating rounds: (name, target) pairs, the second the
@@ -646,6 +710,33 @@ def workloads(bench: Bench) -> list[Workload]:
             ["GetSettings 10 keys retailer, uncached, 10k settings"],
         ),
     ]
+    raw_put, raw_delete = "raw SQL upsert + log + counter", "raw SQL delete + log + counter"
+    changes_10k = "ListChanges 100 of an account, 10k log rows"
+    at_10k = "GetSettings 10 keys at_revision, 10k log rows"
+    made += [
+        Workload(raw_put, "sql-history", "raw-put", [], [], "limit", client="history"),
+        Workload(raw_delete, "sql-history", "raw-delete", [], [], "limit", client="history"),
+        Workload("PutSetting with log", "tierset-history", "put", [], [raw_put], client="history"),
+        Workload("DeleteSetting", "tierset-history", "delete", [], [raw_delete], client="history"),
+        Workload(changes_10k, "tierset-log10k", "changes", [], [], client="history"),
+        Workload(
+            "ListChanges 100 of an account, 1M log rows",
+            "tierset-log1m",
+            "changes",
+            [],
+            [changes_10k],
+            client="history",
+        ),
+        Workload(at_10k, "tierset-log10k", "at-revision", [], [], client="history"),
+        Workload(
+            "GetSettings 10 keys at_revision, 1M log rows",
+            "tierset-log1m",
+            "at-revision",
+            [],
+            [at_10k],
+            client="history",
+        ),
+    ]
     return made
 
 
@@ -697,6 +788,25 @@ async def drive(
         paths_file.write_text("\n".join([header, *(p.decode() for p in workload.requests)]))
         spec |= {"target": running.address, "paths_file": str(paths_file)}
         script = "http_load.py"
+    elif workload.client == "history":
+        database = HISTORY_DATABASES[workload.target]
+        rows = LOG_ROWS.get(database, 1)
+        raw = workload.method.startswith("raw-")
+        spec |= {
+            "mode": workload.method,
+            "dsn": bench.databases[database],
+            "pool": 10,
+            # The reads go to the accounts (and their retailers) the log's rows belong to.
+            "accounts": LOG_ACCOUNTS if database in LOG_ROWS else HISTORY_ACCOUNTS,
+            "delete_keys": DELETE_KEYS,
+            # gRPC deletes accounts 1-100's keys, the raw client 101-200's.
+            "delete_accounts": (101, 200) if raw else (1, 100),
+            # at_revision anywhere in the log's second half: the replay reaches that far.
+            "revisions": (rows // 2, rows),
+        }
+        if running is not None:
+            spec |= {"target": running.address, "metadata": running.metadata}
+        script = "history_load.py"
     elif workload.target == "sql":
         spec |= {
             "dsn": bench.databases["main"],
@@ -1072,6 +1182,11 @@ async def main(args: argparse.Namespace) -> None:
             for name, accounts in (("size_10k", 200), ("size_1m", 20_000)):
                 bench.databases[name] = await create_database(admin, name)
                 rows[name] = await seed_sized(bench.databases[name], accounts)
+            bench.databases["history"] = await create_database(admin, "history")
+            rows["history"] = await seed_history(bench.databases["history"])
+            for name, count in LOG_ROWS.items():
+                bench.databases[name] = await create_database(admin, name)
+                rows[name] = await seed_log(bench.databases[name], count)
             for name, dsn in bench.databases.items():
                 bench.tokens[name] = await make_token(dsn)
             print(f"seeded {rows} in {time.monotonic() - begun:.0f}s", flush=True)

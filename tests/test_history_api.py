@@ -216,6 +216,11 @@ async def test_delete_inherits_for_every_combination(settings_stub, tree, unique
         for level in present:
             await _set(settings_stub, tree, level, key, level.lower())
         remaining = [level for level in LEVELS if level in present and level != deleted]
+        # Read first, so the server's read cache holds the answer the delete must drop.
+        before = await settings_stub.GetSettings(
+            settings_pb2.GetSettingsRequest(scope=tree.scope("RETAILER"), keys=[key])
+        )
+        assert before.settings[0].value.string_value == max(present, key=LEVELS.index).lower()
 
         response = await _delete(settings_stub, tree, deleted, key)
 
@@ -225,6 +230,10 @@ async def test_delete_inherits_for_every_combination(settings_stub, tree, unique
             assert response.HasField("effective") == bool(below)
             assert response.effective.value.string_value == (below[-1].lower() if below else "")
         assert response.revision > 0
+        after = await settings_stub.GetSettings(
+            settings_pb2.GetSettingsRequest(scope=tree.scope("RETAILER"), keys=[key])
+        )
+        assert after.revision >= response.revision > before.revision
         # The retailer reads the most specific level left.
         assert await _effective(settings_stub, tree.scope("RETAILER"), key) == (
             remaining[-1].lower() if remaining else None
@@ -544,12 +553,13 @@ async def test_restore_round_trip(settings_stub, tree, unique_key):
         reason="roll back",
     )
 
+    scope = tree.scope("RETAILER")
+    assert await _effective(settings_stub, scope, kept) == "after"  # now in the read cache
     restored = await settings_stub.RestoreSettings(request)
     again = await settings_stub.RestoreSettings(request)
 
     assert sorted(restored.changed_keys) == sorted([kept, removed, added])
     assert restored.revision > mark
-    scope = tree.scope("RETAILER")
     assert await _effective(settings_stub, scope, kept) == "before"
     assert await _effective(settings_stub, scope, removed) == "was here"
     assert await _effective(settings_stub, scope, added) is None

@@ -423,7 +423,7 @@ async def rest_calls(
     gateway_process: GatewayProcess, platform_caller: Caller, server: App
 ) -> RestCalls:
     """A PUT (Bearer, X-Request-ID abc), a FluentCart GET (Basic application password),
-    a GET without credentials (401), an unknown path (404) and a DELETE (405)."""
+    a GET without credentials (401), an unknown path (404) and a PATCH (405)."""
     app_password = await CredentialStore(server.pool).issue(
         platform_caller.user_id, Kind.APP_PASSWORD, name="observability"
     )
@@ -447,7 +447,7 @@ async def rest_calls(
         anonymous = await client.get(path, headers={"X-Request-ID": "req-anon-0001"})
         assert anonymous.status_code == 401
         assert (await client.get("/no/such/path", headers=bearer)).status_code == 404
-        assert (await client.delete(path, headers=bearer)).status_code == 405
+        assert (await client.patch(path, headers=bearer)).status_code == 405
     return RestCalls(
         {
             "bearer token": platform_caller.token,
@@ -466,7 +466,7 @@ async def test_gateway_metrics_count_requests_by_method_route_and_status(
     assert sample(samples, requests, method="GET", route=FLUENTCART_ROUTE, status="200") == 1
     assert sample(samples, requests, method="GET", route=ACCOUNT_ROUTE, status="401") == 1
     assert sample(samples, requests, method="GET", route="unmatched", status="404") == 1
-    assert sample(samples, requests, method="DELETE", route=ACCOUNT_ROUTE, status="405") == 1
+    assert sample(samples, requests, method="PATCH", route=ACCOUNT_ROUTE, status="405") == 1
     # Labels are templates: no series carries a raw path with an id in it.
     routes = {dict(labels).get("route") for name, labels in samples if name == requests}
     assert all(r == "unmatched" or str(r).startswith("/") for r in routes)
