@@ -103,6 +103,9 @@ async def scene(
     """A database of the test's own with a retailer, and configs for two servers on it
     (the view's, on a port that survives restarts, and another to write through)."""
     dsn = await create_database()
+    # No compaction of their own (retention 0): the compaction test compacts when it
+    # means to, and a server's start-up round would hold the lock it needs.
+    server_config = dataclasses.replace(server_config, history_retention_days=0)
     first = dataclasses.replace(server_config, grpc_address=f"127.0.0.1:{free_port()}")
     second = dataclasses.replace(server_config, grpc_address=f"127.0.0.1:{free_port()}")
     async with own_server(first, dsn) as app:
