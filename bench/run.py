@@ -1097,6 +1097,71 @@ async def measure_propagation(bench: Bench, samples: int = 200) -> dict[str, Any
     }
 
 
+async def measure_view(bench: Bench, made: list[Workload], samples: int = 200) -> dict[str, Any]:
+    """The client's live view: the cost of one read from memory (one thread, a typed
+    getter), compared with GetSettings and etcd's Range at concurrency 64; and the time
+    from sending a write to the view of another process applying it."""
+    for name in ("etcd Range, 1 key", "GetSettings 1 key retailer, cached"):
+        if name not in bench.results:  # run with --only view: measure the references too
+            workload = next(w for w in made if w.name == name)
+            async with TARGETS[workload.target](bench) as running:
+                bench.results[name] = await drive(bench, workload, running) | {
+                    "kind": workload.kind,
+                    "baselines": workload.baselines,
+                }
+    key, reads = "BENCH.VIEW", 2_000_000
+    scope = client.Scope.retailer(OVERRIDING_EVERY)
+    async with TARGETS["tierset"](bench) as running:
+        token = bench.tokens["main"]
+        async with client.Client(running.address, client.ApiToken(token)) as tierset:
+            await tierset.put(scope, key, 0)
+            view = await tierset.view(scope, keys=[key])
+            get_int = view.get_int
+            started = time.perf_counter_ns()
+            for _ in range(reads):
+                get_int(key, 0)
+            read_ns = (time.perf_counter_ns() - started) / reads
+            await view.close()
+            probe = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(BENCH / "view_probe.py"),
+                running.address,
+                token,
+                str(OVERRIDING_EVERY),
+                key,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            try:
+                assert probe.stdout is not None
+                assert (await probe.stdout.readline()).strip() == b"ready"
+                delays = []
+                for n in range(1, samples + 1):
+                    sent = time.monotonic_ns()
+                    written = await tierset.put(scope, key, n)
+                    while True:
+                        value, applied = (await probe.stdout.readline()).split()
+                        if int(value) == n:
+                            break
+                    delays.append((int(applied) - sent) / 1e6)
+                    assert written.version > 0
+            finally:
+                probe.terminate()
+                await probe.wait()
+    delays.sort()
+    etcd = bench.results["etcd Range, 1 key"]["rps"]
+    get = bench.results["GetSettings 1 key retailer, cached"]["rps"]
+    return {
+        "read_ns": read_ns,
+        "reads_per_second": 1e9 / read_ns,
+        "vs_etcd_range": 1e9 / read_ns / etcd if etcd else None,
+        "vs_get_settings": 1e9 / read_ns / get if get else None,
+        "samples": samples,
+        "p50_ms": delays[len(delays) // 2],
+        "p99_ms": delays[int(len(delays) * 0.99)],
+        "max_ms": delays[-1],
+    }
+
+
 async def profile(bench: Bench, target: str, workload: Workload) -> dict[str, Any]:
     """py-spy on the server while the load runs; the hottest functions by own time."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -1260,6 +1325,12 @@ async def main(args: argparse.Namespace) -> None:
             propagation = await measure_propagation(bench)
         async with step("per-call costs", 120):
             costs = await per_call_costs()
+        view: dict[str, Any] = {}
+        if only("view"):
+            async with step(
+                "client view: reads from memory, write -> view", 120 + 3 * per_workload
+            ):
+                view = await measure_view(bench, made)
         profiles = {}
         if args.profile:
             one_key = next(w for w in made if w.name == "GetSettings 1 key retailer, cached")
@@ -1278,7 +1349,16 @@ async def main(args: argparse.Namespace) -> None:
             child.kill()
         cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
-    report(bench, propagation, costs, profiles, pg_version, time.monotonic() - begun, against_bare)
+    report(
+        bench,
+        propagation,
+        costs,
+        profiles,
+        view,
+        pg_version,
+        time.monotonic() - begun,
+        against_bare,
+    )
 
 
 def ratio(results: dict[str, dict[str, Any]], name: str, other: str) -> str:
@@ -1301,6 +1381,7 @@ def report(
     propagation: dict[str, Any],
     costs: dict[str, float],
     profiles: dict[str, Any],
+    view: dict[str, Any],
     pg_version: str,
     elapsed: float,
     against_bare: dict[str, Any],
@@ -1327,6 +1408,14 @@ def report(
         f" p50 {propagation['p50_ms']:.2f} ms, p99 {propagation['p99_ms']:.2f} ms,"
         f" max {propagation['max_ms']:.2f} ms"
     )
+    if view:
+        lines.append(
+            f"client view read (get_int, one thread): {view['read_ns']:.0f} ns,"
+            f" {view['reads_per_second']:,.0f}/s = {view['vs_etcd_range']:,.0f}x etcd Range,"
+            f" {view['vs_get_settings']:,.0f}x GetSettings cached;"
+            f" write -> view in another process ({view['samples']} writes):"
+            f" p50 {view['p50_ms']:.2f} ms, p99 {view['p99_ms']:.2f} ms"
+        )
     cached = results.get("GetSettings 1 key retailer, cached")
     if cached and cached["rps"]:
         # Server CPU per call of a cached read, to put the two steps in proportion.
@@ -1360,6 +1449,7 @@ def report(
         "concurrency": CONCURRENCY,
         "results": results,
         "propagation": propagation,
+        "client_view": view,
         "per_call_costs": costs,
         "cached_vs_bare": against_bare,
         "profiles": profiles,
