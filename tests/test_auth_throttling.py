@@ -345,3 +345,27 @@ def test_a_success_refunds_its_reservation_and_a_busy_refusal_is_given_back():
     with pytest.raises(Exception) as raised:
         throttle.check("someone", "192.0.2.1", "password")
     assert raised.value.reason == "AUTH_THROTTLED"
+
+
+async def test_ipv6_addresses_of_one_slash_64_count_as_one_source(
+    throttled_server, make_caller, oauth_client
+):
+    _, auth, _ = throttled_server
+    user = await make_caller(Role.VIEWER, password=PASSWORD)
+
+    # Two failures from two addresses of one /64 reach the per-(user, source) limit of two;
+    # the mapped form of an IPv4 address is that address.
+    codes = [
+        await _token(auth, oauth_client, user.username, WRONG, "2001:db8:5:6::1"),
+        await _token(auth, oauth_client, user.username, WRONG, "2001:db8:5:6:ffff::2"),
+    ]
+    same_prefix = await _token(auth, oauth_client, user.username, PASSWORD, "2001:db8:5:6::3")
+    other_prefix = await _token(auth, oauth_client, user.username, PASSWORD, "2001:db8:5:7::1")
+    await _token(auth, oauth_client, user.username, WRONG, "::ffff:192.0.2.120")
+    await _token(auth, oauth_client, user.username, WRONG, "192.0.2.120")
+    mapped = await _token(auth, oauth_client, user.username, PASSWORD, "::ffff:192.0.2.120")
+
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2
+    assert same_prefix == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert other_prefix == grpc.StatusCode.OK
+    assert mapped == grpc.StatusCode.RESOURCE_EXHAUSTED
