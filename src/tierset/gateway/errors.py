@@ -252,8 +252,10 @@ _BEARER_ERRORS: dict[str, str] = {
 def challenges(failure: Failure, family: Family) -> list[str]:
     """The ``WWW-Authenticate`` values of a 401: how the caller may authenticate."""
     if family is Family.OAUTH:
-        # RFC 6749 §5.2: invalid_client names the scheme clients authenticate with.
-        return [f'Basic realm="{REALM}"']
+        # invalid_client: clients authenticate with client_id and client_secret fields only
+        # (RFC 6749 §2.3.1's HTTP Basic is not supported), so no scheme is offered: a
+        # `Basic` challenge would invite a client to send what is never read.
+        return []
     bearer = f'Bearer realm="{REALM}"'
     if failure.reason in _BEARER_ERRORS:
         bearer += f', error="{_BEARER_ERRORS[failure.reason]}"'
