@@ -203,6 +203,36 @@ async def test_a_body_larger_than_a_grpc_message_is_413(
     assert post.json()["data"] == {"status": 413}
 
 
+async def test_the_gateway_refuses_at_the_servers_configured_limits_not_its_defaults(
+    start_server, gateway_config, rest_auth_headers, new_account
+):
+    # An operator lowered both gRPC limits; the gateway reads the same variables.
+    lowered = {"grpc_max_request_bytes": 64 * 1024, "grpc_max_metadata_bytes": 4096}
+    running = await start_server(**lowered)
+    config = dataclasses.replace(
+        gateway_config, grpc_target=f"127.0.0.1:{running.app.port}", **lowered
+    )
+    account = await new_account()
+    path = f"/api/v4.1/settings/account/{account}/K"
+    # 100 KB: under the gateway's 2 MiB body limit, over the server's 64 KiB message limit.
+    setting = json.dumps({"setting": {"value": "x" * 100_000, "type": "LOB"}})
+    async with (
+        running_gateway(config) as base_url,
+        httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=30) as client,
+    ):
+        put = await client.put(
+            path, content=setting, headers={**rest_auth_headers, "Content-Type": "application/json"}
+        )
+        # 3000 bytes: under the default 4096 bound, over half of the lowered 4096.
+        long_token = await client.get(path, headers={"Authorization": "Bearer " + "t" * 3000})
+        served = await client.get(path, headers=rest_auth_headers)
+
+    assert put.status_code == 413, put.text[:300]
+    assert "65536 bytes" in put.json()["error"][0]["message"]
+    assert long_token.status_code == 431, long_token.text[:300]
+    assert served.status_code in (200, 404), served.text[:300]
+
+
 def test_the_connection_limits_are_configured_from_the_environment():
     config = Config.from_env(
         {
