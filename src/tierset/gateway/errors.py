@@ -107,6 +107,9 @@ class GatewayError(Exception):
 CONTENT_TOO_LARGE = Row(413, "Content Too Large")
 HEADERS_TOO_LARGE = Row(431, "Request Header Fields Too Large")
 REQUEST_TIMEOUT = Row(408, "Request Timeout")
+# The request scope's state key of a refusal the connection answered itself while the
+# handler was still waiting for the body (connections.py); the envelope logs it.
+CONNECTION_REFUSAL = "connection_refusal"
 
 # On every response: nothing the gateway answers (settings, integration secrets, tokens)
 # may be kept by a cache, or be sniffed into something other than the declared type.
