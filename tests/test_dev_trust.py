@@ -57,9 +57,7 @@ async def _wait_for_gateway(http: httpx.AsyncClient) -> None:
             await asyncio.sleep(0.2)
 
 
-async def test_one_rest_clients_brute_force_does_not_lock_out_another(
-    create_database, tmp_path
-):
+async def test_one_rest_clients_brute_force_does_not_lock_out_another(create_database, tmp_path):
     database_url = await create_database()
     port, http_port = free_port(), free_port()
     process = await _start_dev(database_url, tmp_path, port, http_port)

@@ -6,8 +6,8 @@ the 429 a client would retry."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import dataclasses
 import json
 
@@ -246,9 +246,7 @@ async def body_timeout_gateway(gateway_config):
 async def _trickled(base_url: str, method: str, path: str, within: float) -> rawhttp.RawResponse:
     """Announces a 100 KB body and sends a byte of it every 0.1 s until answered."""
     reader, writer = await rawhttp.connect(base_url)
-    head = _head(
-        path, "Content-Type: application/json", "Content-Length: 100000", method=method
-    )
+    head = _head(path, "Content-Type: application/json", "Content-Length: 100000", method=method)
     writer.write(head + b'{"setting": {"value": "')
     await writer.drain()
 
@@ -310,7 +308,9 @@ async def test_a_body_sent_at_once_is_still_served_under_the_body_timeout(
         )
         # The same connection, kept alive past the timeout, serves its next request.
         await asyncio.sleep(1.5)
-        read = await client.get(f"/api/v4.1/settings/account/{account}/K", headers=rest_auth_headers)
+        read = await client.get(
+            f"/api/v4.1/settings/account/{account}/K", headers=rest_auth_headers
+        )
 
     assert put.status_code == 200, put.text[:300]
     assert read.status_code == 200, read.text[:300]

@@ -139,8 +139,7 @@ def call_options(request: Request, message: Message) -> dict[str, Any]:
             raise too_large(
                 HEADERS_TOO_LARGE,
                 "Authorization",
-                "The Authorization header is longer than "
-                f"{limits.max_authorization_bytes} bytes.",
+                f"The Authorization header is longer than {limits.max_authorization_bytes} bytes.",
                 Reason.HEADERS_TOO_LARGE,
             )
         # gRPC metadata is printable ASCII; anything else cannot be passed on unchanged.

@@ -240,7 +240,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         self._answer_and_close(failure)
 
-
     # The body timer
 
     def _arm_body_timer(self) -> None:
@@ -260,8 +259,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         failure = errors.Failure(
             grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"The request body took longer than {self.limits.body_timeout_seconds:g} s "
-            "to arrive.",
+            f"The request body took longer than {self.limits.body_timeout_seconds:g} s to arrive.",
             Reason.BODY_TIMEOUT,
             row=errors.REQUEST_TIMEOUT,
         )

@@ -80,7 +80,7 @@ def source_key(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
 
 
 def _warn_untrusted(peer: str) -> None:
-    global _warned_untrusted  # noqa: PLW0603 - once per process, by design
+    global _warned_untrusted
     if not _warned_untrusted:
         _warned_untrusted = True
         log.warning(
@@ -92,7 +92,9 @@ def _warn_untrusted(peer: str) -> None:
         )
 
 
-def _trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Sequence[Network]) -> bool:
+def _trusted(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Sequence[Network]
+) -> bool:
     return any(ip in network for network in networks)
 
 
