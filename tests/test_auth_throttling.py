@@ -265,6 +265,107 @@ def test_throttle_state_is_bounded():
     throttle = LoginThrottle(limit, limit, limit, max_entries=100)
 
     for n in range(1_000):
+        throttle.check(f"user-{n}", f"10.0.{n // 250}.{n % 250}", "password")  # counts it
         throttle.failed(f"user-{n}", f"10.0.{n // 250}.{n % 250}", "password")
 
     assert throttle.entries() <= 4 * 100
+
+
+# Room for all six checks at once, and a long wait for a slot: none is refused as busy.
+CONCURRENT = {
+    **limits(60, user_source=2),
+    "password_hash_memory_budget_bytes": 6 * 64 * 1024 * 1024,
+    "password_hash_wait_seconds": 60.0,
+}
+
+
+@pytest.mark.parametrize("throttled_server", [CONCURRENT], indirect=True)
+async def test_concurrent_guesses_cannot_pass_the_limit_together(
+    throttled_server, make_caller, oauth_client
+):
+    _, auth, _ = throttled_server
+    user = await make_caller(Role.VIEWER, password=PASSWORD)
+
+    # Six guesses at once for one (user, source) with a limit of two: each is counted when
+    # it is let through, not after its hashing, so only two are checked at all.
+    codes = await asyncio.gather(
+        *(_token(auth, oauth_client, user.username, WRONG, "192.0.2.90") for _ in range(6))
+    )
+
+    assert sorted(codes, key=str) == sorted(
+        [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 4, key=str
+    )
+
+
+@pytest.mark.parametrize("throttled_server", [CONCURRENT], indirect=True)
+async def test_concurrent_basic_guesses_cannot_pass_the_limit_together(
+    throttled_server, make_caller
+):
+    _, _, channel = throttled_server
+    settings = settings_pb2_grpc.SettingsServiceStub(channel)
+    user = await make_caller(Role.VIEWER)
+    read = settings_pb2.GetSettingsRequest(
+        scope=settings_pb2.Scope(account_id=user.account_id), keys=["ANY.KEY"]
+    )
+    metadata = (
+        ("authorization", basic_authorization(user.username, WRONG)),
+        *_from("192.0.2.91"),
+    )
+
+    async def attempt() -> grpc.StatusCode:
+        try:
+            await settings.GetSettings(read, metadata=metadata)
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    codes = await asyncio.gather(*(attempt() for _ in range(6)))
+
+    assert sorted(codes, key=str) == sorted(
+        [grpc.StatusCode.UNAUTHENTICATED] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 4, key=str
+    )
+
+
+def test_a_success_refunds_its_reservation_and_a_busy_refusal_is_given_back():
+    throttle = LoginThrottle(
+        Limit(failures=2, window_seconds=3600),
+        Limit(failures=2, window_seconds=3600),
+        Limit(failures=2, window_seconds=3600),
+        max_entries=100,
+    )
+    for _ in range(5):
+        throttle.check("someone", "192.0.2.1", "password")
+        throttle.succeeded("someone", "192.0.2.1")
+        throttle.check("other", "192.0.2.2", "password")
+        throttle.refund("other", "192.0.2.2")  # refused as busy: never checked
+    throttle.check("someone", "192.0.2.1", "password")
+    throttle.failed("someone", "192.0.2.1", "password")
+    throttle.check("someone", "192.0.2.1", "password")
+    throttle.failed("someone", "192.0.2.1", "password")
+    with pytest.raises(Exception) as raised:
+        throttle.check("someone", "192.0.2.1", "password")
+    assert raised.value.reason == "AUTH_THROTTLED"
+
+
+async def test_ipv6_addresses_of_one_slash_64_count_as_one_source(
+    throttled_server, make_caller, oauth_client
+):
+    _, auth, _ = throttled_server
+    user = await make_caller(Role.VIEWER, password=PASSWORD)
+
+    # Two failures from two addresses of one /64 reach the per-(user, source) limit of two;
+    # the mapped form of an IPv4 address is that address.
+    codes = [
+        await _token(auth, oauth_client, user.username, WRONG, "2001:db8:5:6::1"),
+        await _token(auth, oauth_client, user.username, WRONG, "2001:db8:5:6:ffff::2"),
+    ]
+    same_prefix = await _token(auth, oauth_client, user.username, PASSWORD, "2001:db8:5:6::3")
+    other_prefix = await _token(auth, oauth_client, user.username, PASSWORD, "2001:db8:5:7::1")
+    await _token(auth, oauth_client, user.username, WRONG, "::ffff:192.0.2.120")
+    await _token(auth, oauth_client, user.username, WRONG, "192.0.2.120")
+    mapped = await _token(auth, oauth_client, user.username, PASSWORD, "::ffff:192.0.2.120")
+
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 2
+    assert same_prefix == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert other_prefix == grpc.StatusCode.OK
+    assert mapped == grpc.StatusCode.RESOURCE_EXHAUSTED

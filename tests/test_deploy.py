@@ -9,6 +9,7 @@ are checked here instead, and any other kind without a schema fails the test.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -284,6 +285,18 @@ def test_each_process_listens_on_the_ports_its_pod_declares(
     assert declared[port_name] == port
     if port_name == "metrics":
         assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+
+
+def test_the_server_believes_the_client_address_its_gateway_pods_send(objects):
+    # Without TIERSET_TRUSTED_GATEWAYS every REST client counts as the gateway's address
+    # for the password-guess throttle: one client's failures lock out every REST sign-in.
+    data = config_data(objects)
+    trusted = Config.from_env(data).trusted_gateways
+    assert trusted, "TIERSET_TRUSTED_GATEWAYS is not set for the gateway pods"
+    # A pod address in any of the usual (RFC 1918) pod networks is believed.
+    for pod in ("10.244.1.7", "172.17.0.5", "192.168.3.4"):
+        assert any(ipaddress.ip_address(pod) in network for network in trusted), pod
+    assert not any(ipaddress.ip_address("203.0.113.9") in network for network in trusted)
 
 
 def test_the_gateway_calls_every_server_pod_through_the_headless_service(objects):

@@ -5,7 +5,9 @@ the 429 a client would retry."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import dataclasses
 import json
 
@@ -201,6 +203,124 @@ async def test_a_body_larger_than_a_grpc_message_is_413(
     assert (put.json()["message"], put.json()["code"]) == ("Content Too Large", "413")
     assert post.status_code == 413, post.text[:300]
     assert post.json()["data"] == {"status": 413}
+
+
+async def test_the_gateway_refuses_at_the_servers_configured_limits_not_its_defaults(
+    start_server, gateway_config, rest_auth_headers, new_account
+):
+    # An operator lowered both gRPC limits; the gateway reads the same variables.
+    lowered = {"grpc_max_request_bytes": 64 * 1024, "grpc_max_metadata_bytes": 4096}
+    running = await start_server(**lowered)
+    config = dataclasses.replace(
+        gateway_config, grpc_target=f"127.0.0.1:{running.app.port}", **lowered
+    )
+    account = await new_account()
+    path = f"/api/v4.1/settings/account/{account}/K"
+    # 100 KB: under the gateway's 2 MiB body limit, over the server's 64 KiB message limit.
+    setting = json.dumps({"setting": {"value": "x" * 100_000, "type": "LOB"}})
+    async with (
+        running_gateway(config) as base_url,
+        httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=30) as client,
+    ):
+        put = await client.put(
+            path, content=setting, headers={**rest_auth_headers, "Content-Type": "application/json"}
+        )
+        # 3000 bytes: under the default 4096 bound, over half of the lowered 4096.
+        long_token = await client.get(path, headers={"Authorization": "Bearer " + "t" * 3000})
+        served = await client.get(path, headers=rest_auth_headers)
+
+    assert put.status_code == 413, put.text[:300]
+    assert "65536 bytes" in put.json()["error"][0]["message"]
+    assert long_token.status_code == 431, long_token.text[:300]
+    assert served.status_code in (200, 404), served.text[:300]
+
+
+@pytest.fixture
+async def body_timeout_gateway(gateway_config):
+    """A gateway whose bodies must arrive within a second of their heads."""
+    config = dataclasses.replace(gateway_config, http_body_timeout_seconds=1.0)
+    async with running_gateway(config) as base_url:
+        yield base_url
+
+
+async def _trickled(base_url: str, method: str, path: str, within: float) -> rawhttp.RawResponse:
+    """Announces a 100 KB body and sends a byte of it every 0.1 s until answered."""
+    reader, writer = await rawhttp.connect(base_url)
+    head = _head(path, "Content-Type: application/json", "Content-Length: 100000", method=method)
+    writer.write(head + b'{"setting": {"value": "')
+    await writer.drain()
+
+    async def trickle() -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            writer.write(b"x")
+            await writer.drain()
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        # Generous: the timeout is 1 s; a loaded machine may take a few more to answer.
+        response = await rawhttp.read_response(reader, within=within)
+        assert await rawhttp.closed_by_peer(reader, within=10)
+        return response
+    finally:
+        trickling.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await trickling
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", FLUENT_COMMERCE_PATH),
+        ("POST", "/wp-json/fluent-cart/v2/integration/global-settings"),
+        ("POST", "/oauth/token"),
+    ],
+)
+async def test_a_trickled_body_is_cut_with_408_in_the_familys_shape(
+    body_timeout_gateway, method, path
+):
+    response = await _trickled(body_timeout_gateway, method, path, within=15)
+
+    assert response.status == 408
+    body = response.json()
+    if path.startswith("/wp-json/"):
+        assert body["data"] == {"status": 408}
+    elif path.startswith("/oauth/"):
+        assert "error" in body and "1 s" in body["error_description"]
+    else:
+        assert (body["message"], body["code"]) == ("Request Timeout", "408")
+        assert body["error"][0]["code"] == "BODY_TIMEOUT"
+
+
+async def test_a_body_sent_at_once_is_still_served_under_the_body_timeout(
+    body_timeout_gateway, rest_auth_headers, new_account
+):
+    account = await new_account()
+    setting = json.dumps({"setting": {"value": "on", "type": "STRING"}})
+    async with httpx.AsyncClient(
+        base_url=body_timeout_gateway, trust_env=False, timeout=30
+    ) as client:
+        put = await client.put(
+            f"/api/v4.1/settings/account/{account}/K",
+            content=setting,
+            headers={**rest_auth_headers, "Content-Type": "application/json"},
+        )
+        # The same connection, kept alive past the timeout, serves its next request.
+        await asyncio.sleep(1.5)
+        read = await client.get(
+            f"/api/v4.1/settings/account/{account}/K", headers=rest_auth_headers
+        )
+
+    assert put.status_code == 200, put.text[:300]
+    assert read.status_code == 200, read.text[:300]
+
+
+def test_the_body_timeout_is_read_from_the_environment_and_checked():
+    config = Config.from_env({"TIERSET_HTTP_BODY_TIMEOUT_SECONDS": "2.5"})
+    assert config.http_body_timeout_seconds == 2.5
+    with pytest.raises(ConfigError, match="TIERSET_HTTP_BODY_TIMEOUT_SECONDS"):
+        Config.from_env({"TIERSET_HTTP_BODY_TIMEOUT_SECONDS": "0"})
 
 
 def test_the_connection_limits_are_configured_from_the_environment():

@@ -21,7 +21,8 @@ delay; the cache is emptied whenever that connection is lost and again when it i
 
 Application passwords over Basic carry a username someone may guess for, so they
 go through the password-guess throttle (throttle.py) by username and source
-address (client_address.py): checked before the lookup, a failure counted after.
+address (client_address.py): the attempt is reserved (counted) by the check before the
+lookup and refunded after unless the credentials were invalid.
 """
 
 from __future__ import annotations
@@ -198,12 +199,19 @@ class Authenticator:
             return await self._verify(presented, values[0])
         if callable(source):
             source = source()
+        # check() reserves the attempt (counts it as failed) before the lookup's await, so
+        # concurrent guesses cannot all pass; only invalid credentials keep it counted.
         self._throttle.check(presented.username, source, "application password")
         try:
             principal = await self._verify(presented, values[0])
         except errors.TiersetError as error:
             if error.reason == Reason.CREDENTIALS_INVALID:
                 self._throttle.failed(presented.username, source, "application password")
+            else:
+                self._throttle.refund(presented.username, source)
+            raise
+        except BaseException:
+            self._throttle.refund(presented.username, source)
             raise
         self._throttle.succeeded(presented.username, source)
         return principal

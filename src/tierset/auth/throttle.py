@@ -21,6 +21,14 @@ that would tell a guesser which guess was right) and does not count as a failure
 being throttled never makes it last longer. A success clears its (username, source)
 count only: one good account must not reset a source's or another user's count.
 
+An attempt let through is *reserved*: :meth:`LoginThrottle.check` counts it as a failure
+against every limit at once, before the caller awaits the lookup and the hashing, so
+concurrent guesses cannot all pass the check before any of them is counted (the check
+and the count are one step on the event loop). The outcome then settles it:
+:meth:`~LoginThrottle.failed` keeps the count (and logs), :meth:`~LoginThrottle.succeeded`
+refunds it, and :meth:`~LoginThrottle.refund` gives it back for an attempt that was never
+checked (refused as busy, or failing for another reason than the password).
+
 The refusal is RESOURCE_EXHAUSTED, reason ``AUTH_THROTTLED``, with the whole seconds to
 wait in ErrorInfo metadata ``retry_after_seconds`` (REST: 429 with ``Retry-After``).
 Failures and refusals are logged with the username and the client address (never the
@@ -96,6 +104,17 @@ class _Rate:
         while len(self._paid_off_at) > self._max_entries:
             self._paid_off_at.popitem(last=False)
 
+    def unfail(self, key: Hashable, now: float) -> None:
+        """Takes back one failure of `key` counted by :meth:`fail` (a refunded reservation)."""
+        paid_off_at = self._paid_off_at.get(key)
+        if paid_off_at is None:
+            return
+        paid_off_at -= self._interval
+        if paid_off_at <= now:
+            del self._paid_off_at[key]
+        else:
+            self._paid_off_at[key] = paid_off_at
+
     def forget(self, key: Hashable) -> None:
         """Clears `key`'s failures."""
         self._paid_off_at.pop(key, None)
@@ -139,7 +158,11 @@ class LoginThrottle:
         )
 
     def check(self, username: str, source: str, credential: str) -> None:
-        """Raises AUTH_THROTTLED when `username` may not try to sign in from `source` now."""
+        """Raises AUTH_THROTTLED when `username` may not try to sign in from `source` now;
+        else reserves the attempt (counts it as a failure) until its outcome is reported.
+
+        No await between the check and the count: on one event loop the two are atomic.
+        """
         user = username[:_MAX_KEYED_USERNAME]
         now = self._clock()
         waits = {
@@ -150,6 +173,7 @@ class LoginThrottle:
             waits["user"] = self._per_user.wait(user, now)
         limit, wait = max(waits.items(), key=lambda item: item[1])
         if wait <= 0:
+            self._count(user, source, now)
             return
         retry_after = max(1, math.ceil(wait))
         metrics.AUTH_THROTTLED.labels(limit).inc()
@@ -165,20 +189,31 @@ class LoginThrottle:
         )
         raise throttled(retry_after)
 
-    def failed(self, username: str, source: str, credential: str) -> None:
-        """Counts a failed sign-in (wrong password, unknown user) against every limit."""
-        user = username[:_MAX_KEYED_USERNAME]
-        now = self._clock()
+    def _count(self, user: str, source: str, now: float) -> None:
         self._per_user_source.fail((user, source), now)
         self._per_source.fail(source, now)
         self._per_user.fail(user, now)
+
+    def refund(self, username: str, source: str) -> None:
+        """Gives back the attempt :meth:`check` reserved: it was not a wrong password."""
+        user = username[:_MAX_KEYED_USERNAME]
+        now = self._clock()
+        self._per_user_source.unfail((user, source), now)
+        self._per_source.unfail(source, now)
+        self._per_user.unfail(user, now)
+
+    def failed(self, username: str, source: str, credential: str) -> None:
+        """A failed sign-in (wrong password, unknown user): its reservation stays counted."""
+        user = username[:_MAX_KEYED_USERNAME]
         log.warning(
             "sign-in failed: bad credentials",
             extra={"username": user, "client_address": source, "credential": credential},
         )
 
     def succeeded(self, username: str, source: str) -> None:
-        """A right password: this pair starts afresh, and `source` is known for the user."""
+        """A right password: the reservation is refunded, this pair starts afresh, and
+        `source` is known for the user."""
+        self.refund(username, source)
         key = (username[:_MAX_KEYED_USERNAME], source)
         self._per_user_source.forget(key)
         self._known_sources[key] = None

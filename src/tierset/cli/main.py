@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -114,9 +115,28 @@ def command_gateway(config: Config) -> None:
     _run(gateway.serve(config))
 
 
+# Where `tierset dev`'s gateway child calls the server from: loopback (local_target).
+_DEV_GATEWAYS = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
+
+
+def dev_config(config: Config) -> Config:
+    """`config` as `tierset dev` runs it: unless TIERSET_TRUSTED_GATEWAYS says otherwise,
+    the server trusts its own gateway child, which calls it over loopback.
+
+    Without that, every REST client would count as the gateway's one address for the
+    password-guess throttle: one client's failures would lock out every REST sign-in.
+    Trusting loopback lets any local process claim a client address, which only changes
+    how its own failures are counted; on one development machine that is fine.
+    """
+    if config.trusted_gateways:
+        return config
+    return dataclasses.replace(config, trusted_gateways=_DEV_GATEWAYS)
+
+
 def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
     REST gateway as a separate child process."""
+    config = dev_config(config)
     data_dir = _dev_data_dir(config)
     dsn, embedded = _database(config, data_dir)
     try:

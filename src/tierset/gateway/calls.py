@@ -9,8 +9,10 @@ server decides what it means.
 
 Nothing is sent that gRPC itself would refuse for its size, which would come back
 as RESOURCE_EXHAUSTED, a 429 that clients retry: an ``Authorization`` header over
-:data:`MAX_AUTHORIZATION_BYTES` is a 431, a message over the server's
-:data:`GRPC_MAX_MESSAGE_BYTES` a 413. Two ``Authorization`` headers are a 401
+half of ``TIERSET_GRPC_MAX_METADATA_BYTES`` is a 431, a message over
+``TIERSET_GRPC_MAX_REQUEST_BYTES`` a 413. Both are the server's own variables, read
+by the gateway from the same configuration, so an operator who lowers them on the
+server lowers them here too (set them alike on both). Two ``Authorization`` headers are a 401
 ``CREDENTIALS_MALFORMED``, as gRPC refuses two ``authorization`` entries: which
 one counts must not depend on who reads them.
 """
@@ -43,11 +45,13 @@ from tierset.v1 import auth_pb2_grpc, integrations_pb2_grpc, settings_pb2_grpc
 REQUEST_ID_HEADER = "x-request-id"
 # A client's request id is kept when it is short and plain enough to log and forward.
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# gRPC servers refuse a call whose metadata passes 8 KiB (grpc.max_metadata_size); half of
-# that for the credential leaves room for the rest, and is far above any real credential.
-MAX_AUTHORIZATION_BYTES = 4096
-# The largest message the tierset server receives: gRPC's default, which it keeps.
-GRPC_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def max_authorization_bytes(config: Config) -> int:
+    """The longest Authorization header passed on: the server refuses a call whose metadata
+    passes ``grpc_max_metadata_bytes``; half of that for the credential leaves room for the
+    rest (4 KiB of the default 8 KiB, far above any real credential)."""
+    return config.grpc_max_metadata_bytes // 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,9 @@ class Backend:
     health: health_pb2_grpc.HealthStub
     deadline_seconds: float
     max_body_bytes: int
+    # What the server accepts in one call (the server's own settings, see the module).
+    max_message_bytes: int
+    max_authorization_bytes: int
     watch_seconds: float = 300.0
 
     @classmethod
@@ -72,6 +79,8 @@ class Backend:
             health=health_pb2_grpc.HealthStub(channel),
             deadline_seconds=config.gateway_deadline_seconds,
             max_body_bytes=config.http_max_body_bytes,
+            max_message_bytes=config.grpc_max_request_bytes,
+            max_authorization_bytes=max_authorization_bytes(config),
             watch_seconds=config.gateway_watch_seconds,
         )
 
@@ -115,11 +124,12 @@ def _authorization(request: Request) -> str | None:
 
 def call_options(request: Request, message: Message) -> dict[str, Any]:
     """Keyword arguments for a stub call carrying `message`: the deadline and the metadata."""
-    if message.ByteSize() > GRPC_MAX_MESSAGE_BYTES:
+    limits = backend(request)
+    if message.ByteSize() > limits.max_message_bytes:
         raise too_large(
             CONTENT_TOO_LARGE,
             "body",
-            f"The request is larger than the {GRPC_MAX_MESSAGE_BYTES} bytes one call may carry.",
+            f"The request is larger than the {limits.max_message_bytes} bytes one call may carry.",
             Reason.BODY_TOO_LARGE,
         )
     metadata = [(REQUEST_ID_HEADER, request_id(request))]
@@ -127,11 +137,11 @@ def call_options(request: Request, message: Message) -> dict[str, Any]:
         metadata.append((CLIENT_ADDRESS_METADATA, request.client.host))
     authorization = _authorization(request)
     if authorization is not None:
-        if len(authorization) > MAX_AUTHORIZATION_BYTES:
+        if len(authorization) > limits.max_authorization_bytes:
             raise too_large(
                 HEADERS_TOO_LARGE,
                 "Authorization",
-                f"The Authorization header is longer than {MAX_AUTHORIZATION_BYTES} bytes.",
+                f"The Authorization header is longer than {limits.max_authorization_bytes} bytes.",
                 Reason.HEADERS_TOO_LARGE,
             )
         # gRPC metadata is printable ASCII; anything else cannot be passed on unchanged.
@@ -142,4 +152,4 @@ def call_options(request: Request, message: Message) -> dict[str, Any]:
                 Reason.BAD_HEADER,
             )
         metadata.append(("authorization", authorization))
-    return {"timeout": backend(request).deadline_seconds, "metadata": metadata}
+    return {"timeout": limits.deadline_seconds, "metadata": metadata}

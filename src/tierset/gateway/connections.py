@@ -13,6 +13,11 @@ waits for ever for a head that never ends or a connection that never speaks.
   opened or the request's first byte arrived: a 408 if it had begun, else the
   connection is closed; between requests, uvicorn closes a keep-alive connection
   idle for ``http_keepalive_timeout_seconds``;
+* a body must be complete ``http_body_timeout_seconds`` after its head: else a 408
+  (``BODY_TIMEOUT``) in its path family's shape, the handler waiting for it is told the
+  client is gone, and the connection is closed, so connections that announce a large
+  Content-Length and trickle it cannot hold the gateway full; when the handler already
+  answered (without reading the body) the connection is just closed;
 * a connection past ``http_max_connections`` open ones is answered 503 with
   ``Retry-After`` and closed.
 
@@ -54,6 +59,7 @@ class ConnectionLimits:
     max_header_bytes: int
     max_headers: int
     header_timeout_seconds: float
+    body_timeout_seconds: float
     max_connections: int
 
     @classmethod
@@ -62,6 +68,7 @@ class ConnectionLimits:
             max_header_bytes=config.http_max_header_bytes,
             max_headers=config.http_max_headers,
             header_timeout_seconds=config.http_header_timeout_seconds,
+            body_timeout_seconds=config.http_body_timeout_seconds,
             max_connections=config.http_max_connections,
         )
 
@@ -94,6 +101,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: errors.Failure | None = None
         self._lingering = False
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
 
     # The connection
@@ -111,7 +119,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._head_timer, self._linger_timer):
+        for timer in (self._head_timer, self._body_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
         super().connection_lost(exc)
@@ -166,6 +174,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_body = True
         super().on_headers_complete()
+        self._arm_body_timer()
 
     def on_body(self, body: bytes) -> None:
         self._body_in_feed += len(body)
@@ -174,6 +183,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._in_body = False
+        self._cancel_body_timer()
         if self._refusal is None:
             super().on_message_complete()
 
@@ -193,6 +203,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _answer_and_close(self, failure: errors.Failure, *extra: tuple[bytes, bytes]) -> None:
         """Answers `failure` in the family of the path so far, then lingers and closes."""
         self._cancel_head_timer()
+        self._cancel_body_timer()
         self._lingering = True
         path = getattr(self, "url", b"").decode("latin-1")
         self.transport.write(_wire(errors.response(failure, errors.family_of(path)), *extra))
@@ -227,6 +238,43 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             Reason.HEADER_TIMEOUT,
             row=errors.REQUEST_TIMEOUT,
         )
+        self._answer_and_close(failure)
+
+    # The body timer
+
+    def _arm_body_timer(self) -> None:
+        self._cancel_body_timer()
+        self._body_timer = self.loop.call_later(
+            self.limits.body_timeout_seconds, self._body_timed_out
+        )
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self._lingering or self.transport.is_closing() or not self._in_body:
+            return
+        failure = errors.Failure(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"The request body took longer than {self.limits.body_timeout_seconds:g} s to arrive.",
+            Reason.BODY_TIMEOUT,
+            row=errors.REQUEST_TIMEOUT,
+        )
+        cycle = self.cycle
+        if cycle is not None:
+            # The handler waiting for the rest of the body hears the client is gone (its
+            # receive() returns http.disconnect), whatever it sends is dropped, and the
+            # envelope logs this refusal as the request's outcome.
+            answered = cycle.response_started
+            cycle.scope.setdefault("state", {})[errors.CONNECTION_REFUSAL] = failure
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if answered:  # it answered without the body: nothing more to say
+                self.transport.close()
+                return
         self._answer_and_close(failure)
 
 

@@ -89,11 +89,18 @@ class RequestEnvelope:
             else:
                 await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
-            log.info(
-                "request %s: the client closed the connection before sending its body", request_id
-            )
+            # The connection may have cut the body off itself (connections.py, a body timeout):
+            # it answered the client already and left its refusal here for the log.
+            refused = scope["state"].get(errors.CONNECTION_REFUSAL)
+            if refused is None:
+                log.info(
+                    "request %s: the client closed the connection before sending its body",
+                    request_id,
+                )
+            else:
+                log.info("request %s: %s", request_id, refused.message)
             if not status:  # sent to a closed connection: only the log and the metrics see it
-                failure = errors.Failure(
+                failure = refused or errors.Failure(
                     grpc.StatusCode.CANCELLED,
                     "The client closed the connection.",
                     Reason.CLIENT_CLOSED,

@@ -107,6 +107,9 @@ class GatewayError(Exception):
 CONTENT_TOO_LARGE = Row(413, "Content Too Large")
 HEADERS_TOO_LARGE = Row(431, "Request Header Fields Too Large")
 REQUEST_TIMEOUT = Row(408, "Request Timeout")
+# The request scope's state key of a refusal the connection answered itself while the
+# handler was still waiting for the body (connections.py); the envelope logs it.
+CONNECTION_REFUSAL = "connection_refusal"
 
 # On every response: nothing the gateway answers (settings, integration secrets, tokens)
 # may be kept by a cache, or be sniffed into something other than the declared type.
@@ -252,8 +255,10 @@ _BEARER_ERRORS: dict[str, str] = {
 def challenges(failure: Failure, family: Family) -> list[str]:
     """The ``WWW-Authenticate`` values of a 401: how the caller may authenticate."""
     if family is Family.OAUTH:
-        # RFC 6749 §5.2: invalid_client names the scheme clients authenticate with.
-        return [f'Basic realm="{REALM}"']
+        # invalid_client: clients authenticate with client_id and client_secret fields only
+        # (RFC 6749 §2.3.1's HTTP Basic is not supported), so no scheme is offered: a
+        # `Basic` challenge would invite a client to send what is never read.
+        return []
     bearer = f'Bearer realm="{REALM}"'
     if failure.reason in _BEARER_ERRORS:
         bearer += f', error="{_BEARER_ERRORS[failure.reason]}"'

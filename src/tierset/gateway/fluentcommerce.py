@@ -85,12 +85,15 @@ async def _put(request: Request, kind: str, param: str) -> Response:
     key = request.path_params["key"]
     level = _PATH_LEVELS[kind]
     expected_version = preconditions.expected_version(request, level)
-    body = await jsonbody.read_json(request, backend(request).max_body_bytes, exact_numbers=True)
+    body, size = await jsonbody.read_json_sized(
+        request, backend(request).max_body_bytes, exact_numbers=True
+    )
     setting = _setting_from_body(body, key)
     value = settings_pb2.SettingValue()
     if "value" in setting:
         try:
-            value.json_value = jsonbody.dumps_exact(setting["value"])
+            # Off the event loop when large, as the parse was (jsonbody.read_json_sized).
+            value.json_value = await off_loop(size, lambda: jsonbody.dumps_exact(setting["value"]))
         except RecursionError:
             raise bad_request("setting.value", "setting.value is nested too deeply.") from None
     message = settings_pb2.PutSettingRequest(

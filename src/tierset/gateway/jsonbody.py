@@ -6,7 +6,8 @@ accept) with no member twice in one object (Python would keep the last: the
 client and the server would disagree on what was sent). Setting values keep
 every digit: numbers are parsed as ``int`` and ``Decimal`` and written back as
 they came, because the server stores JSON numbers exactly; text is written back
-as UTF-8, so the server measures the bytes the client sent.
+as UTF-8, so the server measures the bytes the client sent. A large body is parsed
+(and, by its caller, written back) in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.requests import Request
 
 from tierset.core.reasons import Reason
 from tierset.gateway.errors import CONTENT_TOO_LARGE, bad_request, too_large
+from tierset.ops.large_reads import off_loop
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -93,8 +95,25 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
 
 async def read_json(request: Request, max_bytes: int, *, exact_numbers: bool) -> Any:
     """The parsed JSON body; `exact_numbers` parses fractions as Decimal instead of float."""
+    value, _ = await read_json_sized(request, max_bytes, exact_numbers=exact_numbers)
+    return value
+
+
+async def read_json_sized(
+    request: Request, max_bytes: int, *, exact_numbers: bool
+) -> tuple[Any, int]:
+    """:func:`read_json`, and the body's size in bytes (for :func:`off_loop` after it).
+
+    A body over ``LARGE_READ_BYTES`` is parsed in a worker thread (ops.large_reads.off_loop),
+    as the server converts large values: parsing 2 MB takes a good part of a second, and
+    on the event loop it would stall every other connection of this process meanwhile.
+    """
     check_content_type(request)
     body = await read_limited(request, max_bytes)
+    return await off_loop(len(body), lambda: _parse(body, exact_numbers)), len(body)
+
+
+def _parse(body: bytes, exact_numbers: bool) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:

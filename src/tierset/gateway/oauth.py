@@ -3,8 +3,12 @@
 The OAuth 2.0 fields (``grant_type``, ``username``, ``password``,
 ``client_id``, ``client_secret``, ``scope``, ``refresh_token``) come
 form-encoded in the body (RFC 6749 §4.3.2) or, as Fluent Commerce's own
-documentation sends them, in the query string of the POST; a field present in
-both takes the body's value. The answer is RFC 6749 §5.1's ``{"access_token",
+documentation sends them, in the query string of the POST, or some in each; a field
+sent more than once, in one of them or across both, is refused (RFC 6749 §3.2), as
+taking either value would let the client and the server disagree. The client
+authenticates with ``client_id`` and ``client_secret`` only: HTTP Basic client
+authentication (§2.3.1) is not supported, so an ``invalid_client`` 401 carries no
+``WWW-Authenticate`` challenge. The answer is RFC 6749 §5.1's ``{"access_token",
 "token_type", "expires_in", "scope", "refresh_token"}``, never cached.
 
 The server checks the grant; the gateway refuses only what it cannot translate
@@ -75,7 +79,13 @@ async def _token_request(request: Request) -> auth_pb2.CreateTokenRequest:
             text = body.decode("ascii")  # percent-encoded; raw bytes above 127 are not a form
         except UnicodeDecodeError:
             raise _invalid_request("body", "The body is not form-encoded UTF-8.") from None
-        fields.update(_fields(text, "body"))
+        for name, value in _fields(text, "body").items():
+            if name in fields:
+                # RFC 6749 §3.2 across both sources, not only within one.
+                raise _invalid_request(
+                    name, f"{name} is sent more than once (in the query string and the body)."
+                )
+            fields[name] = value
     return auth_pb2.CreateTokenRequest(**fields)
 
 

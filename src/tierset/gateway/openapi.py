@@ -379,7 +379,7 @@ _TOKEN_PATH: Schema = {
         "operationId": "createToken",
         "summary": "OAuth 2.0 token endpoint: password grant, or exchange a refresh token once.",
         "description": "Fields form-encoded in the body (RFC 6749) or, as Fluent Commerce "
-        "documents them, in the query string; a field in both takes the body's value.",
+        "documents them, in the query string; a field sent in both is refused (400).",
         "parameters": [
             {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
             for name in [*_TOKEN_FIELDS, "refresh_token"]
@@ -395,9 +395,8 @@ _TOKEN_PATH: Schema = {
                 "invalid_request, unsupported_grant_type or invalid_scope",
                 _ref("OAuthError"),
             ),
-            "401": _unauthorized(
-                "invalid_client: unknown client or wrong secret", _ref("OAuthError")
-            ),
+            # No challenge: HTTP Basic client authentication is not supported (oauth.py).
+            "401": _response("invalid_client: unknown client or wrong secret", _ref("OAuthError")),
             "503": _response("The gRPC server is unavailable", _ref("OAuthError")),
             "default": _response("Any other failure, same shape", _ref("OAuthError")),
         },
@@ -546,7 +545,7 @@ _HEADERS: Schema = {
     },
     "WWWAuthenticate": {
         "description": "How to authenticate (RFC 7235): Bearer and Basic challenges "
-        "on the API paths, Basic on the token endpoint.",
+        "on the API paths (none on the token endpoint).",
         "required": True,
         "schema": {"type": "string"},
     },

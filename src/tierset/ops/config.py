@@ -285,6 +285,7 @@ _RULES: dict[str, Rule] = {
     "http_max_header_bytes": _POSITIVE,
     "http_max_headers": _POSITIVE,
     "http_header_timeout_seconds": _seconds(zero=False),
+    "http_body_timeout_seconds": _seconds(zero=False),
     "http_keepalive_timeout_seconds": _POSITIVE,  # whole seconds, as uvicorn takes it
     "http_max_connections": _POSITIVE,
     "gateway_processes": _POSITIVE,
@@ -456,6 +457,9 @@ class Config:
     http_max_header_bytes: int = 16 * 1024
     http_max_headers: int = 100
     http_header_timeout_seconds: float = 10.0
+    # How long a request body may take to arrive after its head (then 408): 2 MiB at
+    # about 70 KB/s, far slower than any real client's connection.
+    http_body_timeout_seconds: float = 30.0
     http_keepalive_timeout_seconds: int = 5  # whole seconds, as uvicorn takes it
     http_max_connections: int = 256
     # Gateway processes sharing the HTTP port (SO_REUSEPORT).

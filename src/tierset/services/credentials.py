@@ -258,11 +258,18 @@ class TokenService:
     async def _password_grant(
         self, username: str, password: str, source: str
     ) -> tuple[int, uuid.UUID]:
-        # Before any work: a throttled guess costs no lookup and no hashing.
+        # Before any work: a throttled guess costs no lookup and no hashing. A guess let
+        # through is counted as a failure now (reserved), so concurrent guesses cannot all
+        # pass the check while the first is still being hashed; anything but a wrong
+        # password gives the reservation back.
         self._throttle.check(username, source, "password")
-        found = await self._credentials.user_by_username(username)
-        # An unknown user's check runs against a decoy hash, so timing is alike.
-        ok = await self._hashing.verify(None if found is None else found[1], password)
+        try:
+            found = await self._credentials.user_by_username(username)
+            # An unknown user's check runs against a decoy hash, so timing is alike.
+            ok = await self._hashing.verify(None if found is None else found[1], password)
+        except BaseException:
+            self._throttle.refund(username, source)  # busy, or the database failed
+            raise
         if found is None or not ok:
             self._throttle.failed(username, source, "password")  # logs user and address
             raise _bad_credentials()

@@ -64,6 +64,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     METHOD_NOT_ALLOWED: _ClassVar[ErrorReason]
     CLIENT_CLOSED: _ClassVar[ErrorReason]
     BAD_UPSTREAM_VALUE: _ClassVar[ErrorReason]
+    BODY_TIMEOUT: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 INVALID_ARGUMENT: ErrorReason
 REQUEST_TOO_LARGE: ErrorReason
@@ -122,3 +123,4 @@ NOT_FOUND: ErrorReason
 METHOD_NOT_ALLOWED: ErrorReason
 CLIENT_CLOSED: ErrorReason
 BAD_UPSTREAM_VALUE: ErrorReason
+BODY_TIMEOUT: ErrorReason
