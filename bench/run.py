@@ -1122,31 +1122,37 @@ async def measure_view(bench: Bench, made: list[Workload], samples: int = 200) -
                 get_int(key, 0)
             read_ns = (time.perf_counter_ns() - started) / reads
             await view.close()
-            probe = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(BENCH / "view_probe.py"),
-                running.address,
-                token,
-                str(OVERRIDING_EVERY),
-                key,
-                stdout=asyncio.subprocess.PIPE,
+            # A helper started by launch(), never the loop's forking spawn (see the module
+            # docstring: a fork while gRPC's threads are live hung the bench); its lines are
+            # read off the event loop.
+            probe = launch(
+                [
+                    sys.executable,
+                    str(BENCH / "view_probe.py"),
+                    running.address,
+                    token,
+                    str(OVERRIDING_EVERY),
+                    key,
+                ],
+                stdout=subprocess.PIPE,
             )
+            assert probe.stdout is not None
+            probe_lines = probe.stdout
             try:
-                assert probe.stdout is not None
-                assert (await probe.stdout.readline()).strip() == b"ready"
+                assert (await asyncio.to_thread(probe_lines.readline)).strip() == b"ready"
                 delays = []
                 for n in range(1, samples + 1):
                     sent = time.monotonic_ns()
                     written = await tierset.put(scope, key, n)
                     while True:
-                        value, applied = (await probe.stdout.readline()).split()
+                        value, applied = (await asyncio.to_thread(probe_lines.readline)).split()
                         if int(value) == n:
                             break
                     delays.append((int(applied) - sent) / 1e6)
                     assert written.version > 0
             finally:
                 probe.terminate()
-                await probe.wait()
+                await finished(probe, limit_seconds=30)
     delays.sort()
     etcd = bench.results["etcd Range, 1 key"]["rps"]
     get = bench.results["GetSettings 1 key retailer, cached"]["rps"]
