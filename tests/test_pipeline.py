@@ -42,6 +42,8 @@ class Streams:
 
     def __init__(self) -> None:
         self.callers: list[str] = []
+        # (request id, caller, the call's count then) as each Forever clean-up saw them.
+        self.cleanups: list[tuple[str | None, str | None, float]] = []
 
     async def _check(self, n: int, sent: int) -> None:
         if n == 13 and sent == 2:
@@ -63,6 +65,19 @@ class Streams:
             await self._check(request.value, sent)
             await context.write(Int(value=sent))
 
+    async def forever(self, request: Int, _context: Any) -> AsyncIterator[Int]:
+        try:
+            while True:
+                yield Int(value=request.value)
+                await asyncio.sleep(0.01)
+        finally:
+            try:
+                caller: str | None = authz.current_principal().username
+            except LookupError:
+                caller = None
+            counted_then = handled("Forever", "CANCELLED")
+            self.cleanups.append((logs.REQUEST_ID.get(None), caller, counted_then))
+
     async def chat(self, requests: AsyncIterator[Int], _context: Any) -> AsyncIterator[Int]:
         async for request in requests:
             yield request
@@ -79,6 +94,7 @@ def add_streams(servicer: Streams, server: Any) -> None:
     handlers = {
         "Generate": stream(servicer.generate),
         "Write": stream(servicer.write),
+        "Forever": stream(servicer.forever),
         "Chat": grpc.stream_stream_rpc_method_handler(
             servicer.chat,
             request_deserializer=Int.FromString,
@@ -297,3 +313,22 @@ async def test_health_watch_stays_anonymous_and_is_counted(anonymous_channel):
 
     assert first.status == health_pb2.HealthCheckResponse.SERVING
     assert watches_handled() == before + 1
+
+
+async def test_a_cancelled_stream_cleans_up_in_its_own_call(streams_server, platform_caller):
+    # The generator is closed by the pipeline when the client goes away, in the call's own
+    # task and before the call is counted as ended: its clean-up (a Watch's unsubscribe)
+    # sees the call's request id and caller, and is done before the call's slot is free.
+    port, servicer, _ = streams_server
+    before = len(servicer.cleanups)
+    counted_before = handled("Forever", "CANCELLED")
+    metadata = (*platform_caller.metadata, ("x-request-id", "cleanup-check-1"))
+    async with open_channel(port) as channel:
+        call = stream_of(channel, "Forever")(Int(value=7), timeout=10, metadata=metadata)
+        assert (await call.read()).value == 7
+        assert (await call.read()).value == 7
+        call.cancel()
+    await counted("Forever", "CANCELLED", counted_before + 1)
+    assert servicer.cleanups[before:] == [
+        ("cleanup-check-1", platform_caller.username, counted_before)
+    ]

@@ -44,6 +44,7 @@ from its start to its end (TOO_MANY_STREAMS past the cap).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -174,17 +175,18 @@ def status_of(method: str, error: Exception, deadline: asyncio.Timeout) -> statu
 class _MethodMetrics:
     """One method's series, with the label children resolved once."""
 
-    __slots__ = ("_handled", "_name", "_seconds", "_service")
+    __slots__ = ("_counter", "_handled", "_name", "_seconds", "_service")
 
     def __init__(self, full_method: str, handled: Counter, seconds: Histogram) -> None:
         self._service, self._name = metrics.split_method(full_method)
         self._seconds = seconds.labels(self._service, self._name)
+        self._counter = handled
         self._handled: dict[str, Any] = {"OK": handled.labels(self._service, self._name, "OK")}
 
     def record(self, code_name: str, seconds: float) -> None:
         child = self._handled.get(code_name)
         if child is None:  # at most one per status code: a bounded set
-            child = metrics.GRPC_HANDLED.labels(self._service, self._name, code_name)
+            child = self._counter.labels(self._service, self._name, code_name)
             self._handled[code_name] = child
         child.inc()
         self._seconds.observe(seconds)
@@ -298,8 +300,12 @@ class Pipeline:
                         if writes_itself:
                             await inner(request, context)
                         else:
-                            async for response in inner(request, context):
-                                await context.write(response)
+                            # Closed here, in this call's task, when the stream ends however
+                            # it ends: a generator left suspended would run its clean-up
+                            # later, elsewhere, without the call's request id or caller.
+                            async with contextlib.aclosing(inner(request, context)) as responses:
+                                async for response in responses:
+                                    await context.write(response)
                 except grpc.aio.AbortError:
                     state.code = _code_name(context.code())
                     raise
@@ -466,6 +472,9 @@ def _capped_stream(inner: Callable[..., Any], limits: Limits | None) -> Callable
         async for request in requests:
             if type(request) is TooLarge:
                 await abort_with(context, to_rpc_status(too_large(request)))
+            if type(request) is _Undecodable:
+                bad = errors.bad_field("request", f"not a valid request: {request.reason}")
+                await abort_with(context, to_rpc_status(bad))
             yield request
 
     async def capped(requests: Any, context: grpc.aio.ServicerContext) -> Any:
