@@ -11,6 +11,7 @@ import json
 
 import asyncpg
 import grpc
+from prometheus_client import REGISTRY
 
 from tests.conftest import make_caller_in, open_channel
 from tests.helpers import error_info
@@ -256,3 +257,43 @@ async def test_shutdown_ends_streams_unavailable_after_health_is_not_serving(
             # The stream did not hold the 30 s grace open.
             async with asyncio.timeout(15):
                 await stopping
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels or None) or 0.0
+
+
+async def test_an_idle_stream_gets_progress_with_the_current_revision_and_is_counted(
+    platform_caller, start_server, new_account, new_retailer, unique_key
+):
+    # Nothing changes for the watched key, another key moves the store's revision on:
+    # the idle watcher hears PROGRESS carrying that revision, so it can resume cheaply.
+    other = await start_server(watch_progress_seconds=0.2)
+    account = await new_account()
+    retailer = await new_retailer(account)
+    watched, elsewhere = unique_key("P"), unique_key("Q")
+    progress_before = _sample("tierset_watch_messages_total", kind="PROGRESS")
+    async with watching(
+        other.settings,
+        platform_caller.metadata,
+        scope=settings_pb2.Scope(retailer_id=retailer),
+        keys=[watched],
+    ) as stream:
+        first = await stream.next()
+        assert _sample("tierset_watch_streams") >= 1  # this one, at least, is open
+        await put(other.settings, "ACCOUNT", elsewhere, 1, account=account)
+        current = (
+            await other.settings.GetSettings(
+                settings_pb2.GetSettingsRequest(
+                    scope=settings_pb2.Scope(account_id=account), keys=[elsewhere]
+                ),
+                metadata=platform_caller.metadata,
+            )
+        ).revision
+        while True:
+            message = await stream.next(skip_progress=False)
+            assert message.kind == settings_pb2.WatchSettingsResponse.KIND_PROGRESS
+            assert not message.events and message.revision >= first.revision
+            if message.revision >= current:
+                break
+    assert _sample("tierset_watch_messages_total", kind="PROGRESS") > progress_before
