@@ -1121,9 +1121,11 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
     The streams live in FANOUT_PROBES separate processes (bench/watch_probe.py), all
     watching one retailer's FANOUT_KEY; once every one holds its snapshot, the server's
     RSS is read, the key is written once through the API, and each probe reports when
-    each stream received the change. Commit time is when the write's answer arrived
-    (time.time(), the probes' clock): the write has committed by then, so a delay is
-    never flattered by it (a stream may even see the change first: a negative delay).
+    each stream received the change (time.time()). The commit time is the log row's
+    ``change_time`` (PostgreSQL's clock, the same machine's): the write's transaction
+    start, a little before its commit, so the delay includes the write's own commit, never
+    less. Not the write's answer: at 10,000 watchers the server queues that answer behind
+    the fan-out it set off, so most streams received the change before the writer did.
     Each size gets a fresh server, so its RSS is not left over from the other size.
     """
     limit = str(watchers + 100)
@@ -1188,9 +1190,11 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
         await asyncio.sleep(1)  # streams registered; RSS with them open
         rss_with = rss_bytes(running.pids[0])
         await set_global(1)
-        committed = time.time()
+        answered = time.time()
+        committed = await commit_time(bench.databases["main"])
         received: list[float | None] = []
         open_errors: Counter[str] = Counter()
+        ended_errors: Counter[str] = Counter()
         for p in probes:
             out, err = await output_of(p)
             if p.returncode:
@@ -1198,12 +1202,15 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
             found = json.loads(out.decode().splitlines()[-1])
             received += found["received"]
             open_errors.update(found["open_errors"])
+            ended_errors.update(found["ended_errors"])
     delays = sorted((t - committed) * 1000 for t in received if t is not None)
     result: dict[str, Any] = {
         "watchers": watchers,
         "opened": opened,
         "open_errors": dict(open_errors),
+        "ended_errors": dict(ended_errors),
         "received": len(delays),
+        "write_answered_after_commit_ms": round((answered - committed) * 1000, 2),
         "open_seconds": round(open_seconds, 1),
         "server_rss_before_mb": round(rss_before / 2**20, 1),
         "server_rss_with_watchers_mb": round(rss_with / 2**20, 1),
@@ -1211,11 +1218,27 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
     }
     if delays:
         result |= {
+            "min_ms": round(delays[0], 2),
             "p50_ms": round(delays[len(delays) // 2], 2),
             "p99_ms": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 2),
             "max_ms": round(delays[-1], 2),
         }
     return result
+
+
+async def commit_time(dsn: str) -> float:
+    """When the last write of FANOUT_KEY happened, by its change-log row (epoch seconds)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return float(
+            await connection.fetchval(
+                "SELECT extract(epoch FROM change_time) FROM change_log"
+                " WHERE key = $1 ORDER BY revision DESC LIMIT 1",
+                FANOUT_KEY,
+            )
+        )
+    finally:
+        await connection.close()
 
 
 def fanout_line(found: dict[str, Any]) -> str:
@@ -1226,13 +1249,17 @@ def fanout_line(found: dict[str, Any]) -> str:
     line = (
         f"watch fan-out, {n:,} watchers ({found['opened']:,} opened in"
         f" {found['open_seconds']:.0f}s, {found['received']:,} received):"
-        f" commit -> receipt p50 {found['p50_ms']:.1f} ms, p99 {found['p99_ms']:.1f} ms,"
+        f" commit -> receipt min {found['min_ms']:.1f} ms, p50 {found['p50_ms']:.1f} ms,"
+        f" p99 {found['p99_ms']:.1f} ms,"
         f" max {found['max_ms']:.1f} ms; server RSS {found['server_rss_before_mb']:.0f} ->"
         f" {found['server_rss_with_watchers_mb']:.0f} MB,"
         f" {found['rss_per_watcher_kb']:.1f} KiB per watcher"
     )
     if found["open_errors"]:
         line += f"; open errors {found['open_errors']}"
+    if found["ended_errors"]:
+        line += f"; streams ended before it {found['ended_errors']}"
+    line += f"; the write's own answer came {found['write_answered_after_commit_ms']:.0f} ms in"
     if found["received"] < found["opened"]:
         line += f"; {found['opened'] - found['received']:,} never received it"
     if n == FANOUT_SIZES[0]:

@@ -12,7 +12,8 @@ Protocol with bench/run.py, on stdout, one line each:
 2. a JSON object once every open stream has received one EVENTS message (or the
    wait ran out): ``received`` holds each stream's receipt time (``time.time()``,
    the same clock the bench stamps the commit with), ``null`` for one that never
-   saw it; ``open_errors`` counts the streams refused, by status code.
+   saw it; ``open_errors`` counts the streams refused, ``ended_errors`` those that
+   ended before the change came, by status code.
 
 Streams open a bounded number at a time, so the probe measures fan-out, not how
 the server copes with thousands of simultaneous opens. The receipt time is taken
@@ -56,6 +57,7 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
     )
     received: list[float | None] = [None] * count
     open_errors: Counter[str] = Counter()
+    ended_errors: Counter[str] = Counter()
     opening = asyncio.Semaphore(OPENING_AT_ONCE)
     settled = 0
     all_settled = asyncio.Event()
@@ -68,10 +70,12 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
             all_settled.set()
 
     async def watch(n: int) -> None:
-        call = stubs[n % channel_count].WatchSettings(request, metadata=metadata)
-        calls.append(call)
         try:
             async with opening:
+                # Made inside the bound: grpc.aio starts a call as soon as it exists, and a
+                # burst of thousands past grpc-core's pending-call limit ends them CANCELLED.
+                call = stubs[n % channel_count].WatchSettings(request, metadata=metadata)
+                calls.append(call)
                 first = await call.read()
         except grpc.aio.AioRpcError as error:
             open_errors[error.code().name] += 1
@@ -86,12 +90,13 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
             while True:
                 message = await call.read()
                 if message is grpc.aio.EOF:
+                    ended_errors["EOF"] += 1
                     return
                 if message.kind == settings_pb2.WatchSettingsResponse.KIND_EVENTS:
                     received[n] = time.time()
                     return
-        except grpc.aio.AioRpcError:
-            return  # never received: reported as null
+        except grpc.aio.AioRpcError as error:
+            ended_errors[error.code().name] += 1  # never received: reported as null
 
     tasks = [asyncio.create_task(watch(n)) for n in range(count)]
     await all_settled.wait()
@@ -105,7 +110,11 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*pending, return_exceptions=True)
     for channel in channels:
         await channel.close()
-    return {"received": received, "open_errors": dict(open_errors)}
+    return {
+        "received": received,
+        "open_errors": dict(open_errors),
+        "ended_errors": dict(ended_errors),
+    }
 
 
 def main() -> None:
