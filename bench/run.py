@@ -1167,6 +1167,7 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
                         "retailer_id": 1,
                         "key": FANOUT_KEY,
                         "wait_seconds": 60,
+                        "result_file": str(spec.with_suffix(".result.json")),
                     }
                 )
             )
@@ -1196,10 +1197,10 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
         open_errors: Counter[str] = Counter()
         ended_errors: Counter[str] = Counter()
         for p in probes:
-            out, err = await output_of(p)
+            _, err = await output_of(p)
             if p.returncode:
                 raise RuntimeError(f"a watch probe failed: {err.decode()[-300:]}")
-            found = json.loads(out.decode().splitlines()[-1])
+            found = json.loads(Path(p.args[-1]).with_suffix(".result.json").read_text())
             received += found["received"]
             open_errors.update(found["open_errors"])
             ended_errors.update(found["ended_errors"])

@@ -5,15 +5,17 @@ credential, how many streams to open and over how many channels (each its own
 HTTP/2 connection: the server allows only so many streams on one), the scope and
 key every stream watches, and how long to wait for the change.
 
-Protocol with bench/run.py, on stdout, one line each:
+Protocol with bench/run.py:
 
-1. ``ready <opened> <failed>`` once every stream has either received its SNAPSHOT
-   or failed to open (the bench then measures the server's memory and writes);
-2. a JSON object once every open stream has received one EVENTS message (or the
-   wait ran out): ``received`` holds each stream's receipt time (``time.time()``,
-   the same clock the bench stamps the commit with), ``null`` for one that never
-   saw it; ``open_errors`` counts the streams refused, ``ended_errors`` those that
-   ended before the change came, by status code.
+1. one line on stdout, ``ready <opened> <failed>``, once every stream has either
+   received its SNAPSHOT or failed to open (the bench then measures the server's
+   memory and writes);
+2. a JSON object in the spec's ``result_file`` (not stdout: ~100 KB through a pipe
+   was once cut at 64 KiB) once every open stream has received one EVENTS message,
+   or the wait ran out: ``received`` holds each stream's receipt time
+   (``time.time()``, this machine's clock, which PostgreSQL's commit stamp also
+   uses), ``null`` for one that never saw it; ``open_errors`` counts the streams
+   refused, ``ended_errors`` those that ended before the change came, by status.
 
 Streams open a bounded number at a time, so the probe measures fan-out, not how
 the server copes with thousands of simultaneous opens. The receipt time is taken
@@ -119,7 +121,9 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
-    print(json.dumps(uvloop.run(probe(spec))), flush=True)
+    found = uvloop.run(probe(spec))
+    # A file, not stdout: see the module docstring.
+    Path(spec["result_file"]).write_text(json.dumps(found))
 
 
 if __name__ == "__main__":
