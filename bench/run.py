@@ -1168,6 +1168,178 @@ async def measure_view(bench: Bench, made: list[Workload], samples: int = 200) -
     }
 
 
+FANOUT_SIZES = (1_000, 10_000)
+FANOUT_TARGET_MS = 100.0  # p99 at 1,000 watchers (issue 13)
+FANOUT_PROBES = 2  # client processes holding the streams
+FANOUT_STREAMS_PER_CHANNEL = 500  # each channel is its own connection
+FANOUT_KEY = "BENCH.FANOUT"  # a GLOBAL key no retailer overrides
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and its children, from /proc."""
+    total = 0
+    for each in (pid, *_children(pid)):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for line in Path(f"/proc/{each}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
+    """`watchers` WatchSettings streams on one server process, one GLOBAL write.
+
+    The streams live in FANOUT_PROBES separate processes (bench/watch_probe.py), all
+    watching one retailer's FANOUT_KEY; once every one holds its snapshot, the server's
+    RSS is read, the key is written once through the API, and each probe reports when
+    each stream received the change (time.time()). The commit time is the log row's
+    ``change_time`` (PostgreSQL's clock, the same machine's): the write's transaction
+    start, a little before its commit, so the delay includes the write's own commit, never
+    less. Not the write's answer: at 10,000 watchers the server queues that answer behind
+    the fan-out it set off, so most streams received the change before the writer did.
+    Each size gets a fresh server, so its RSS is not left over from the other size.
+    """
+    limit = str(watchers + 100)
+    env = {
+        "TIERSET_WATCH_MAX_STREAMS": limit,
+        "TIERSET_GRPC_MAX_STREAMING_CALLS": limit,
+        "TIERSET_GRPC_MAX_STREAMS_PER_CONNECTION": str(FANOUT_STREAMS_PER_CHANNEL + 100),
+    }
+    async with (
+        tierset_target("main", env=env)(bench) as running,
+        grpc.aio.insecure_channel(running.address) as channel,
+    ):
+        stub = settings_pb2_grpc.SettingsServiceStub(channel)
+
+        async def set_global(n: int) -> None:
+            await stub.SetGlobal(
+                settings_pb2.SetGlobalRequest(
+                    key=FANOUT_KEY,
+                    type=settings_pb2.SETTING_TYPE_INTEGER,
+                    value=settings_pb2.SettingValue(integer_value=n),
+                ),
+                metadata=running.metadata,
+            )
+
+        await set_global(0)  # the key exists; the watched write is an update
+        await asyncio.sleep(1)  # let the server settle before its baseline RSS
+        rss_before = rss_bytes(running.pids[0])
+        probes = []
+        for n in range(FANOUT_PROBES):
+            share = watchers // FANOUT_PROBES + (n < watchers % FANOUT_PROBES)
+            spec = bench.work / f"fanout-{watchers}-{n}.json"
+            spec.write_text(
+                json.dumps(
+                    {
+                        "target": running.address,
+                        "metadata": running.metadata,
+                        "streams": share,
+                        "channels": max(1, -(-share // FANOUT_STREAMS_PER_CHANNEL)),
+                        "retailer_id": 1,
+                        "key": FANOUT_KEY,
+                        "wait_seconds": 60,
+                        "result_file": str(spec.with_suffix(".result.json")),
+                    }
+                )
+            )
+            probes.append(
+                launch(
+                    [sys.executable, str(BENCH / "watch_probe.py"), str(spec)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
+        opened_at = time.monotonic()
+        readies = [
+            (await asyncio.to_thread(p.stdout.readline)).decode().split()  # type: ignore[union-attr]
+            for p in probes
+        ]
+        open_seconds = time.monotonic() - opened_at
+        if any(not r or r[0] != "ready" for r in readies):
+            outputs = [await output_of(p) for p in probes]
+            raise RuntimeError(f"a watch probe failed: {[e[-300:] for _, e in outputs]}")
+        opened = sum(int(r[1]) for r in readies)
+        await asyncio.sleep(1)  # streams registered; RSS with them open
+        rss_with = rss_bytes(running.pids[0])
+        await set_global(1)
+        answered = time.time()
+        committed = await commit_time(bench.databases["main"])
+        received: list[float | None] = []
+        open_errors: Counter[str] = Counter()
+        ended_errors: Counter[str] = Counter()
+        for p in probes:
+            _, err = await output_of(p)
+            if p.returncode:
+                raise RuntimeError(f"a watch probe failed: {err.decode()[-300:]}")
+            found = json.loads(Path(p.args[-1]).with_suffix(".result.json").read_text())
+            received += found["received"]
+            open_errors.update(found["open_errors"])
+            ended_errors.update(found["ended_errors"])
+    delays = sorted((t - committed) * 1000 for t in received if t is not None)
+    result: dict[str, Any] = {
+        "watchers": watchers,
+        "opened": opened,
+        "open_errors": dict(open_errors),
+        "ended_errors": dict(ended_errors),
+        "received": len(delays),
+        "write_answered_after_commit_ms": round((answered - committed) * 1000, 2),
+        "open_seconds": round(open_seconds, 1),
+        "server_rss_before_mb": round(rss_before / 2**20, 1),
+        "server_rss_with_watchers_mb": round(rss_with / 2**20, 1),
+        "rss_per_watcher_kb": round((rss_with - rss_before) / max(opened, 1) / 1024, 1),
+    }
+    if delays:
+        result |= {
+            "min_ms": round(delays[0], 2),
+            "p50_ms": round(delays[len(delays) // 2], 2),
+            "p99_ms": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 2),
+            "max_ms": round(delays[-1], 2),
+        }
+    return result
+
+
+async def commit_time(dsn: str) -> float:
+    """When the last write of FANOUT_KEY happened, by its change-log row (epoch seconds)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        return float(
+            await connection.fetchval(
+                "SELECT extract(epoch FROM change_time) FROM change_log"
+                " WHERE key = $1 ORDER BY revision DESC LIMIT 1",
+                FANOUT_KEY,
+            )
+        )
+    finally:
+        await connection.close()
+
+
+def fanout_line(found: dict[str, Any]) -> str:
+    """One line per size; the target met or missed at 1,000 watchers."""
+    n = found["watchers"]
+    if "p99_ms" not in found:
+        return f"watch fan-out, {n:,} watchers: no stream received the write ({found})"
+    line = (
+        f"watch fan-out, {n:,} watchers ({found['opened']:,} opened in"
+        f" {found['open_seconds']:.0f}s, {found['received']:,} received):"
+        f" commit -> receipt min {found['min_ms']:.1f} ms, p50 {found['p50_ms']:.1f} ms,"
+        f" p99 {found['p99_ms']:.1f} ms,"
+        f" max {found['max_ms']:.1f} ms; server RSS {found['server_rss_before_mb']:.0f} ->"
+        f" {found['server_rss_with_watchers_mb']:.0f} MB,"
+        f" {found['rss_per_watcher_kb']:.1f} KiB per watcher"
+    )
+    if found["open_errors"]:
+        line += f"; open errors {found['open_errors']}"
+    if found["ended_errors"]:
+        line += f"; streams ended before it {found['ended_errors']}"
+    line += f"; the write's own answer came {found['write_answered_after_commit_ms']:.0f} ms in"
+    if found["received"] < found["opened"]:
+        line += f"; {found['opened'] - found['received']:,} never received it"
+    if n == FANOUT_SIZES[0]:
+        met = found["p99_ms"] < FANOUT_TARGET_MS and found["received"] == n
+        line += f" -- target p99 < {FANOUT_TARGET_MS:.0f} ms: {'met' if met else 'MISSED'}"
+    return line
+
+
 async def profile(bench: Bench, target: str, workload: Workload) -> dict[str, Any]:
     """py-spy on the server while the load runs; the hottest functions by own time."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -1329,6 +1501,12 @@ async def main(args: argparse.Namespace) -> None:
                 against_bare = await measure_against_bare(bench, made)
         async with step("write -> visible propagation", 180):
             propagation = await measure_propagation(bench)
+        fanout = []
+        if only("fan-out"):
+            for watchers in FANOUT_SIZES:
+                async with step(f"fan-out {watchers} watchers", 180):
+                    fanout.append(await measure_fanout(bench, watchers))
+                print("  " + fanout_line(fanout[-1]), flush=True)
         async with step("per-call costs", 120):
             costs = await per_call_costs()
         view: dict[str, Any] = {}
@@ -1364,6 +1542,7 @@ async def main(args: argparse.Namespace) -> None:
         pg_version,
         time.monotonic() - begun,
         against_bare,
+        fanout,
     )
 
 
@@ -1391,6 +1570,7 @@ def report(
     pg_version: str,
     elapsed: float,
     against_bare: dict[str, Any],
+    fanout: list[dict[str, Any]],
 ) -> None:
     results = bench.results
     etcd = "etcd Range, 1 key"
@@ -1435,6 +1615,7 @@ def report(
             f" ({100 * costs['access_log_line_us'] / per_call:.1f} %)"
         )
     lines.append(target_line(against_bare))
+    lines.extend(fanout_line(found) for found in fanout)
     for target, found in profiles.items():
         if "error" in found:
             lines.append(f"profile {target}: {found['error']}")
@@ -1458,6 +1639,7 @@ def report(
         "client_view": view,
         "per_call_costs": costs,
         "cached_vs_bare": against_bare,
+        "watch_fanout": fanout,
         "profiles": profiles,
         "table": table,
     }

@@ -51,8 +51,11 @@ class StatementLog:
 
 @pytest.fixture
 async def one_connection_server(start_server) -> AsyncIterator[tuple[object, StatementLog]]:
-    """A server whose pool has exactly one connection, with every statement it runs logged."""
-    running = await start_server(pool_min_size=1, pool_max_size=1)
+    """A server whose pool has exactly one connection, with every statement it runs logged.
+
+    Its periodic change-log compaction is off: its round at start-up runs on that same
+    connection and would land in whichever call it overlaps."""
+    running = await start_server(pool_min_size=1, pool_max_size=1, history_retention_days=0)
     statements = StatementLog()
     async with running.app.pool.acquire() as connection:
         connection.add_query_logger(statements)
