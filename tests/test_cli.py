@@ -235,9 +235,9 @@ async def test_cli_refuses_a_token_name_that_cannot_be_stored(database_url, next
     assert err.strip() == "error: --name: name is required"
 
 
-async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subprocess.Process:
-    """Starts `tierset dev` on `database_url` and waits until it serves."""
-    process = await asyncio.create_subprocess_exec(
+async def _spawn_dev(database_url: str, data_dir, port: int) -> asyncio.subprocess.Process:
+    """A `tierset dev` subprocess on `database_url`, gRPC on `port`, output piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tierset.cli",
@@ -255,6 +255,11 @@ async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subproce
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def _start_dev(database_url: str, data_dir, port: int) -> asyncio.subprocess.Process:
+    """Starts `tierset dev` on `database_url` and waits until it serves."""
+    process = await _spawn_dev(database_url, data_dir, port)
     async with asyncio.timeout(30):
         await client.wait_until_serving(f"127.0.0.1:{port}")
     return process
@@ -362,23 +367,7 @@ LIST_HEADER = "ID\tNAME\tCREATED\tSTATE"
 
 async def _run_dev_to_the_end(database_url: str, data_dir) -> tuple[int, str]:
     """Runs `tierset dev` that is expected to stop by itself; returns (exit code, output)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tierset.cli",
-        "dev",
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "TIERSET_DATA_DIR": str(data_dir),
-            "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
-            "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{free_port()}",
-            "TIERSET_METRICS_ADDRESS": "",
-            "TIERSET_GATEWAY_METRICS_ADDRESS": "",
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    process = await _spawn_dev(database_url, data_dir, free_port())
     out, _ = await asyncio.wait_for(process.communicate(), timeout=60)
     return process.returncode or 0, out.decode()
 
