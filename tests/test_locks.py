@@ -349,3 +349,26 @@ async def test_a_lock_racing_an_override_never_lets_both_win(
             "SELECT count(*) FROM settings WHERE key = $1 AND level <> 'GLOBAL'", key
         )
         assert (locked, overrides) in {(True, 0), (False, 1)}
+
+
+async def test_an_unlock_then_a_delete_in_one_changeset_removes_a_locked_value(
+    settings_stub, db, unique_key
+):
+    key = unique_key()
+    await _set_global(settings_stub, key)
+    await settings_stub.LockSetting(pb.LockSettingRequest(key=key))
+    unlock = pb.SettingChange(operation=pb.CHANGE_OPERATION_UNLOCK, key=key)
+    delete = pb.SettingChange(operation=pb.CHANGE_OPERATION_DELETE, key=key)
+
+    refused = await _refusal(
+        settings_stub.ApplyChanges(pb.ApplyChangesRequest(changes=[delete, unlock]))
+    )
+    applied = await settings_stub.ApplyChanges(pb.ApplyChangesRequest(changes=[unlock, delete]))
+
+    assert error_info(refused).reason == "KEY_LOCKED"
+    assert error_info(refused).metadata["index"] == "0"
+    assert [r.outcome for r in applied.results] == [
+        pb.CHANGE_OUTCOME_UNLOCKED,
+        pb.CHANGE_OUTCOME_DELETED,
+    ]
+    assert await db.fetchval("SELECT count(*) FROM settings WHERE key = $1", key) == 0

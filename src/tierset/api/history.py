@@ -126,10 +126,11 @@ def change_to_proto(change: Change) -> settings_pb2.Change:
             value=encode_value(change.new_type, change.new_value),
             level=LEVEL_TO_PROTO[change.level],
             version=change.new_version or 0,
-            # A lock changes no value: the value's last change is not this one.
+            # A lock changes no value: its last change and write are not this row's.
             mod_revision=change.revision if change.operation in ("PUT", "DELETE") else 0,
         )
-        new.update_time.FromDatetime(change.change_time)
+        if change.operation in ("PUT", "DELETE"):
+            new.update_time.FromDatetime(change.change_time)
         if change.operation == "LOCK":
             new.lock.actor.CopyFrom(actor_to_proto(change.actor))
             new.lock.lock_time.FromDatetime(change.change_time)
