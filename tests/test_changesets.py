@@ -37,6 +37,18 @@ def other(operation: int, key: str, scope: pb.Scope | None = None, **fields) -> 
     return change
 
 
+def single_put(stub, scope: pb.Scope, key: str, n: int):
+    """PutSetting of an INTEGER (a single write, outside any changeset)."""
+    return stub.PutSetting(
+        pb.PutSettingRequest(
+            scope=scope,
+            key=key,
+            type=pb.SETTING_TYPE_INTEGER,
+            value=pb.SettingValue(integer_value=n),
+        )
+    )
+
+
 async def _refusal(call) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
@@ -319,16 +331,7 @@ async def test_a_changeset_can_create_and_lock_a_global_value(settings_stub, fam
     applied = await settings_stub.ApplyChanges(
         pb.ApplyChangesRequest(changes=[put(key, 1), other(LOCK, key)])
     )
-    refused = await _refusal(
-        settings_stub.PutSetting(
-            pb.PutSettingRequest(
-                scope=account,
-                key=key,
-                type=pb.SETTING_TYPE_INTEGER,
-                value=pb.SettingValue(integer_value=2),
-            )
-        )
-    )
+    refused = await _refusal(single_put(settings_stub, account, key, 2))
 
     assert [r.outcome for r in applied.results] == [
         pb.CHANGE_OUTCOME_CREATED,
@@ -355,16 +358,7 @@ async def test_a_single_put_waiting_for_the_counter_sees_a_lock_committed_meanwh
                 )
             )
             await _until_waiting(db, 1)
-            single = asyncio.ensure_future(
-                settings_stub.PutSetting(
-                    pb.PutSettingRequest(
-                        scope=account,
-                        key=key,
-                        type=pb.SETTING_TYPE_INTEGER,
-                        value=pb.SettingValue(integer_value=2),
-                    )
-                )
-            )
+            single = asyncio.ensure_future(single_put(settings_stub, account, key, 2))
             await _until_waiting(db, 2)
         await changeset
         error = await _refusal(single)
@@ -392,14 +386,7 @@ async def test_changesets_racing_single_writes_keep_revisions_in_commit_order(
     start = (await _state(db))[0]
 
     async def single(n: int):
-        return await settings_stub.PutSetting(
-            pb.PutSettingRequest(
-                scope=account,
-                key=key,
-                type=pb.SETTING_TYPE_INTEGER,
-                value=pb.SettingValue(integer_value=n),
-            )
-        )
+        return await single_put(settings_stub, account, key, n)
 
     async def changeset(n: int):
         return await settings_stub.ApplyChanges(

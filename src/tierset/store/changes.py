@@ -183,7 +183,7 @@ async def run_changes(
             applied: list[Applied] = []
             for index, change in enumerate(changes):
                 try:
-                    done, seq = await _apply(connection, change, revision, seq, actor, reason)
+                    done, seq = await apply_one(connection, change, revision, seq, actor, reason)
                 except TiersetError as error:
                     raise errors.at_index(error, index) if indexed else error from None
                 except asyncpg.ForeignKeyViolationError:
@@ -209,7 +209,7 @@ async def run_changes(
     return result
 
 
-async def _apply(
+async def apply_one(
     connection: Any,
     change: PlannedChange,
     revision: int,
@@ -217,8 +217,8 @@ async def _apply(
     actor: Actor,
     reason: str,
 ) -> tuple[Applied, int]:
-    """Applies one change as row `seq` (onwards) of `revision`; returns what it did and
-    the next free seq."""
+    """Applies one change as row `seq` (onwards) of `revision`, in a transaction that holds
+    the counter (a changeset's, a restore's); returns what it did and the next free seq."""
     level, account_id, retailer_id = change.where()
     key = change.key
     if change.operation is Operation.PUT:

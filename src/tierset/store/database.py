@@ -842,6 +842,8 @@ class Store(PoolClient):
         Raises NOT_FOUND for an unknown scope, FAILED_PRECONDITION (REVISION_COMPACTED)
         below the compacted revision, OUT_OF_RANGE (FUTURE_REVISION) past the current.
         """
+        from tierset.store.changes import Operation, PlannedChange, apply_one  # as apply_changes
+
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
         if scope is not None and not await self._fetchval(
@@ -867,58 +869,33 @@ class Store(PoolClient):
                     states = await connection.fetch(
                         query("setting_states_at"), *where, keys, revision
                     )
+                    seq = 0
                     for state in states:
                         if (state["current_type"], _canonical(state["current_value"])) == (
                             state["target_type"],
                             _canonical(state["target_value"]),
                         ):
                             continue
-                        seq = len(changed)
-                        await self._restore_allowed(connection, where, state, new_revision)
-                        if state["target_value"] is None:
-                            await connection.fetchval(
-                                query("delete_at_revision"),
-                                *where,
-                                state["key"],
-                                new_revision,
-                                seq,
-                                *actor.columns(),
-                                logged_reason,
-                            )
-                        else:
-                            await connection.fetchval(
-                                query("put_at_revision"),
-                                *where,
-                                state["key"],
-                                state["target_type"],
-                                state["target_value"],
-                                new_revision,
-                                seq,
-                                *actor.columns(),
-                                logged_reason,
-                            )
-                        changed.append(state["key"])
+                        # The changeset's own change: the same lock checks, the same log rows.
+                        deleting = state["target_value"] is None
+                        change = PlannedChange(
+                            Operation.DELETE if deleting else Operation.PUT,
+                            scope,
+                            state["key"],
+                            setting_type=None if deleting else SettingType(state["target_type"]),
+                            value_json=state["target_value"],
+                        )
+                        _, after = await apply_one(
+                            connection, change, new_revision, seq, actor, logged_reason
+                        )
+                        if after > seq:
+                            changed.append(state["key"])
+                            seq = after
                     if not changed:
                         raise _NothingToDo  # rolls the counter back: no revision spent
             except _NothingToDo:
                 return RestoreResult(None, [])
         return RestoreResult(new_revision, changed)
-
-    @staticmethod
-    async def _restore_allowed(
-        connection: Any, where: tuple[str, int | None, int | None], state: Any, revision: int
-    ) -> None:
-        """Raises KEY_LOCKED when restoring `state` would override a lock above, or delete a
-        locked value (the restore holds the counter: what this reads stays true)."""
-        key = state["key"]
-        if state["target_value"] is None:
-            row = await connection.fetchrow(query("setting_for_lock"), *where, key)
-            if row is not None and row["lock_revision"] is not None:
-                raise key_locked(key, row, None)
-            return
-        lock = await connection.fetchrow(query("lock_above"), *where, key, revision)
-        if lock is not None:
-            raise key_locked(key, lock, Level(where[0]))
 
     async def current_revision(self) -> tuple[int, int]:
         """The current and the compacted revision."""
