@@ -11,6 +11,7 @@ import grpc
 import pytest
 
 from tests.helpers import error_info
+from tests.watching import Response, watching
 from tierset.core.authz import Role
 from tierset.v1 import settings_pb2 as pb
 
@@ -372,3 +373,30 @@ async def test_an_unlock_then_a_delete_in_one_changeset_removes_a_locked_value(
         pb.CHANGE_OUTCOME_DELETED,
     ]
     assert await db.fetchval("SELECT count(*) FROM settings WHERE key = $1", key) == 0
+
+
+async def test_watch_hears_the_overrides_a_lock_removes_and_nothing_for_the_lock(
+    settings_stub, family, unique_key
+):
+    _, retailer = family
+    overridden, plain = unique_key(), unique_key()
+    for key in (overridden, plain):
+        await _set_global(settings_stub, key, 1)
+    await _put(settings_stub, pb.Scope(retailer_id=retailer), overridden, 5)
+    scope = pb.Scope(retailer_id=retailer)
+    async with watching(settings_stub, scope=scope, keys=[overridden, plain]) as stream:
+        assert (await stream.next()).kind == Response.KIND_SNAPSHOT
+
+        removing = await settings_stub.LockSetting(
+            pb.LockSettingRequest(key=overridden, remove_overrides=True)
+        )
+        removal = await stream.next()
+        await settings_stub.LockSetting(pb.LockSettingRequest(key=plain))  # no event
+        later = await _set_global(settings_stub, plain, 2)
+        following = await stream.next()
+
+    assert removal.revision == removing.revision
+    [event] = removal.events
+    assert (event.key, event.previous.value.integer_value) == (overridden, 5)
+    assert (event.setting.level, event.setting.value.integer_value) == (pb.SETTING_LEVEL_GLOBAL, 1)
+    assert following.revision == later.revision  # the lock of `plain` sent nothing
