@@ -350,7 +350,9 @@ async def test_a_single_put_waiting_for_the_counter_sees_a_lock_committed_meanwh
     for _ in range(10):
         key = unique_key()
         async with db.acquire() as holder, holder.transaction():
-            await holder.execute("UPDATE revision_counter SET revision = revision WHERE only_row")
+            # Locked, not updated: waiters then queue on this row version in order (an
+            # update would send each to the new version, racing, when it commits).
+            await holder.execute("SELECT 1 FROM revision_counter WHERE only_row FOR UPDATE")
             # The changeset and the put both queue behind the held counter, changeset first.
             changeset = asyncio.ensure_future(
                 settings_stub.ApplyChanges(
