@@ -347,6 +347,7 @@ def test_a_success_refunds_its_reservation_and_a_busy_refusal_is_given_back():
     assert raised.value.reason == "AUTH_THROTTLED"
 
 
+@pytest.mark.parametrize("throttled_server", [limits(60, user_source=2)], indirect=True)
 async def test_ipv6_addresses_of_one_slash_64_count_as_one_source(
     throttled_server, make_caller, oauth_client
 ):
