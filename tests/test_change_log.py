@@ -207,7 +207,7 @@ async def test_migration_brings_existing_settings_forward_without_inventing_hist
                 key,
                 age,
             )
-        assert await migrate(connection) == [5, 6]
+        assert await migrate(connection) == [5, 6, 7]
         numbered = await connection.fetch(
             "SELECT key, create_revision, mod_revision FROM settings ORDER BY key"
         )

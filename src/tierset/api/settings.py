@@ -13,6 +13,7 @@ import grpc
 
 from tierset.api import history as messages
 from tierset.api.history import setting_to_proto
+from tierset.api.keydefs import KeyDefinitionRpcs
 from tierset.core import authz, errors
 from tierset.core.values import (
     Level,
@@ -22,7 +23,10 @@ from tierset.core.values import (
 from tierset.ops.large_reads import off_loop
 from tierset.services import history as history_service
 from tierset.services import settings as service
+from tierset.services.definitions import KeyDefinitionsService
+from tierset.services.keydefs import Definitions
 from tierset.store.database import Resolution, ScopeRef, Store
+from tierset.store.definitions import DefinitionStore
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 # Where a GetSettingsResponse is kept among a Resolution's renderings.
@@ -166,12 +170,15 @@ class _HistoryRpcs:
         )
 
 
-class SettingsService(_HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
+class SettingsService(_HistoryRpcs, KeyDefinitionRpcs, settings_pb2_grpc.SettingsServiceServicer):
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
-    def __init__(self, store: Store) -> None:
-        self._settings = service.SettingsService(store)
-        self._history = history_service.HistoryService(store)
+    def __init__(self, store: Store, definitions: Definitions | None = None) -> None:
+        # One copy of the key definitions for every method (services/keydefs.py).
+        definitions = definitions or Definitions(DefinitionStore.sharing(store))
+        self._settings = service.SettingsService(store, definitions)
+        self._history = history_service.HistoryService(store, definitions)
+        self._key_definitions = KeyDefinitionsService(definitions)
 
     async def GetSettings(
         self, request: settings_pb2.GetSettingsRequest, context: grpc.aio.ServicerContext

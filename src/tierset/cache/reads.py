@@ -46,6 +46,7 @@ from tierset.store.database import (
     ScopeRef,
     Store,
     WriteResult,
+    WriteRules,
 )
 from tierset.store.listener import Listener, Subscription
 from tierset.store.revisions import NO_ACTOR, Actor
@@ -263,6 +264,7 @@ class CachedStore(Store):
         expected_version: int | None = None,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        definitions_version: int | None = None,
     ) -> WriteResult:
         """Like :meth:`Store.write`; this process's cache forgets the scope either way.
 
@@ -270,7 +272,14 @@ class CachedStore(Store):
         """
         try:
             return await super().write(
-                scope, key, setting_type, value_json, expected_version, actor, reason
+                scope,
+                key,
+                setting_type,
+                value_json,
+                expected_version,
+                actor,
+                reason,
+                definitions_version,
             )
         finally:
             self.cache.invalidate_scope(scope)
@@ -296,10 +305,11 @@ class CachedStore(Store):
         revision: int,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        rules: WriteRules | None = None,
     ) -> RestoreResult:
         """Like :meth:`Store.restore`; this process's cache forgets the scope either way."""
         try:
-            return await super().restore(scope, keys, revision, actor, reason)
+            return await super().restore(scope, keys, revision, actor, reason, rules)
         finally:
             self.cache.invalidate_scope(scope)
 

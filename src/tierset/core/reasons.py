@@ -60,6 +60,12 @@ class Reason(StrEnum):
     CLIENT_EXISTS = "CLIENT_EXISTS"
     VERSION_MISMATCH = "VERSION_MISMATCH"
     WRITE_CONTENDED = "WRITE_CONTENDED"
+    # Key definitions and one type per key (issue 14).
+    TYPE_MISMATCH = "TYPE_MISMATCH"
+    LEVEL_NOT_ALLOWED = "LEVEL_NOT_ALLOWED"
+    SCHEMA_VIOLATION = "SCHEMA_VIOLATION"
+    DEFINITION_CONFLICT = "DEFINITION_CONFLICT"
+    KEY_DEFINITION_NOT_FOUND = "KEY_DEFINITION_NOT_FOUND"
     # History the change log no longer holds (FAILED_PRECONDITION).
     REVISION_COMPACTED = "REVISION_COMPACTED"
     # A watcher that read too slowly (ABORTED): resume from the revision in metadata.

@@ -11,6 +11,8 @@ Writes: the scope is authorised before the key, the type and the value are
 looked at, so a caller without the permission learns nothing about what it
 sent; a large value is checked off the event loop. Every write is logged with the
 caller and the call's request id (services.history.actor_of) and the caller's reason.
+Every put is checked against the key definitions and the key's type at the other
+levels (services.keydefs), and a secret value is masked for a caller who may not see it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,16 @@ from tierset.core.authz import Permission, Principal
 from tierset.core.values import Level, SettingType, check_key, check_keys, setting_type_from_proto
 from tierset.ops.large_reads import off_loop
 from tierset.services.history import actor_of, check_reason
+from tierset.services.keydefs import (
+    Definitions,
+    KeyRules,
+    masking_for,
+    may_see_secrets,
+    type_errors_for,
+)
 from tierset.services.scopes import authorize_scope
 from tierset.store.database import Resolution, ScopeRef, Store, WriteResult
+from tierset.store.definitions import DefinitionStore
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,9 @@ def _expected_version(expected_version: int | None) -> int | None:
 class SettingsService:
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, definitions: Definitions | None = None) -> None:
         self._store = store
+        self._definitions = definitions or Definitions(DefinitionStore.sharing(store))
 
     async def resolve(
         self,
@@ -83,7 +94,9 @@ class SettingsService:
                 authz.require(principal, Permission.SETTINGS_VIEW, None)
             raise
         authz.require(principal, Permission.SETTINGS_VIEW, resolution.account_id)
-        return resolution
+        if may_see_secrets(principal):
+            return resolution
+        return (await masking_for(principal, self._definitions)).resolution(resolution)
 
     async def put(
         self,
@@ -129,12 +142,18 @@ class SettingsService:
         setting_type = setting_type_from_proto(type_number)
         # Checking a megabyte of JSON takes a while: off the loop, like a large read.
         value_json = await off_loop(value.size, lambda: value.decode(key, setting_type))
-        return await self._store.write(
-            scope,
-            key,
-            setting_type,
-            value_json,
-            _expected_version(expected_version),
-            actor_of(principal),
-            reason,
-        )
+        level = Level.GLOBAL if scope is None else scope.level
+        expected = _expected_version(expected_version)
+        actor = actor_of(principal)
+
+        async def write(rules: KeyRules) -> WriteResult:
+            # The definitions' check (services/keydefs.py), as every other put passes it.
+            await off_loop(
+                value.size, lambda: rules.check_write(level, key, setting_type, value_json)
+            )
+            return await self._store.write(
+                scope, key, setting_type, value_json, expected, actor, reason, rules.version
+            )
+
+        with type_errors_for(principal):
+            return await self._definitions.checked(write)

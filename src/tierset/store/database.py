@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -29,6 +29,7 @@ from tierset.core import errors
 from tierset.core.reasons import Reason
 from tierset.core.values import MAX_READ_BYTES, Level, SettingType, compact_json
 from tierset.ops.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
+from tierset.store.keytypes import DefinitionsChanged, raise_for_statement
 from tierset.store.revisions import (
     NO_ACTOR,
     Actor,
@@ -90,6 +91,8 @@ class StoredSetting:
     update_time: datetime
     create_revision: int = 0
     mod_revision: int = 0
+    # The value is a secret this caller may not see: `value` holds nothing (services/keydefs.py).
+    masked: bool = False
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,59 @@ def _is_lost(connection: Any) -> bool:
         return True
 
 
+class WriteRules(Protocol):
+    """What a put is checked against besides its type: the key definitions as of
+    `version` (services/keydefs.py). `check_write` raises the refusal of one put."""
+
+    @property
+    def version(self) -> int: ...
+
+    def check_write(
+        self, level: Level, key: str, setting_type: SettingType, value_json: str
+    ) -> None: ...
+
+
+async def put_at_revision(
+    connection: Any,
+    level: str,
+    account_id: int | None,
+    retailer_id: int | None,
+    key: str,
+    setting_type: SettingType,
+    value_json: str,
+    revision: int,
+    seq: int,
+    actor: Actor,
+    reason: str,
+) -> int:
+    """One put of a multi-change transaction that already holds `revision` (taken by its
+    first statement, so the counter is held): ``put_at_revision``, logged as row `seq`.
+
+    Raises FAILED_PRECONDITION (TYPE_MISMATCH) when another level holds the key with
+    another type (the transaction must then roll back); the caller checks `WriteRules`
+    for the put first. Returns the setting's id.
+    """
+    try:
+        return int(
+            await connection.fetchval(
+                query("put_at_revision"),
+                level,
+                account_id,
+                retailer_id,
+                key,
+                setting_type.value,
+                value_json,
+                revision,
+                seq,
+                *actor.columns(),
+                reason,
+            )
+        )
+    except asyncpg.PostgresError as error:
+        raise_for_statement(error, key, setting_type)
+        raise
+
+
 class PoolClient:
     """What every part that queries the pool shares: connections that give up waiting after
     the acquire timeout, and that are never reused once asyncpg has lost track of them.
@@ -441,13 +497,18 @@ class Store(PoolClient):
         expected_version: int | None = None,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        definitions_version: int | None = None,
     ) -> WriteResult:
         """Creates or updates one setting atomically and logs it; `scope` None means GLOBAL.
 
         With `expected_version`, writes only if the stored version matches (0:
         only if it does not exist yet), else raises ABORTED. One statement in
         autocommit (``put_setting``): the change, its log row and its revision
-        commit together, or none of them does.
+        commit together, or none of them does. Raises FAILED_PRECONDITION
+        (TYPE_MISMATCH) when the key is stored with another type at another level,
+        and DefinitionsChanged when the key definitions are no longer those of
+        `definitions_version` (the version the value was checked against; None: not
+        checked). Either way nothing is written (store/keytypes.py).
         """
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
@@ -456,12 +517,18 @@ class Store(PoolClient):
             for _ in range(_RACE_RETRIES):
                 try:
                     row = await connection.fetchrow(
-                        query("put_setting"), *args, expected_version, *actor.columns(), reason
+                        query("put_setting"),
+                        *args,
+                        expected_version,
+                        *actor.columns(),
+                        reason,
+                        definitions_version,
                     )
                 except asyncpg.ForeignKeyViolationError:
                     assert scope is not None  # GLOBAL rows reference nothing
                     raise _scope_not_found(scope) from None
                 except asyncpg.PostgresError as error:
+                    raise_for_statement(error, key, setting_type)
                     if error.sqlstate == _RACED:
                         continue
                     if error.sqlstate != _REFUSED:
@@ -765,6 +832,7 @@ class Store(PoolClient):
         revision: int,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        rules: WriteRules | None = None,
     ) -> RestoreResult:
         """Sets `keys` of one level and scope (None: GLOBAL) back to their value after
         `revision`: a put or a delete per key that differs, a no-op for one that does
@@ -773,6 +841,9 @@ class Store(PoolClient):
 
         Raises NOT_FOUND for an unknown scope, FAILED_PRECONDITION (REVISION_COMPACTED)
         below the compacted revision, OUT_OF_RANGE (FUTURE_REVISION) past the current.
+        Each put is checked as a single write is: `rules` (the key definitions, checked
+        against the version this transaction holds; DefinitionsChanged when it moved)
+        and one type per key (TYPE_MISMATCH); any refusal restores nothing.
         """
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
@@ -796,6 +867,8 @@ class Store(PoolClient):
                     check_readable(
                         revision, taken["compacted_revision"], new_revision - 1, "revision"
                     )
+                    if rules is not None and rules.version != taken["definitions_version"]:
+                        raise DefinitionsChanged
                     states = await connection.fetch(
                         query("setting_states_at"), *where, keys, revision
                     )
@@ -817,15 +890,20 @@ class Store(PoolClient):
                                 logged_reason,
                             )
                         else:
-                            await connection.fetchval(
-                                query("put_at_revision"),
+                            target_type = SettingType(state["target_type"])
+                            if rules is not None:
+                                rules.check_write(
+                                    level, state["key"], target_type, state["target_value"]
+                                )
+                            await put_at_revision(
+                                connection,
                                 *where,
                                 state["key"],
-                                state["target_type"],
+                                target_type,
                                 state["target_value"],
                                 new_revision,
                                 seq,
-                                *actor.columns(),
+                                actor,
                                 logged_reason,
                             )
                         changed.append(state["key"])

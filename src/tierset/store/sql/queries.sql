@@ -58,7 +58,12 @@ SELECT 1;
 -- $1 level, $2 account_id, $3 retailer_id, $4 key, $5 type, $6 value (JSON
 -- text), $7 expected version (NULL: any; 0: only if it does not exist yet; n:
 -- only if it is at version n), $8..$12 the actor (user id, username, credential
--- kind, credential id, request id), $13 the reason.
+-- kind, credential id, request id), $13 the reason, $14 the definitions version
+-- the value was checked against (NULL: none checked; migration 0007).
+-- Two checks run once the counter is held, so nothing can change them before
+-- the commit: the definitions are still those of $14 (else TS412: check again),
+-- and no other (level, scope) holds the key with another type
+-- (tierset_check_key_type, TS422), which the insert waits for (`checked`).
 -- Order inside the statement is forced by data dependencies, not hoped for:
 -- `old` waits for `rev` (its gating condition reads it), the insert reads
 -- `old` (the count), so every writer takes the counter before any settings row
@@ -69,7 +74,13 @@ SELECT 1;
 -- runs the statement again. Nothing written (a stale or create-only write)
 -- raises TS409, so the counter bump rolls back with it: no revision is spent.
 WITH rev AS (
-    UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision
+    UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true
+    RETURNING revision, definitions_version
+), checked AS (
+    SELECT tierset_check_key_type($1::text::setting_level, coalesce($3, $2, 0), $4,
+                                  $5::text::setting_type) AS ok
+      FROM rev
+     WHERE $14::bigint IS NULL OR rev.definitions_version = $14::bigint
 ), old AS (
     SELECT s.* FROM settings s
      WHERE (SELECT revision FROM rev) IS NOT NULL
@@ -80,7 +91,7 @@ WITH rev AS (
            (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
     SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb,
            rev.revision, rev.revision
-      FROM rev, (SELECT count(*) AS n FROM old) o
+      FROM rev, checked, (SELECT count(*) AS n FROM old) o
      WHERE $7::bigint IS NULL OR $7 = 0 OR o.n > 0
     ON CONFLICT (level, scope_id, key) DO UPDATE
        SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
@@ -107,7 +118,9 @@ WITH rev AS (
 )
 SELECT up.id, up.version, up.create_revision, up.mod_revision, up.update_time,
        old.id IS NULL AS created, rev.revision,
-       CASE WHEN up.id IS NULL THEN tierset_refuse_change()
+       CASE WHEN $14::bigint IS NOT NULL AND rev.definitions_version <> $14::bigint
+                 THEN tierset_definitions_changed()
+            WHEN up.id IS NULL THEN tierset_refuse_change()
             WHEN old.id IS NULL AND NOT up.inserted THEN tierset_retry_change()
        END AS refused,
        (SELECT count(*) FROM logged) AS logged
@@ -663,7 +676,8 @@ SELECT counter.revision AS current_revision, counter.compacted_revision, sized.*
 -- its whole transaction: every other writer waits (they all take the counter
 -- before touching a settings row), so what it reads stays true until it
 -- commits. Restores are rare; single writes keep the short window.
-UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision, compacted_revision;
+UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true
+RETURNING revision, compacted_revision, definitions_version;
 
 -- name: setting_states_at
 -- For one level ($1), scope ($2 account_id, $3 retailer_id) and keys ($4):
@@ -688,7 +702,8 @@ SELECT k.key,
 -- name: put_at_revision
 -- One put of a multi-key change that already holds revision $7 (a restore):
 -- put_setting without the counter, the log row numbered $8 within the revision.
--- $1..$6 as put_setting, $9..$13 the actor, $14 the reason.
+-- $1..$6 as put_setting, $9..$13 the actor, $14 the reason. The key's type is
+-- checked as put_setting checks it (TS422); the caller checks the definitions.
 WITH old AS (
     SELECT s.* FROM settings s
      WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
@@ -698,6 +713,8 @@ WITH old AS (
            (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
     SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb, $7, $7
       FROM (SELECT count(*) AS n FROM old) o
+     WHERE tierset_check_key_type($1::text::setting_level, coalesce($3, $2, 0), $4,
+                                  $5::text::setting_type)
     ON CONFLICT (level, scope_id, key) DO UPDATE
        SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
            update_time = now(), mod_revision = EXCLUDED.mod_revision
@@ -837,3 +854,84 @@ SELECT s.id, s.key, s.type::text AS type, s.value::text AS value, s.level::text 
    AND s.key >= $3::text AND s.key < $4::text
  ORDER BY s.key, s.level DESC
  LIMIT $5;
+
+-- Key definitions and one type per key (migration 0007, store/definitions.py).
+
+-- name: key_definitions_all
+-- Every definition and the definitions version, in one snapshot (one row with a
+-- NULL key when there are none).
+SELECT c.definitions_version, d.key, d.type::text AS type, d.description,
+       d.value_schema::text AS value_schema, d.secret, d.allowed_levels::text[] AS allowed_levels,
+       d.version, d.create_time, d.update_time, d.updated_by
+  FROM revision_counter c
+  LEFT JOIN key_definitions d ON true
+ ORDER BY d.key;
+
+-- name: key_definition_get
+SELECT key, type::text AS type, description, value_schema::text AS value_schema, secret,
+       allowed_levels::text[] AS allowed_levels, version, create_time, update_time, updated_by
+  FROM key_definitions WHERE key = $1;
+
+-- name: key_definitions_page
+-- Definitions by key after $1 (bytewise), at most $2.
+SELECT key, type::text AS type, description, value_schema::text AS value_schema, secret,
+       allowed_levels::text[] AS allowed_levels, version, create_time, update_time, updated_by
+  FROM key_definitions WHERE key > $1::text ORDER BY key LIMIT $2;
+
+-- name: take_definitions_version
+-- A definition change takes the revision counter's row lock first, like every
+-- setting write, and holds it to its commit: writers and definers take turns.
+-- It bumps only the definitions version (a write checked against an older one
+-- is refused TS412 and checked again), spending no revision.
+UPDATE revision_counter SET definitions_version = definitions_version + 1
+ WHERE only_row = true
+RETURNING definitions_version;
+
+-- name: stored_values_of_key
+-- Every stored value of key $1, least specific level first (settings_type_key:
+-- one probe per type).
+SELECT level::text AS level, account_id, retailer_id, type::text AS type, value::text AS value
+  FROM settings
+ WHERE type = ANY (enum_range(NULL::setting_type)) AND key = $1
+ ORDER BY level, scope_id;
+
+-- name: key_definition_upsert
+-- $1 key, $2 type, $3 description, $4 JSON Schema (JSON text or NULL), $5 secret,
+-- $6 allowed levels, $7 who, $8 the definitions version taken for it.
+INSERT INTO key_definitions AS d
+       (key, type, description, value_schema, secret, allowed_levels, updated_by,
+        definitions_version)
+VALUES ($1, $2::text::setting_type, $3, $4::text::jsonb, $5, $6::text[]::setting_level[], $7, $8)
+ON CONFLICT (key) DO UPDATE
+   SET type = EXCLUDED.type, description = EXCLUDED.description,
+       value_schema = EXCLUDED.value_schema, secret = EXCLUDED.secret,
+       allowed_levels = EXCLUDED.allowed_levels, updated_by = EXCLUDED.updated_by,
+       definitions_version = EXCLUDED.definitions_version, version = d.version + 1,
+       update_time = now()
+RETURNING d.key, d.type::text AS type, d.description, d.value_schema::text AS value_schema,
+          d.secret, d.allowed_levels::text[] AS allowed_levels, d.version, d.create_time,
+          d.update_time, d.updated_by, (d.xmax = 0) AS created;
+
+-- name: key_definition_delete
+DELETE FROM key_definitions WHERE key = $1
+RETURNING key, type::text AS type, description, value_schema::text AS value_schema, secret,
+          allowed_levels::text[] AS allowed_levels, version, create_time, update_time, updated_by;
+
+-- name: notify_definitions
+-- Tells every process to read its definitions again (sent at commit).
+SELECT pg_notify('tierset_key_definitions', $1);
+
+-- name: mixed_type_keys
+-- Keys stored with more than one type (databases written before migration 0007
+-- allowed it): per key and type, how many (level, scope)s hold it and the first
+-- $1 of them. Reported by `tierset check`, never rewritten.
+WITH mixed AS (
+    SELECT key FROM settings GROUP BY key HAVING count(DISTINCT type) > 1
+)
+SELECT s.key, s.type::text AS type, count(*) AS n,
+       (array_agg(CASE WHEN s.level = 'GLOBAL' THEN 'GLOBAL'
+                       ELSE s.level::text || ' ' || s.scope_id END
+                  ORDER BY s.level, s.scope_id))[1:$1] AS scopes
+  FROM settings s JOIN mixed USING (key)
+ GROUP BY s.key, s.type
+ ORDER BY s.key, s.type;
