@@ -194,8 +194,20 @@ async def test_rest_answers_a_schema_violation_400_naming_the_path(
         (json.dumps({"minimum": "one"}), "not a valid JSON Schema"),
         (json.dumps({"$ref": "https://example.com/schema.json"}), "is not local"),
         (json.dumps({"const": "\u0000"}), "NUL"),
+        (json.dumps({"$ref": "#/$defs/missing"}), "points at nothing"),
+        (json.dumps({"$ref": "#"}), "refers to itself without end"),
+        (json.dumps({"pattern": "("}), "not a valid JSON Schema"),
     ],
-    ids=["not-json", "bad-type", "bad-minimum", "remote-ref", "unstorable"],
+    ids=[
+        "not-json",
+        "bad-type",
+        "bad-minimum",
+        "remote-ref",
+        "unstorable",
+        "dangling-ref",
+        "endless-ref",
+        "bad-regex",
+    ],
 )
 async def test_an_invalid_schema_is_refused_on_define(settings_stub, unique_key, schema, wrong):
     key = unique_key("BADSCHEMA")

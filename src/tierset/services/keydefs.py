@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 
 import jsonschema
 import referencing
+import referencing.jsonschema
 from jsonschema.exceptions import best_match
 
 from tierset.core import errors
@@ -71,7 +72,8 @@ MAX_OFFENDERS_SHOWN = 20
 _DEFINITION_RETRIES = 5
 _ALL_LEVELS = (Level.GLOBAL, Level.ACCOUNT, Level.RETAILER)
 # No remote `$ref` is ever fetched: an empty registry resolves nothing outside the schema.
-_NO_RETRIEVAL = referencing.Registry()
+_NO_RETRIEVAL: referencing.Registry[Any] = referencing.Registry()
+_SCHEMA_URI = "urn:tierset:value-schema"
 
 
 def _refs(node: Any) -> Iterable[str]:
@@ -79,9 +81,10 @@ def _refs(node: Any) -> Iterable[str]:
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            ref = item.get("$ref")
-            if isinstance(ref, str):
-                yield ref
+            for keyword in ("$ref", "$dynamicRef"):
+                ref = item.get(keyword)
+                if isinstance(ref, str):
+                    yield ref
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
@@ -102,12 +105,32 @@ def compile_schema(
             f"not a valid JSON Schema (Draft 2020-12): at {error.json_path}, "
             f"{errors.clip(error.message, 200)}",
         ) from None
+    resolver = _NO_RETRIEVAL.with_resource(
+        _SCHEMA_URI, referencing.jsonschema.DRAFT202012.create_resource(schema)
+    ).resolver(base_uri=_SCHEMA_URI)
     for ref in _refs(schema):
         if not ref.startswith("#"):
             raise errors.bad_field(
                 field_path, f"$ref {errors.clip(ref, 80)!r} is not local: only '#...' refs"
             )
-    return jsonschema.Draft202012Validator(schema, registry=_NO_RETRIEVAL)
+        try:
+            resolver.lookup(ref)
+        except referencing.exceptions.Unresolvable:
+            raise errors.bad_field(
+                field_path, f"$ref {errors.clip(ref, 80)!r} points at nothing in the schema"
+            ) from None
+    validator = jsonschema.Draft202012Validator(schema, registry=_NO_RETRIEVAL)
+    samples: tuple[Any, ...] = (None, True, 0, "", [], {})
+    try:
+        # A schema that refers to itself without end ({"$ref": "#"}) fails every value by
+        # recursion: refused here, where a sample of each kind of value finds it.
+        for sample in samples:
+            next(validator.iter_errors(sample), None)
+    except RecursionError:
+        raise errors.bad_field(field_path, "the schema refers to itself without end") from None
+    except Exception:  # jsonschema's own failures (an unresolvable reference, ...)
+        raise errors.bad_field(field_path, "the schema cannot check values") from None
+    return validator
 
 
 @dataclass(frozen=True)
@@ -132,8 +155,10 @@ class KeyDefinition:
             return None
         try:
             failure = best_match(validator.iter_errors(json.loads(value_json)))
-        except referencing.exceptions.Unresolvable:
-            return "$: the schema refers to something it does not hold"
+        except Exception:
+            # Not the value's fault (a reference the schema cannot follow for this value,
+            # recursion): refused all the same, as it cannot be shown to pass.
+            return "$: the schema cannot check this value"
         if failure is None:
             return None
         detail = (

@@ -68,11 +68,16 @@ CREATE FUNCTION tierset_check_key_type(
 DECLARE
     clash record;
 BEGIN
+    -- ORDER BY the index's columns: with LIMIT 1 and a hot key (many rows of one type)
+    -- the planner's estimate of matching rows is far too high and a sequential scan
+    -- looks cheap; in index order the first row is one probe away, and the plan stays
+    -- the index's even when generic (tests/test_query_plan.py).
     SELECT s.type, s.level, s.account_id, s.retailer_id INTO clash
       FROM settings s
      WHERE s.type = ANY (array_remove(enum_range(NULL::setting_type), p_type))
        AND s.key = p_key
        AND NOT (s.level = p_level AND s.scope_id = p_scope_id)
+     ORDER BY s.type, s.key
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'key type mismatch' USING ERRCODE = 'TS422',
