@@ -1479,6 +1479,165 @@ def changeset_line(found: dict[str, Any]) -> str:
     )
 
 
+# Issue 14's target: a put of a key with a JSON Schema definition costs less than this much
+# more than the same put of an undefined key.
+SCHEMA_TARGET_OVERHEAD = 0.20
+SCHEMA_ROUNDS = 6
+SCHEMA_PUTS_PER_ROUND = 400
+# Below the server's pool (10), so no put waits for a connection, only for the counter.
+SCHEMA_IN_FLIGHT = 8
+SCHEMA_KEYS = ("BENCH.SCHEMA.DEFINED", "BENCH.SCHEMA.PLAIN")
+# What a definition's schema typically checks: an object's members, their types, an
+# array's items, bounds, an enum, required members.
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "provider": {"enum": ["STRIPE", "BRAINTREE", "PAYPAL", "AFTERPAY"]},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "enabled": {"type": "boolean"},
+        "limits": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0, "maximum": 100000},
+            "maxItems": 50,
+        },
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "required": ["provider", "currency", "limits"],
+    "additionalProperties": False,
+}
+SCHEMA_VALUE = {
+    "provider": "STRIPE",
+    "currency": "AUD",
+    "enabled": True,
+    "limits": list(range(100, 2100, 100)),
+    "labels": {"en": "Card", "fr": "Carte", "de": "Karte"},
+}
+
+
+async def measure_schema_cost(bench: Bench) -> dict[str, Any]:
+    """A SetGlobal of a JSON value to a key defined with SCHEMA, against the same put of an
+    undefined key, on one server: SCHEMA_ROUNDS alternating rounds of
+    SCHEMA_PUTS_PER_ROUND sequential puts each (one client, so each put's latency is its
+    cost end to end: decode, the definitions' check, the statement and its commit)."""
+    async with (
+        tierset_target("main")(bench) as running,
+        grpc.aio.insecure_channel(running.address) as channel,
+    ):
+        stub = settings_pb2_grpc.SettingsServiceStub(channel)
+        await stub.DefineKey(
+            settings_pb2.DefineKeyRequest(
+                definition=settings_pb2.KeyDefinition(
+                    key=SCHEMA_KEYS[0],
+                    type=settings_pb2.SETTING_TYPE_JSON,
+                    value_schema=json.dumps(SCHEMA),
+                )
+            ),
+            metadata=running.metadata,
+        )
+        request = settings_pb2.SetGlobalRequest(
+            type=settings_pb2.SETTING_TYPE_JSON,
+            value=settings_pb2.SettingValue(json_value=json.dumps(SCHEMA_VALUE)),
+        )
+
+        async def round_ms(key: str, in_flight: int) -> float:
+            """Milliseconds per put: one after the other (latency), or `in_flight` writers
+            at once, each on keys of its own (throughput, the counter serialising them)."""
+            started = time.perf_counter()
+
+            async def writer(n: int) -> None:
+                mine = settings_pb2.SetGlobalRequest()
+                mine.CopyFrom(request)
+                mine.key = key if in_flight == 1 else f"{key}.{n}"
+                for _ in range(SCHEMA_PUTS_PER_ROUND // in_flight):
+                    try:
+                        await stub.SetGlobal(mine, metadata=running.metadata)
+                    except grpc.aio.AioRpcError as error:
+                        # Counted, not fatal: a stalled disk on a shared box can push a
+                        # put past the statement timeout; the figure says how many.
+                        errors[error.code().name] += 1
+
+            await asyncio.gather(*(writer(n) for n in range(in_flight)))
+            return (time.perf_counter() - started) * 1000 / SCHEMA_PUTS_PER_ROUND
+
+        for n in range(SCHEMA_IN_FLIGHT):  # the concurrent writers' keys, defined alike
+            await stub.DefineKey(
+                settings_pb2.DefineKeyRequest(
+                    definition=settings_pb2.KeyDefinition(
+                        key=f"{SCHEMA_KEYS[0]}.{n}",
+                        type=settings_pb2.SETTING_TYPE_JSON,
+                        value_schema=json.dumps(SCHEMA),
+                    )
+                ),
+                metadata=running.metadata,
+            )
+        found: dict[str, Any] = {}
+        errors: Counter[str] = Counter()
+        for in_flight, name in ((1, "sequential"), (SCHEMA_IN_FLIGHT, "concurrent")):
+            for key in SCHEMA_KEYS:  # warm: connections, statements, the definitions' copy
+                await round_ms(key, in_flight)
+            rounds: dict[str, list[float]] = {key: [] for key in SCHEMA_KEYS}
+            for n in range(SCHEMA_ROUNDS):
+                for key in SCHEMA_KEYS if n % 2 == 0 else reversed(SCHEMA_KEYS):
+                    rounds[key].append(await round_ms(key, in_flight))
+            defined, plain = (sorted(rounds[key])[SCHEMA_ROUNDS // 2] for key in SCHEMA_KEYS)
+            found[name] = {
+                "with_schema_ms": round(defined, 3),
+                "without_ms": round(plain, 3),
+                "overhead": round(defined / plain - 1, 4),
+                "rounds_ms": rounds,
+            }
+    return await asyncio.to_thread(schema_check_cost) | {
+        "rounds": SCHEMA_ROUNDS,
+        "puts_per_round": SCHEMA_PUTS_PER_ROUND,
+        "in_flight": SCHEMA_IN_FLIGHT,
+        "value_bytes": len(json.dumps(SCHEMA_VALUE)),
+        **found,
+        # The target is judged on the worse of the two.
+        "overhead": max(found["sequential"]["overhead"], found["concurrent"]["overhead"]),
+        "errors": dict(errors),
+    }
+
+
+def schema_check_cost() -> dict[str, float]:
+    """The definitions' check of one put alone (KeyRules.check_write: type, level, the
+    schema), in-process: the part of a put's cost a schema adds, without the commit's noise."""
+    from tierset.core.values import Level, SettingType
+    from tierset.services.keydefs import KeyDefinition, KeyRules
+    from tierset.store.definitions import DefinitionRow
+
+    row = DefinitionRow(
+        SCHEMA_KEYS[0], SettingType.JSON, "", json.dumps(SCHEMA), False, tuple(Level)
+    )
+    rules = KeyRules(1, {row.key: KeyDefinition(row)})
+    value = json.dumps(SCHEMA_VALUE)
+    rules.check_write(Level.GLOBAL, row.key, SettingType.JSON, value)  # compiles the schema
+    runs = 2000
+    started = time.perf_counter()
+    for _ in range(runs):
+        rules.check_write(Level.GLOBAL, row.key, SettingType.JSON, value)
+    return {"check_us": round((time.perf_counter() - started) * 1e6 / runs, 1)}
+
+
+def schema_line(found: dict[str, Any]) -> str:
+    """The put with a JSON Schema against the same put without; the target met or missed."""
+    if not found:
+        return "target schema checking adds < 20 % to a put: not measured (--only left it out)"
+    met = found["overhead"] < SCHEMA_TARGET_OVERHEAD
+    sequential, concurrent = found["sequential"], found["concurrent"]
+    return (
+        f"put of a {found['value_bytes']}-byte JSON value, ms per put (median of"
+        f" {found['rounds']} rounds of {found['puts_per_round']}), with a JSON Schema"
+        f" definition / undefined key: one at a time {sequential['with_schema_ms']:.3f} /"
+        f" {sequential['without_ms']:.3f} ({100 * sequential['overhead']:+.1f} %),"
+        f" {found['in_flight']} in flight {concurrent['with_schema_ms']:.3f} /"
+        f" {concurrent['without_ms']:.3f} ({100 * concurrent['overhead']:+.1f} %);"
+        f" the check alone {found['check_us']:.0f} us in-process"
+        + (f"; errors {found['errors']}" if found["errors"] else "")
+        + f" -- target schema checking adds < {100 * SCHEMA_TARGET_OVERHEAD:.0f} % to a put:"
+        f" {'met' if met else 'MISSED'}"
+    )
+
+
 async def profile(bench: Bench, target: str, workload: Workload) -> dict[str, Any]:
     """py-spy on the server while the load runs; the hottest functions by own time."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -1652,6 +1811,11 @@ async def main(args: argparse.Namespace) -> None:
             async with step("changesets: 1,000-put latency, 10-put vs raw SQL", seconds):
                 changesets = await measure_changesets(bench)
             print("  " + changeset_line(changesets), flush=True)
+        schema_cost: dict[str, Any] = {}
+        if only("schema"):
+            async with step("put with a JSON Schema against one without", 240):
+                schema_cost = await measure_schema_cost(bench)
+            print("  " + schema_line(schema_cost), flush=True)
         async with step("per-call costs", 120):
             costs = await per_call_costs()
         view: dict[str, Any] = {}
@@ -1689,6 +1853,7 @@ async def main(args: argparse.Namespace) -> None:
         against_bare,
         fanout,
         changesets,
+        schema_cost,
     )
 
 
@@ -1718,6 +1883,7 @@ def report(
     against_bare: dict[str, Any],
     fanout: list[dict[str, Any]],
     changesets: dict[str, Any],
+    schema_cost: dict[str, Any],
 ) -> None:
     results = bench.results
     etcd = "etcd Range, 1 key"
@@ -1764,6 +1930,7 @@ def report(
     lines.append(target_line(against_bare))
     lines.extend(fanout_line(found) for found in fanout)
     lines.append(changeset_line(changesets))
+    lines.append(schema_line(schema_cost))
     for target, found in profiles.items():
         if "error" in found:
             lines.append(f"profile {target}: {found['error']}")
@@ -1789,6 +1956,7 @@ def report(
         "cached_vs_bare": against_bare,
         "watch_fanout": fanout,
         "changesets": changesets,
+        "schema_cost": schema_cost,
         "profiles": profiles,
         "table": table,
     }

@@ -52,3 +52,64 @@ __all__ = ["error_info", "field_violations", "json_value", "rich_status", "rpc_s
 def basic_authorization(username: str, password: str) -> str:
     """An ``Authorization: Basic`` value, as a WordPress application-password client sends it."""
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def typed_value(setting_type: int, value: Any) -> settings_pb2.SettingValue:
+    """`value` in the SettingValue field its type reads (JSON as JSON text)."""
+    if setting_type == settings_pb2.SETTING_TYPE_INTEGER:
+        return settings_pb2.SettingValue(integer_value=value)
+    if setting_type == settings_pb2.SETTING_TYPE_BOOLEAN:
+        return settings_pb2.SettingValue(boolean_value=value)
+    if setting_type == settings_pb2.SETTING_TYPE_JSON:
+        return json_value(value)
+    return settings_pb2.SettingValue(string_value=value)
+
+
+async def put_setting(
+    stub: Any,
+    scope: settings_pb2.Scope | None,
+    key: str,
+    setting_type: int,
+    value: Any,
+    metadata: Any = None,
+) -> Any:
+    """A write of `key` at `scope` (None: SetGlobal, as PLATFORM)."""
+    setting_value = typed_value(setting_type, value)
+    if scope is None:
+        return await stub.SetGlobal(
+            settings_pb2.SetGlobalRequest(key=key, type=setting_type, value=setting_value),
+            metadata=metadata,
+        )
+    return await stub.PutSetting(
+        settings_pb2.PutSettingRequest(
+            scope=scope, key=key, type=setting_type, value=setting_value
+        ),
+        metadata=metadata,
+    )
+
+
+async def define_key(
+    stub: Any,
+    key: str,
+    setting_type: int = settings_pb2.SETTING_TYPE_INTEGER,
+    *,
+    schema: Any = None,
+    secret: bool = False,
+    levels: tuple[int, ...] = (),
+    description: str = "",
+    metadata: Any = None,
+) -> settings_pb2.DefineKeyResponse:
+    """DefineKey of `key` (every level allowed unless `levels`; `schema` as a JSON value)."""
+    return await stub.DefineKey(
+        settings_pb2.DefineKeyRequest(
+            definition=settings_pb2.KeyDefinition(
+                key=key,
+                type=setting_type,
+                description=description,
+                value_schema="" if schema is None else json.dumps(schema),
+                secret=secret,
+                allowed_levels=levels,
+            )
+        ),
+        metadata=metadata,
+    )

@@ -540,3 +540,52 @@ async def test_viewer_cannot_write_but_can_read_what_an_admin_wrote(
     assert raised.value.code() == DENIED
     assert error_info(raised.value).metadata["permission"] == "SETTINGS_EDIT"
     assert [s.value.integer_value for s in read.settings] == [3]
+
+
+# Key definitions: PLATFORM writes them, every authenticated caller reads them.
+def _define(stub, key, md):
+    return stub.DefineKey(
+        settings_pb2.DefineKeyRequest(
+            definition=settings_pb2.KeyDefinition(key=key, type=settings_pb2.SETTING_TYPE_INTEGER)
+        ),
+        metadata=md,
+    )
+
+
+DEFINITION_OPERATIONS = {
+    "DefineKey": (_define, {Role.PLATFORM}),
+    "DeleteKeyDefinition": (
+        lambda stub, key, md: stub.DeleteKeyDefinition(
+            settings_pb2.DeleteKeyDefinitionRequest(key=key), metadata=md
+        ),
+        {Role.PLATFORM},
+    ),
+    "GetKeyDefinition": (
+        lambda stub, key, md: stub.GetKeyDefinition(
+            settings_pb2.GetKeyDefinitionRequest(key=key), metadata=md
+        ),
+        set(Role),
+    ),
+    "ListKeyDefinitions": (
+        lambda stub, key, md: stub.ListKeyDefinitions(
+            settings_pb2.ListKeyDefinitionsRequest(), metadata=md
+        ),
+        set(Role),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("operation", "role"),
+    [(op, role) for op in DEFINITION_OPERATIONS for role in Role],
+    ids=lambda v: str(v),
+)
+async def test_key_definition_operations(settings_stub, make_caller, unique_key, operation, role):
+    key = unique_key("DEF")
+    await _define(settings_stub, key, None)  # so that reads and deletes find one
+    caller = await make_caller(role)
+    run, allowed = DEFINITION_OPERATIONS[operation]
+
+    code = await _code(run(settings_stub, key, caller.metadata))
+
+    assert code == (OK if role in allowed else DENIED)

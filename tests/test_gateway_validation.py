@@ -214,8 +214,9 @@ async def test_text_is_measured_in_the_utf8_bytes_sent(send, new_account):
     value = "\u00e9" * 200_000
     content = json.dumps({"setting": {"value": value, "type": "JSON"}}, ensure_ascii=False)
 
-    put = await send("PUT", f"/api/v4.1/settings/account/{account}/K", content.encode())
-    got = await send("GET", f"/api/v4.1/settings/account/{account}/K")
+    # A key of its own: one type per key, and others write `K` with other types.
+    put = await send("PUT", f"/api/v4.1/settings/account/{account}/UTF8.K", content.encode())
+    got = await send("GET", f"/api/v4.1/settings/account/{account}/UTF8.K")
 
     assert put.status_code == 200, put.text[:300]
     assert got.json()["settings"][0]["value"] == value

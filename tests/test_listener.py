@@ -26,6 +26,7 @@ from tierset.core.authz import Role
 from tierset.core.values import Level
 from tierset.services.watch import CHANNEL as WATCH_CHANNEL
 from tierset.store.database import ScopeRef
+from tierset.store.definitions import CHANNEL as DEFINITIONS_CHANNEL
 from tierset.store.listener import (
     APPLICATION_NAME,
     LOST_ERROR,
@@ -68,7 +69,12 @@ async def test_a_server_process_has_one_listen_connection_for_cache_and_revocati
     dsn = await create_database()
     app = await start_app_with(dataclasses.replace(server_config), dsn)
     assert await app.listener.wait_connected(DEADLINE_SECONDS)
-    assert app.listener.channels == {CHANNEL, REVOCATION_CHANNEL, WATCH_CHANNEL}
+    assert app.listener.channels == {
+        CHANNEL,
+        REVOCATION_CHANNEL,
+        WATCH_CHANNEL,
+        DEFINITIONS_CHANNEL,
+    }
 
     # The database is the test's own: besides the pool ('tierset') and this query's
     # connection, whatever is connected is the server's LISTEN connections.

@@ -222,3 +222,49 @@ async def test_a_locks_search_for_overrides_reads_through_an_index(history_dsn, 
             assert used & {"settings_override_key", "settings_level_scope_key"}, used
     finally:
         await connection.close()
+
+
+async def test_the_type_check_of_a_write_probes_the_type_key_index(create_database):
+    """One type per key is checked on every write (tierset_check_key_type): its probe must
+    stay one index lookup for a hot key held by every account with one type, where the
+    row estimates make a sequential scan look cheap. The function's own plan is read
+    through auto_explain's nested statements, sent to this session as LOG messages."""
+    connection = await asyncpg.connect(await create_database())
+    try:
+        await migrate(connection)
+        await connection.execute(
+            """INSERT INTO accounts (id, display_name)
+               SELECT n, 'a' FROM generate_series(1, 20000) AS n;
+               INSERT INTO settings (level, account_id, key, type, value)
+               SELECT 'ACCOUNT', n, 'HOT.KEY', 'INTEGER', '1' FROM generate_series(1, 20000) n;
+               INSERT INTO settings (level, account_id, key, type, value)
+               SELECT 'ACCOUNT', n, 'COLD.' || n, 'STRING', '"x"'
+                 FROM generate_series(1, 20000) n;
+               ANALYZE settings"""
+        )
+        plans: list[str] = []
+        connection.add_log_listener(lambda _, message: plans.append(message.message))
+        await connection.execute(
+            """LOAD 'auto_explain';
+               SET auto_explain.log_min_duration = 0;
+               SET auto_explain.log_nested_statements = on;
+               SET auto_explain.log_format = 'json';
+               SET client_min_messages = log"""
+        )
+        # Past plpgsql's five custom plans, so the cached generic plan is the one checked.
+        for account in range(1, 9):
+            await connection.fetchval(
+                "SELECT tierset_check_key_type('ACCOUNT', $1, 'HOT.KEY', 'INTEGER')", account
+            )
+        probes = [
+            json.loads(text.split("\n", 1)[1])
+            for text in plans
+            if "FROM settings s" in text and "Query Text" in text
+        ]
+        assert len(probes) >= 8
+        for probe in probes:
+            nodes = _nodes(probe["Plan"])
+            assert all(n["Node Type"] != "Seq Scan" for n in nodes)
+            assert {n.get("Index Name") for n in nodes} >= {"settings_type_key"}
+    finally:
+        await connection.close()

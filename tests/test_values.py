@@ -7,7 +7,7 @@ import json
 import grpc
 import pytest
 
-from tests.helpers import field_violations
+from tests.helpers import error_info, field_violations
 from tierset.core import values
 from tierset.core.values import (
     MAX_JSON_BYTES,
@@ -225,11 +225,16 @@ async def test_bad_keys_are_rejected_on_write(settings_stub, new_account, key):
 )
 async def test_good_keys_are_accepted(settings_stub, new_account, key):
     scope = settings_pb2.Scope(account_id=await new_account())
-    await settings_stub.PutSetting(
-        settings_pb2.PutSettingRequest(
-            scope=scope, key=key, type=T.SETTING_TYPE_STRING, value=V(string_value="x")
+    try:
+        await settings_stub.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=scope, key=key, type=T.SETTING_TYPE_STRING, value=V(string_value="x")
+            )
         )
-    )
+    except grpc.aio.AioRpcError as error:
+        # Other tests of the session store some of these keys with another type: refused
+        # for that (one type per key, checked after the key itself), so the key passed.
+        assert error_info(error).reason == "TYPE_MISMATCH", error.details()
 
 
 @pytest.mark.parametrize(

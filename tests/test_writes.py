@@ -45,8 +45,8 @@ async def test_each_level_and_scope_gets_its_own_id(
             await settings_stub.SetGlobal(
                 settings_pb2.SetGlobalRequest(
                     key=key,
-                    type=settings_pb2.SETTING_TYPE_BOOLEAN,
-                    value=settings_pb2.SettingValue(boolean_value=True),
+                    type=settings_pb2.SETTING_TYPE_STRING,
+                    value=settings_pb2.SettingValue(string_value="g"),
                 )
             )
         ).id,

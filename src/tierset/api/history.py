@@ -113,9 +113,10 @@ def change_to_proto(change: Change) -> settings_pb2.Change:
                 id=change.setting_id,
                 key=change.key,
                 type=TYPE_TO_PROTO[change.old_type],
-                value=encode_value(change.old_type, change.old_value),
+                value=None if change.masked else encode_value(change.old_type, change.old_value),
                 level=LEVEL_TO_PROTO[change.level],
                 version=change.old_version or 0,
+                value_masked=change.masked,
             )
         )
     if change.new_type is not None and change.new_value is not None:
@@ -123,11 +124,12 @@ def change_to_proto(change: Change) -> settings_pb2.Change:
             id=change.setting_id,
             key=change.key,
             type=TYPE_TO_PROTO[change.new_type],
-            value=encode_value(change.new_type, change.new_value),
+            value=None if change.masked else encode_value(change.new_type, change.new_value),
             level=LEVEL_TO_PROTO[change.level],
             version=change.new_version or 0,
             # A lock changes no value: its last change and write are not this row's.
             mod_revision=change.revision if change.operation in ("PUT", "DELETE") else 0,
+            value_masked=change.masked,
         )
         if change.operation in ("PUT", "DELETE"):
             new.update_time.FromDatetime(change.change_time)
@@ -145,11 +147,13 @@ def setting_to_proto(setting: StoredSetting) -> settings_pb2.Setting:
         id=setting.id,
         key=setting.key,
         type=TYPE_TO_PROTO[setting.type],
-        value=encode_value(setting.type, setting.value),
+        # A masked secret has no value at all (services/keydefs.py).
+        value=None if setting.masked else encode_value(setting.type, setting.value),
         level=LEVEL_TO_PROTO[setting.level],
         version=setting.version,
         create_revision=setting.create_revision,
         mod_revision=setting.mod_revision,
+        value_masked=setting.masked,
     )
     message.update_time.FromDatetime(setting.update_time)
     if setting.lock is not None:

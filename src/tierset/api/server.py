@@ -34,8 +34,10 @@ from tierset.ops.config import Config
 from tierset.ops.large_reads import ReadBudget
 from tierset.ops.metrics import start_metrics_server
 from tierset.services.history import HistoryService
+from tierset.services.keydefs import Definitions
 from tierset.services.watch import WatchHub, WatchService
 from tierset.store.database import Store
+from tierset.store.definitions import DefinitionStore
 from tierset.store.listener import Listener
 from tierset.store.migrate import migrate
 from tierset.store.watch import WatchStore
@@ -204,6 +206,9 @@ async def start_app(config: Config, dsn: str | None) -> App:
             credentials, config.auth_cache_seconds, config.auth_cache_size, throttle
         )
         await authenticator.follow_revocations(listener)
+        # The key definitions, one copy per process, re-read on every change (NOTIFY).
+        definitions = Definitions(DefinitionStore(pool, config.pool_acquire_timeout_seconds))
+        await definitions.follow(listener)
         watch_store = WatchStore(pool, config.pool_acquire_timeout_seconds)
         watch_hub = WatchHub(
             watch_store,
@@ -216,6 +221,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
             watch_hub,
             max_keys=config.watch_max_keys,
             progress_seconds=config.watch_progress_seconds,
+            definitions=definitions,
         )
         listener.start()
         server = grpc.aio.server(
@@ -251,7 +257,7 @@ async def start_app(config: Config, dsn: str | None) -> App:
         pipeline.register(
             server,
             settings_pb2_grpc.add_SettingsServiceServicer_to_server,
-            WatchingSettingsService(settings_store, watch, authenticator),
+            WatchingSettingsService(settings_store, watch, authenticator, definitions),
         )
         pipeline.register(
             server, accounts_pb2_grpc.add_AccountServiceServicer_to_server, AccountService(store)

@@ -14,12 +14,16 @@ import grpc
 from tierset.api import history as messages
 from tierset.api.changes import ChangeRpcs, incoming_value
 from tierset.api.history import scope_from_proto, setting_to_proto
+from tierset.api.keydefs import KeyDefinitionRpcs
 from tierset.core import authz
 from tierset.ops.large_reads import off_loop
 from tierset.services import changes as changes_service
 from tierset.services import history as history_service
 from tierset.services import settings as service
+from tierset.services.definitions import KeyDefinitionsService
+from tierset.services.keydefs import Definitions
 from tierset.store.database import Resolution, Store
+from tierset.store.definitions import DefinitionStore
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 # Where a GetSettingsResponse is kept among a Resolution's renderings.
@@ -144,12 +148,17 @@ class _HistoryRpcs:
         )
 
 
-class SettingsService(ChangeRpcs, _HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
+class SettingsService(
+    ChangeRpcs, _HistoryRpcs, KeyDefinitionRpcs, settings_pb2_grpc.SettingsServiceServicer
+):
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
-    def __init__(self, store: Store) -> None:
-        self._settings = service.SettingsService(store)
-        self._history = history_service.HistoryService(store)
+    def __init__(self, store: Store, definitions: Definitions | None = None) -> None:
+        # One copy of the key definitions for every method (services/keydefs.py).
+        definitions = definitions or Definitions(DefinitionStore.sharing(store))
+        self._settings = service.SettingsService(store, definitions)
+        self._history = history_service.HistoryService(store, definitions)
+        self._key_definitions = KeyDefinitionsService(definitions)
         self._changes = changes_service.ChangesService(store, self._settings)
 
     async def GetSettings(

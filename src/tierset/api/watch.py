@@ -18,6 +18,7 @@ import grpc
 from tierset.api.settings import SettingsService, scope_from_proto, setting_to_proto
 from tierset.auth.authenticator import Authenticator
 from tierset.core import authz
+from tierset.services.keydefs import Definitions
 from tierset.services.watch import WatchRequest, WatchService
 from tierset.services.watch_events import KIND_EVENTS, KIND_PROGRESS, KIND_SNAPSHOT, Message
 from tierset.store.database import Store
@@ -64,8 +65,14 @@ def to_proto(message: Message) -> settings_pb2.WatchSettingsResponse:
 class WatchingSettingsService(SettingsService):
     """SettingsService with WatchSettings."""
 
-    def __init__(self, store: Store, watch: WatchService, authenticator: Authenticator) -> None:
-        super().__init__(store)
+    def __init__(
+        self,
+        store: Store,
+        watch: WatchService,
+        authenticator: Authenticator,
+        definitions: Definitions | None = None,
+    ) -> None:
+        super().__init__(store, definitions)
         self._watch = watch
         self._authenticator = authenticator
 

@@ -48,6 +48,7 @@ from tierset.store.database import (
     ScopeRef,
     Store,
     WriteResult,
+    WriteRules,
 )
 from tierset.store.listener import Listener, Subscription
 from tierset.store.revisions import NO_ACTOR, Actor
@@ -265,6 +266,7 @@ class CachedStore(Store):
         expected_version: int | None = None,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        definitions_version: int | None = None,
     ) -> WriteResult:
         """Like :meth:`Store.write`; this process's cache forgets the scope either way.
 
@@ -272,7 +274,14 @@ class CachedStore(Store):
         """
         try:
             return await super().write(
-                scope, key, setting_type, value_json, expected_version, actor, reason
+                scope,
+                key,
+                setting_type,
+                value_json,
+                expected_version,
+                actor,
+                reason,
+                definitions_version,
             )
         finally:
             self.cache.invalidate_scope(scope)
@@ -298,10 +307,11 @@ class CachedStore(Store):
         revision: int,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        rules: WriteRules | None = None,
     ) -> RestoreResult:
         """Like :meth:`Store.restore`; this process's cache forgets the scope either way."""
         try:
-            return await super().restore(scope, keys, revision, actor, reason)
+            return await super().restore(scope, keys, revision, actor, reason, rules)
         finally:
             self.cache.invalidate_scope(scope)
 
@@ -313,12 +323,18 @@ class CachedStore(Store):
         *,
         dry_run: bool = False,
         indexed: bool = True,
+        rules_version: int | None = None,
     ) -> ChangesetResult:
         """Like :meth:`Store.apply_changes`; this process's cache forgets every scope the
         changeset names (everything, when it changes GLOBAL or a lock removes overrides)."""
         try:
             return await super().apply_changes(
-                changes, actor, reason, dry_run=dry_run, indexed=indexed
+                changes,
+                actor,
+                reason,
+                dry_run=dry_run,
+                indexed=indexed,
+                rules_version=rules_version,
             )
         finally:
             if not dry_run:

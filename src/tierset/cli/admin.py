@@ -1,4 +1,5 @@
-"""The ``tierset`` administration commands: accounts, retailers, users, credentials, history.
+"""The ``tierset`` administration commands: accounts, retailers, users, credentials, history,
+and ``tierset check`` (keys stored with more than one type).
 
 They talk straight to the database named by DATABASE_URL (or PG*), or to the
 embedded PostgreSQL of ``make run`` when none is set, and apply pending
@@ -35,8 +36,11 @@ from tierset.ops.datadir import embedded_data_dir
 from tierset.ops.embedded import EmbeddedPostgres, EmbeddedPostgresError
 from tierset.services.accounts import AccountService
 from tierset.services.credentials import CredentialService
+from tierset.services.definitions import KeyDefinitionsService
 from tierset.services.history import HistoryService
+from tierset.services.keydefs import Definitions
 from tierset.store.database import Store
+from tierset.store.definitions import DefinitionStore
 from tierset.store.migrate import migrate
 
 LIST_HEADER = "ID\tNAME\tCREATED\tSTATE"
@@ -50,6 +54,7 @@ class Services:
     accounts: AccountService
     credentials: CredentialService
     history: HistoryService
+    keys: KeyDefinitionsService
     # TIERSET_HISTORY_RETENTION_DAYS, the default of `history compact --older-than-days`.
     retention_days: int = 90
 
@@ -160,6 +165,31 @@ async def history_compact(args: argparse.Namespace, do: Services) -> None:
         _note(f"change log compacted: history kept after revision {compacted}")
 
 
+class Found(Exception):
+    """A check found what it looks for: the command exits 1 (after its report)."""
+
+
+async def check_types(args: argparse.Namespace, do: Services) -> None:
+    """Reports keys stored with more than one type (written before one type per key was
+    enforced), each type with where it is set; changes nothing. Exit 1 when any exist."""
+    mixed = await do.keys.mixed_types(do.principal)
+    if not mixed:
+        _note("every key has one type at every level")
+        return
+    print("KEY\tTYPE\tCOUNT\tWHERE")
+    for found in mixed:
+        more = ", ..." if found.count > len(found.scopes) else ""
+        print(f"{found.key}\t{found.type}\t{found.count}\t{', '.join(found.scopes)}{more}")
+    keys = sorted({found.key for found in mixed})
+    _note(
+        f"{len(keys)} keys have more than one type ({', '.join(keys[:10])}"
+        f"{', ...' if len(keys) > 10 else ''}): writes of them are refused (TYPE_MISMATCH) until"
+        " each has one type; delete the values of the wrong type, or write them again"
+        " with the right one. Nothing was changed."
+    )
+    raise Found
+
+
 # The option each field of the services' errors came from (a command may say otherwise).
 FLAGS = {
     "account_id": "--account",
@@ -258,6 +288,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = command(clients, "revoke", "retire a client and its tokens", oauth_client_revoke)
     p.add_argument("--client-id", required=True)
 
+    p = sub.add_parser(
+        "check", help="report keys stored with more than one type (exit 1 if any); no changes"
+    )
+    p.set_defaults(admin_action=check_types)
+
     history = group("history", "the change log")
     p = command(
         history, "compact", "remove change log entries older than the retention", history_compact
@@ -281,6 +316,7 @@ async def _execute(
             AccountService(Store(pool)),
             CredentialService(CredentialStore(pool)),
             HistoryService(Store(pool)),
+            KeyDefinitionsService(Definitions(DefinitionStore(pool))),
             config.history_retention_days,
         )
         await action(args, services)
@@ -323,6 +359,8 @@ def run(args: argparse.Namespace, config: Config) -> None:
         asyncio.run(_execute(args.admin_action, args, dsn, config))
     except errors.TiersetError as error:
         print(f"error: {describe(error, getattr(args, 'flags', {}))}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Found:
         raise SystemExit(1) from None
     except asyncpg.PostgresError as error:
         # The services should have refused it first; the class says what, the text could

@@ -7,7 +7,8 @@ nor grpc. The rules:
 
 * ``VIEWER`` may view settings (and the account and retailers) of its account.
 * ``ADMIN`` may also edit settings, register retailers and manage integration
-  settings of its account.
+  settings of its account, and sees the values of secret keys (a VIEWER gets them
+  masked; services/keydefs.py).
 * ``PLATFORM`` may do all of that on any account, write GLOBAL settings and
   create accounts.
 
@@ -43,6 +44,8 @@ class Permission(StrEnum):
     RETAILERS_MANAGE = "RETAILERS_MANAGE"
     # Integration settings carry secrets (API keys), so reading them is management too.
     INTEGRATIONS_MANAGE = "INTEGRATIONS_MANAGE"
+    # The values of secret keys (key definitions): VIEWERs get them masked.
+    SECRETS_VIEW = "SECRETS_VIEW"
     # GLOBAL settings, creating accounts, and acting on any account.
     PLATFORM = "PLATFORM"
 
@@ -55,6 +58,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SETTINGS_EDIT,
             Permission.RETAILERS_MANAGE,
             Permission.INTEGRATIONS_MANAGE,
+            Permission.SECRETS_VIEW,
         }
     ),
     Role.PLATFORM: frozenset(Permission),

@@ -140,6 +140,8 @@ def _entry_json(setting: settings_pb2.Setting) -> str:
             json.dumps(settings_pb2.SettingType.Name(setting.type).removeprefix(_TYPE_PREFIX)),
         ),
         ("level", json.dumps(preconditions.level_name(setting.level))),
+        # A secret the caller may not see (VIEWER): "value" is null and this says why.
+        *((("masked", "true"),) if setting.value_masked else ()),
     )
     return "{" + ",".join(f'"{name}":{text}' for name, text in fields) + "}"
 

@@ -243,9 +243,17 @@ _SCHEMAS: Schema = {
                 "items": _object(
                     {
                         "key": {"type": "string"},
-                        "value": {"description": "The value in its natural JSON form."},
+                        "value": {
+                            "description": "The value in its natural JSON form; null when masked."
+                        },
                         "type": {"type": "string", "enum": SETTING_TYPES},
                         "level": {"type": "string", "enum": LEVELS},
+                        "masked": {
+                            "type": "boolean",
+                            "enum": [True],
+                            "description": "Present (true) when the key is secret and the"
+                            " caller may not see secrets (VIEWER); `value` is then null.",
+                        },
                     },
                     ["key", "value", "type", "level"],
                 ),

@@ -27,7 +27,9 @@ from tierset.core.authz import Permission, Principal
 from tierset.core.errors import TiersetError, at_index
 from tierset.core.reasons import Reason
 from tierset.core.values import Level, check_key
+from tierset.ops.large_reads import off_loop
 from tierset.services.history import actor_of, check_reason
+from tierset.services.keydefs import KeyRules
 from tierset.services.scopes import authorize_scope
 from tierset.services.settings import IncomingValue, SettingsService
 from tierset.store.changes import (
@@ -153,9 +155,27 @@ class ChangesService:
                 )
             seen[where] = index
             planned.append(item)
-        return await self._store.apply_changes(
-            planned, actor_of(principal), reason, dry_run=dry_run
-        )
+        actor = actor_of(principal)
+        puts = [(i, c) for i, c in enumerate(planned) if c.operation is Operation.PUT]
+        size = sum(len(c.value_json or "") for _, c in puts)
+
+        def check_definitions(rules: KeyRules) -> None:
+            for index, item in puts:
+                assert item.setting_type is not None and item.value_json is not None
+                try:
+                    rules.check_write(item.level, item.key, item.setting_type, item.value_json)
+                except TiersetError as error:
+                    raise at_index(error, index) from None
+
+        async def run(rules: KeyRules) -> ChangesetResult:
+            # Every put checked against the key definitions as a single put is, and the
+            # store refuses the changeset whole when they changed before it held the counter.
+            await off_loop(size, lambda: check_definitions(rules))
+            return await self._store.apply_changes(
+                planned, actor, reason, dry_run=dry_run, rules_version=rules.version
+            )
+
+        return await self._settings.under_definitions(principal, run)
 
     async def _authorize(
         self, principal: Principal, changes: Sequence[IncomingChange]

@@ -9,7 +9,8 @@ The rules every door (gRPC, REST, CLI) gets alike:
   caller confined to one account reads with that account named, so another account's
   scope and a missing one are the same refusal. The change log shows ADMIN and VIEWER
   callers their account's changes (its retailers' included) and GLOBAL ones; PLATFORM
-  callers see all.
+  callers see all. A secret key's values are masked for callers who may not see
+  them (services.keydefs), in every listing, explanation and change.
 * **Who did it.** Every write is logged with the caller (user id, username, credential
   kind and id) and the request id of the call (ops.logs.REQUEST_ID), never with what a
   client claims; `reason` is at most MAX_REASON_CHARS characters with no control
@@ -27,6 +28,7 @@ The rules every door (gRPC, REST, CLI) gets alike:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from tierset.core.authz import Permission, Principal
 from tierset.core.reasons import Reason
 from tierset.core.values import Level, check_key, check_keys
 from tierset.ops import logs
+from tierset.services.keydefs import Definitions, Masking, masking_for, type_errors_for
 from tierset.services.scopes import authorize_scope
 from tierset.store.database import (
     ChangesPage,
@@ -48,6 +51,7 @@ from tierset.store.database import (
     SettingsPage,
     Store,
 )
+from tierset.store.definitions import DefinitionStore
 from tierset.store.revisions import Actor, decode_token, encode_token
 
 DEFAULT_PAGE_SIZE = 100
@@ -167,8 +171,12 @@ class ChangeFilter:
 class HistoryService:
     """Deletes, restores, listings, explanations, the log and reads at a revision."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, definitions: Definitions | None = None) -> None:
         self._store = store
+        self._definitions = definitions or Definitions(DefinitionStore.sharing(store))
+
+    async def _masking(self, principal: Principal) -> Masking:
+        return await masking_for(principal, self._definitions)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -231,9 +239,12 @@ class HistoryService:
         keys = check_keys(keys)
         wanted = check_revision("revision", revision, required=True)
         assert wanted is not None
-        return await self._store.restore(
-            scope, keys, wanted, actor_of(principal), check_reason(reason)
-        )
+        actor, reason = actor_of(principal), check_reason(reason)
+        # Each restored put passes the write checks of services.keydefs, in the transaction.
+        with type_errors_for(principal):
+            return await self._definitions.checked(
+                lambda rules: self._store.restore(scope, keys, wanted, actor, reason, rules)
+            )
 
     # -- reads --------------------------------------------------------------------------
 
@@ -266,7 +277,7 @@ class HistoryService:
             self._denied_if_hidden(principal, error)
             raise
         authz.require(principal, Permission.SETTINGS_VIEW, resolution.account_id)
-        return resolution
+        return (await self._masking(principal)).resolution(resolution)
 
     async def list_settings(
         self,
@@ -304,6 +315,9 @@ class HistoryService:
         token = (
             "" if page.last_key is None else encode_token("settings", [fingerprint, page.last_key])
         )
+        masking = await self._masking(principal)
+        if masking:
+            page = dataclasses.replace(page, settings=masking.settings(page.settings))
         return ListedSettings(page, token)
 
     async def explain(
@@ -313,10 +327,12 @@ class HistoryService:
         keys = check_keys(keys)
         visible_to = self._visible_to(principal, scope)
         try:
-            return await self._store.explain(scope, keys, visible_to)
+            revision, explanations = await self._store.explain(scope, keys, visible_to)
         except errors.TiersetError as error:
             self._denied_if_hidden(principal, error)
             raise
+        masking = await self._masking(principal)
+        return revision, [masking.explanation(e) for e in explanations]
 
     async def changes(
         self, principal: Principal, filters: ChangeFilter, page_size: int, page_token: str
@@ -374,6 +390,9 @@ class HistoryService:
             page_size=size,
         )
         token = "" if page.last is None else encode_token("changes", [fingerprint, *page.last])
+        masking = await self._masking(principal)
+        if masking:
+            page = dataclasses.replace(page, changes=[masking.change(c) for c in page.changes])
         return ListedChanges(page, token)
 
     # -- retention ----------------------------------------------------------------------

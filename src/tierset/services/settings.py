@@ -11,21 +11,34 @@ Writes: the scope is authorised before the key, the type and the value are
 looked at, so a caller without the permission learns nothing about what it
 sent; a large value is checked off the event loop. Every write is logged with the
 caller and the call's request id (services.history.actor_of) and the caller's reason.
+Every put is checked against the key definitions and the key's type at the other
+levels (services.keydefs), and a secret value is masked for a caller who may not see it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tierset.core import authz, errors
 from tierset.core.authz import Permission, Principal
 from tierset.core.values import Level, SettingType, check_key, check_keys, setting_type_from_proto
 from tierset.ops.large_reads import off_loop
 from tierset.services.history import actor_of, check_reason
+from tierset.services.keydefs import (
+    Definitions,
+    KeyRules,
+    masking_for,
+    may_see_secrets,
+    type_errors_for,
+)
 from tierset.services.scopes import authorize_scope
 from tierset.store.database import Resolution, ScopeRef, Store, WriteResult
+from tierset.store.definitions import DefinitionStore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -58,8 +71,9 @@ def _expected_version(expected_version: int | None) -> int | None:
 class SettingsService:
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, definitions: Definitions | None = None) -> None:
         self._store = store
+        self._definitions = definitions or Definitions(DefinitionStore.sharing(store))
 
     async def resolve(
         self,
@@ -92,7 +106,9 @@ class SettingsService:
                 authz.require(principal, Permission.SETTINGS_VIEW, None)
             raise
         authz.require(principal, Permission.SETTINGS_VIEW, resolution.account_id)
-        return resolution
+        if may_see_secrets(principal):
+            return resolution
+        return (await masking_for(principal, self._definitions)).resolution(resolution)
 
     async def put(
         self,
@@ -135,15 +151,24 @@ class SettingsService:
     ) -> WriteResult:
         reason = check_reason(reason)
         prepared = await self.prepare_put(principal, scope, key, type_number, value)
-        return await self._store.write(
-            scope,
-            prepared.key,
-            prepared.setting_type,
-            prepared.value_json,
-            _expected_version(expected_version),
-            actor_of(principal),
-            reason,
-        )
+        level = Level.GLOBAL if scope is None else scope.level
+        expected = _expected_version(expected_version)
+        actor = actor_of(principal)
+
+        async def write(rules: KeyRules) -> WriteResult:
+            await self.check_definition(rules, level, prepared, value.size)
+            return await self._store.write(
+                scope,
+                prepared.key,
+                prepared.setting_type,
+                prepared.value_json,
+                expected,
+                actor,
+                reason,
+                rules.version,
+            )
+
+        return await self.under_definitions(principal, write)
 
     async def prepare_put(
         self,
@@ -157,10 +182,33 @@ class SettingsService:
         put and for every put of a changeset (services.changes) alike, so a rule added
         here holds for both. The caller has authorised the scope already. What must be
         checked against the stored state, race-free, is the store's, under the revision
-        counter (locks: migration 0008's tierset_lock_above, called by both put
-        statements)."""
+        counter (locks: migration 0008's tierset_lock_above; one type per key: 0007's
+        tierset_check_key_type; both called by both put statements). The key
+        definitions are checked by :meth:`check_definition`, inside
+        :meth:`under_definitions`."""
         key = check_key(key)
         setting_type = setting_type_from_proto(type_number)
         # Checking a megabyte of JSON takes a while: off the loop, like a large read.
         value_json = await off_loop(value.size, lambda: value.decode(key, setting_type))
         return PreparedPut(key, setting_type, value_json)
+
+    @staticmethod
+    async def check_definition(
+        rules: KeyRules, level: Level, prepared: PreparedPut, size: int
+    ) -> None:
+        """The key definitions' check of one prepared put (services/keydefs.py), off the
+        loop for a large value as its decoding is."""
+        await off_loop(
+            size,
+            lambda: rules.check_write(
+                level, prepared.key, prepared.setting_type, prepared.value_json
+            ),
+        )
+
+    async def under_definitions(
+        self, principal: Principal, write: Callable[[KeyRules], Awaitable[T]]
+    ) -> T:
+        """Runs `write` with the current key definitions, again when they changed under it
+        (Definitions.checked); a TYPE_MISMATCH leaves as `principal` may see it."""
+        with type_errors_for(principal):
+            return await self._definitions.checked(write)

@@ -42,7 +42,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from tierset.core import authz, errors
@@ -50,6 +50,7 @@ from tierset.core.authz import Permission, Principal
 from tierset.core.reasons import Reason
 from tierset.core.values import Level, check_key
 from tierset.ops import metrics
+from tierset.services.keydefs import Definitions, Masking, masking_for, may_see_secrets
 from tierset.services.watch_events import (
     KIND_EVENTS,
     KIND_PROGRESS,
@@ -63,6 +64,7 @@ from tierset.services.watch_events import (
     triples,
 )
 from tierset.store.database import ScopeRef, StoredSetting
+from tierset.store.definitions import DefinitionStore
 from tierset.store.listener import Listener, Subscription
 from tierset.store.revisions import check_readable
 from tierset.store.watch import LoggedChange, Triple, WatchStore
@@ -440,6 +442,34 @@ def _check_request(
     return frozenset(request.keys), None
 
 
+def _masked(masking: Masking, message: Message) -> Message:
+    """`message` with the hidden keys' values masked: itself when it holds none, else a
+    copy made once per message (which every watcher of its scope and keys shares)."""
+    if not masking or not any(
+        k in masking.hidden
+        for k in (*(s.key for s in message.settings), *(e.key for e in message.events))
+    ):
+        return message
+    memo = f"masked@{masking.version}"
+    masked: Message | None = message.renderings.get(memo)
+    if masked is None:
+        masked = Message(
+            message.kind,
+            message.revision,
+            settings=tuple(masking.settings(message.settings)),
+            events=tuple(
+                Event(
+                    e.key,
+                    None if e.setting is None else masking.setting(e.setting),
+                    None if e.previous is None else masking.setting(e.previous),
+                )
+                for e in message.events
+            ),
+        )
+        message.renderings[memo] = masked
+    return masked
+
+
 class WatchService:
     """The rules of a watch stream: validation, authorisation (as GetSettings), the first
     message, the replay, then the hub's messages, progress and the caller's re-check."""
@@ -452,8 +482,10 @@ class WatchService:
         max_keys: int,
         progress_seconds: float,
         recheck_seconds: float = 1.0,
+        definitions: Definitions | None = None,
     ) -> None:
         self._store = store
+        self._definitions = definitions or Definitions(DefinitionStore.sharing(store))
         self.hub = hub
         self._max_keys = max_keys
         self._progress_seconds = progress_seconds
@@ -490,7 +522,24 @@ class WatchService:
         request: WatchRequest,
         recheck: Callable[[], Awaitable[None]],
     ) -> AsyncIterator[Message]:
-        """The stream's messages; raises how it ends (see the module docstring)."""
+        """The stream's messages, secret values masked for a caller who may not see them
+        (by the definitions as each message leaves); raises how it ends (see the module
+        docstring)."""
+        # aclosing: a stream ended by its client unregisters its watcher at once.
+        async with contextlib.aclosing(self._watch(principal, request, recheck)) as messages:
+            if may_see_secrets(principal):
+                async for message in messages:
+                    yield message
+                return
+            async for message in messages:
+                yield _masked(await masking_for(principal, self._definitions), message)
+
+    async def _watch(
+        self,
+        principal: Principal,
+        request: WatchRequest,
+        recheck: Callable[[], Awaitable[None]],
+    ) -> AsyncGenerator[Message, None]:
         spec = await self._spec(principal, request)
         watcher = self.hub.register(spec)
         try:

@@ -44,6 +44,7 @@ from tierset.core.errors import TiersetError
 from tierset.core.reasons import Reason
 from tierset.core.values import Level, SettingType
 from tierset.store.database import ScopeRef, StoredSetting, query, setting_from_row
+from tierset.store.keytypes import DefinitionsChanged, raise_for_statement
 from tierset.store.locks import key_locked, key_overridden, version_mismatch
 from tierset.store.revisions import Actor
 
@@ -167,12 +168,18 @@ async def run_changes(
     *,
     dry_run: bool,
     indexed: bool,
+    rules_version: int | None = None,
 ) -> ChangesetResult:
-    """Applies `changes` on `connection` as the module docstring says."""
+    """Applies `changes` on `connection` as the module docstring says. The puts were
+    checked against the key definitions as of `rules_version` (None: not checked);
+    DefinitionsChanged, with nothing written, when the definitions moved on since."""
     result: ChangesetResult | None = None
     try:
         async with connection.transaction():
-            revision = int(await connection.fetchval(query("changeset_take_revision")))
+            taken = await connection.fetchrow(query("changeset_take_revision"))
+            if rules_version is not None and taken["definitions_version"] != rules_version:
+                raise DefinitionsChanged
+            revision = int(taken["revision"])
             pairs: list[EffectPair] = []
             truncated = False
             before: dict[EffectPair, StoredSetting | None] = {}
@@ -223,20 +230,24 @@ async def apply_one(
     key = change.key
     if change.operation is Operation.PUT:
         assert change.setting_type is not None and change.value_json is not None
-        row = await connection.fetchrow(
-            query("changeset_put"),
-            level,
-            account_id,
-            retailer_id,
-            key,
-            change.setting_type.value,
-            change.value_json,
-            change.expected_version,
-            revision,
-            seq,
-            *actor.columns(),
-            reason,
-        )
+        try:
+            row = await connection.fetchrow(
+                query("changeset_put"),
+                level,
+                account_id,
+                retailer_id,
+                key,
+                change.setting_type.value,
+                change.value_json,
+                change.expected_version,
+                revision,
+                seq,
+                *actor.columns(),
+                reason,
+            )
+        except asyncpg.PostgresError as error:
+            raise_for_statement(error, key, change.setting_type)  # TYPE_MISMATCH
+            raise
         if not row["unlocked"]:
             lock = await connection.fetchrow(
                 query("lock_above"), level, account_id, retailer_id, key, revision

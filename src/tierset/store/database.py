@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
@@ -29,6 +29,7 @@ from tierset.core import errors
 from tierset.core.reasons import Reason
 from tierset.core.values import MAX_READ_BYTES, Level, SettingType, compact_json
 from tierset.ops.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
+from tierset.store.keytypes import DefinitionsChanged, raise_for_statement
 from tierset.store.locks import key_locked, version_mismatch
 from tierset.store.revisions import (
     NO_ACTOR,
@@ -106,6 +107,8 @@ class StoredSetting:
     create_revision: int = 0
     mod_revision: int = 0
     lock: SettingLock | None = None
+    # The value is a secret this caller may not see: `value` holds nothing (services/keydefs.py).
+    masked: bool = False
 
 
 @dataclass(frozen=True)
@@ -343,6 +346,18 @@ def _is_lost(connection: Any) -> bool:
         return True
 
 
+class WriteRules(Protocol):
+    """What a put is checked against besides its type: the key definitions as of
+    `version` (services/keydefs.py). `check_write` raises the refusal of one put."""
+
+    @property
+    def version(self) -> int: ...
+
+    def check_write(
+        self, level: Level, key: str, setting_type: SettingType, value_json: str
+    ) -> None: ...
+
+
 class PoolClient:
     """What every part that queries the pool shares: connections that give up waiting after
     the acquire timeout, and that are never reused once asyncpg has lost track of them.
@@ -477,13 +492,18 @@ class Store(PoolClient):
         expected_version: int | None = None,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        definitions_version: int | None = None,
     ) -> WriteResult:
         """Creates or updates one setting atomically and logs it; `scope` None means GLOBAL.
 
         With `expected_version`, writes only if the stored version matches (0:
         only if it does not exist yet), else raises ABORTED. One statement in
         autocommit (``put_setting``): the change, its log row and its revision
-        commit together, or none of them does.
+        commit together, or none of them does. Raises FAILED_PRECONDITION
+        (TYPE_MISMATCH) when the key is stored with another type at another level,
+        and DefinitionsChanged when the key definitions are no longer those of
+        `definitions_version` (the version the value was checked against; None: not
+        checked). Either way nothing is written (store/keytypes.py).
         """
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
@@ -492,12 +512,18 @@ class Store(PoolClient):
             for _ in range(_RACE_RETRIES):
                 try:
                     row = await connection.fetchrow(
-                        query("put_setting"), *args, expected_version, *actor.columns(), reason
+                        query("put_setting"),
+                        *args,
+                        expected_version,
+                        *actor.columns(),
+                        reason,
+                        definitions_version,
                     )
                 except asyncpg.ForeignKeyViolationError:
                     assert scope is not None  # GLOBAL rows reference nothing
                     raise _scope_not_found(scope) from None
                 except asyncpg.PostgresError as error:
+                    raise_for_statement(error, key, setting_type)
                     if error.sqlstate == _RACED:
                         continue
                     if error.sqlstate == _LOCKED:
@@ -622,15 +648,23 @@ class Store(PoolClient):
         *,
         dry_run: bool = False,
         indexed: bool = True,
+        rules_version: int | None = None,
     ) -> ChangesetResult:
         """Applies `changes` in order, all or nothing, in one transaction and one revision
         (see :mod:`tierset.store.changes`); with `dry_run`, works it all out and rolls back.
-        `indexed` names the failing change's index in the error (a changeset's)."""
+        `indexed` names the failing change's index in the error (a changeset's);
+        `rules_version` is the key definitions' version its puts were checked against."""
         from tierset.store.changes import run_changes  # here: that module imports this one
 
         async with self._acquire() as connection:
             return await run_changes(
-                connection, changes, actor, reason, dry_run=dry_run, indexed=indexed
+                connection,
+                changes,
+                actor,
+                reason,
+                dry_run=dry_run,
+                indexed=indexed,
+                rules_version=rules_version,
             )
 
     async def retailer_accounts(self, retailer_ids: list[int]) -> dict[int, int]:
@@ -833,6 +867,7 @@ class Store(PoolClient):
         revision: int,
         actor: Actor = NO_ACTOR,
         reason: str = "",
+        rules: WriteRules | None = None,
     ) -> RestoreResult:
         """Sets `keys` of one level and scope (None: GLOBAL) back to their value after
         `revision`: a put or a delete per key that differs, a no-op for one that does
@@ -841,6 +876,9 @@ class Store(PoolClient):
 
         Raises NOT_FOUND for an unknown scope, FAILED_PRECONDITION (REVISION_COMPACTED)
         below the compacted revision, OUT_OF_RANGE (FUTURE_REVISION) past the current.
+        Each put is checked as a single write is: `rules` (the key definitions, checked
+        against the version this transaction holds; DefinitionsChanged when it moved)
+        and one type per key (TYPE_MISMATCH); any refusal restores nothing.
         """
         from tierset.store.changes import Operation, PlannedChange, apply_one  # as apply_changes
 
@@ -866,6 +904,8 @@ class Store(PoolClient):
                     check_readable(
                         revision, taken["compacted_revision"], new_revision - 1, "revision"
                     )
+                    if rules is not None and rules.version != taken["definitions_version"]:
+                        raise DefinitionsChanged
                     states = await connection.fetch(
                         query("setting_states_at"), *where, keys, revision
                     )
@@ -878,11 +918,16 @@ class Store(PoolClient):
                             continue
                         # The changeset's own change: the same lock checks, the same log rows.
                         deleting = state["target_value"] is None
+                        target_type = None if deleting else SettingType(state["target_type"])
+                        if rules is not None and target_type is not None:
+                            rules.check_write(
+                                level, state["key"], target_type, state["target_value"]
+                            )
                         change = PlannedChange(
                             Operation.DELETE if deleting else Operation.PUT,
                             scope,
                             state["key"],
-                            setting_type=None if deleting else SettingType(state["target_type"]),
+                            setting_type=target_type,
                             value_json=state["target_value"],
                         )
                         _, after = await apply_one(

@@ -78,6 +78,8 @@ class Change:
     new_version: int | None
     actor: Actor
     reason: str
+    # The key is a secret this caller may not see: the values hold nothing (services/keydefs.py).
+    masked: bool = False
 
 
 def key_range(prefix: str) -> tuple[str, str]:

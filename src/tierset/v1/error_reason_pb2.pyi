@@ -65,6 +65,11 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLIENT_CLOSED: _ClassVar[ErrorReason]
     BAD_UPSTREAM_VALUE: _ClassVar[ErrorReason]
     BODY_TIMEOUT: _ClassVar[ErrorReason]
+    TYPE_MISMATCH: _ClassVar[ErrorReason]
+    LEVEL_NOT_ALLOWED: _ClassVar[ErrorReason]
+    SCHEMA_VIOLATION: _ClassVar[ErrorReason]
+    DEFINITION_CONFLICT: _ClassVar[ErrorReason]
+    KEY_DEFINITION_NOT_FOUND: _ClassVar[ErrorReason]
     KEY_LOCKED: _ClassVar[ErrorReason]
     KEY_OVERRIDDEN: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
@@ -126,5 +131,10 @@ METHOD_NOT_ALLOWED: ErrorReason
 CLIENT_CLOSED: ErrorReason
 BAD_UPSTREAM_VALUE: ErrorReason
 BODY_TIMEOUT: ErrorReason
+TYPE_MISMATCH: ErrorReason
+LEVEL_NOT_ALLOWED: ErrorReason
+SCHEMA_VIOLATION: ErrorReason
+DEFINITION_CONFLICT: ErrorReason
+KEY_DEFINITION_NOT_FOUND: ErrorReason
 KEY_LOCKED: ErrorReason
 KEY_OVERRIDDEN: ErrorReason

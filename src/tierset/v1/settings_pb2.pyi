@@ -87,7 +87,7 @@ class SettingValue(_message.Message):
     def __init__(self, string_value: _Optional[str] = ..., integer_value: _Optional[int] = ..., boolean_value: _Optional[bool] = ..., json_value: _Optional[str] = ...) -> None: ...
 
 class Setting(_message.Message):
-    __slots__ = ("id", "key", "type", "value", "level", "version", "update_time", "create_revision", "mod_revision", "lock")
+    __slots__ = ("id", "key", "type", "value", "level", "version", "update_time", "create_revision", "mod_revision", "value_masked", "lock")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class Setting(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_REVISION_FIELD_NUMBER: _ClassVar[int]
     MOD_REVISION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_MASKED_FIELD_NUMBER: _ClassVar[int]
     LOCK_FIELD_NUMBER: _ClassVar[int]
     id: int
     key: str
@@ -107,8 +108,9 @@ class Setting(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     create_revision: int
     mod_revision: int
+    value_masked: bool
     lock: SettingLock
-    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., level: _Optional[_Union[SettingLevel, str]] = ..., version: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., lock: _Optional[_Union[SettingLock, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., level: _Optional[_Union[SettingLevel, str]] = ..., version: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., value_masked: _Optional[bool] = ..., lock: _Optional[_Union[SettingLock, _Mapping]] = ...) -> None: ...
 
 class SettingLock(_message.Message):
     __slots__ = ("actor", "lock_time", "revision")
@@ -395,6 +397,84 @@ class RestoreSettingsResponse(_message.Message):
     revision: int
     changed_keys: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, revision: _Optional[int] = ..., changed_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KeyDefinition(_message.Message):
+    __slots__ = ("key", "type", "description", "value_schema", "secret", "allowed_levels", "version", "create_time", "update_time", "updated_by")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_LEVELS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    type: SettingType
+    description: str
+    value_schema: str
+    secret: bool
+    allowed_levels: _containers.RepeatedScalarFieldContainer[SettingLevel]
+    version: int
+    create_time: _timestamp_pb2.Timestamp
+    update_time: _timestamp_pb2.Timestamp
+    updated_by: str
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., description: _Optional[str] = ..., value_schema: _Optional[str] = ..., secret: _Optional[bool] = ..., allowed_levels: _Optional[_Iterable[_Union[SettingLevel, str]]] = ..., version: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_by: _Optional[str] = ...) -> None: ...
+
+class DefineKeyRequest(_message.Message):
+    __slots__ = ("definition",)
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    definition: KeyDefinition
+    def __init__(self, definition: _Optional[_Union[KeyDefinition, _Mapping]] = ...) -> None: ...
+
+class DefineKeyResponse(_message.Message):
+    __slots__ = ("definition", "created")
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    definition: KeyDefinition
+    created: bool
+    def __init__(self, definition: _Optional[_Union[KeyDefinition, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetKeyDefinitionRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class GetKeyDefinitionResponse(_message.Message):
+    __slots__ = ("definition",)
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    definition: KeyDefinition
+    def __init__(self, definition: _Optional[_Union[KeyDefinition, _Mapping]] = ...) -> None: ...
+
+class ListKeyDefinitionsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListKeyDefinitionsResponse(_message.Message):
+    __slots__ = ("definitions", "next_page_token")
+    DEFINITIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    definitions: _containers.RepeatedCompositeFieldContainer[KeyDefinition]
+    next_page_token: str
+    def __init__(self, definitions: _Optional[_Iterable[_Union[KeyDefinition, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteKeyDefinitionRequest(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class DeleteKeyDefinitionResponse(_message.Message):
+    __slots__ = ("definition",)
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    definition: KeyDefinition
+    def __init__(self, definition: _Optional[_Union[KeyDefinition, _Mapping]] = ...) -> None: ...
 
 class WatchSettingsRequest(_message.Message):
     __slots__ = ("scope", "keys", "key_prefix", "start_revision")

@@ -97,6 +97,26 @@ class SettingsServiceStub:
                 request_serializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.SerializeToString,
                 response_deserializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.FromString,
                 _registered_method=True)
+        self.DefineKey = channel.unary_unary(
+                '/tierset.v1.SettingsService/DefineKey',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.DefineKeyRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.DefineKeyResponse.FromString,
+                _registered_method=True)
+        self.GetKeyDefinition = channel.unary_unary(
+                '/tierset.v1.SettingsService/GetKeyDefinition',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.GetKeyDefinitionRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.GetKeyDefinitionResponse.FromString,
+                _registered_method=True)
+        self.ListKeyDefinitions = channel.unary_unary(
+                '/tierset.v1.SettingsService/ListKeyDefinitions',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.ListKeyDefinitionsRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.ListKeyDefinitionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteKeyDefinition = channel.unary_unary(
+                '/tierset.v1.SettingsService/DeleteKeyDefinition',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.DeleteKeyDefinitionRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.DeleteKeyDefinitionResponse.FromString,
+                _registered_method=True)
         self.WatchSettings = channel.unary_stream(
                 '/tierset.v1.SettingsService/WatchSettings',
                 request_serializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsRequest.SerializeToString,
@@ -242,6 +262,45 @@ class SettingsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DefineKey(self, request, context):
+        """Defines a key, or replaces its definition (PLATFORM only): its type at
+        every level, description, optional JSON Schema, whether it is secret, and
+        the levels allowed to set it. Every value stored now is checked first.
+        Errors: PERMISSION_DENIED without PLATFORM; INVALID_ARGUMENT for a bad
+        key, type, description or schema (not JSON, not a valid Draft 2020-12
+        schema, a non-local `$ref`); FAILED_PRECONDITION (DEFINITION_CONFLICT)
+        when stored values do not satisfy it, the message listing their scopes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetKeyDefinition(self, request, context):
+        """Returns one key's definition; any authenticated caller may read it.
+        Errors: INVALID_ARGUMENT for a bad key; NOT_FOUND
+        (KEY_DEFINITION_NOT_FOUND) when the key has none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListKeyDefinitions(self, request, context):
+        """Lists the key definitions by key, paginated; any authenticated caller.
+        Errors: INVALID_ARGUMENT for a bad page size or page token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteKeyDefinition(self, request, context):
+        """Removes a key's definition (PLATFORM only); its stored values stay and
+        the key works as an undefined one again. Errors: PERMISSION_DENIED
+        without PLATFORM; NOT_FOUND (KEY_DEFINITION_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchSettings(self, request, context):
         """Streams the effective settings of one scope as they change (a watch).
 
@@ -374,6 +433,26 @@ def add_SettingsServiceServicer_to_server(servicer, server):
                     servicer.RestoreSettings,
                     request_deserializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.FromString,
                     response_serializer=tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.SerializeToString,
+            ),
+            'DefineKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DefineKey,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.DefineKeyRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.DefineKeyResponse.SerializeToString,
+            ),
+            'GetKeyDefinition': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKeyDefinition,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.GetKeyDefinitionRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.GetKeyDefinitionResponse.SerializeToString,
+            ),
+            'ListKeyDefinitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListKeyDefinitions,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.ListKeyDefinitionsRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.ListKeyDefinitionsResponse.SerializeToString,
+            ),
+            'DeleteKeyDefinition': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteKeyDefinition,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.DeleteKeyDefinitionRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.DeleteKeyDefinitionResponse.SerializeToString,
             ),
             'WatchSettings': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchSettings,
@@ -657,6 +736,114 @@ class SettingsService:
             '/tierset.v1.SettingsService/RestoreSettings',
             tierset_dot_v1_dot_settings__pb2.RestoreSettingsRequest.SerializeToString,
             tierset_dot_v1_dot_settings__pb2.RestoreSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DefineKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/DefineKey',
+            tierset_dot_v1_dot_settings__pb2.DefineKeyRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.DefineKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKeyDefinition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/GetKeyDefinition',
+            tierset_dot_v1_dot_settings__pb2.GetKeyDefinitionRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.GetKeyDefinitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListKeyDefinitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/ListKeyDefinitions',
+            tierset_dot_v1_dot_settings__pb2.ListKeyDefinitionsRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.ListKeyDefinitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteKeyDefinition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/DeleteKeyDefinition',
+            tierset_dot_v1_dot_settings__pb2.DeleteKeyDefinitionRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.DeleteKeyDefinitionResponse.FromString,
             options,
             channel_credentials,
             insecure,

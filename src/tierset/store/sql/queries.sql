@@ -60,7 +60,12 @@ SELECT 1;
 -- $1 level, $2 account_id, $3 retailer_id, $4 key, $5 type, $6 value (JSON
 -- text), $7 expected version (NULL: any; 0: only if it does not exist yet; n:
 -- only if it is at version n), $8..$12 the actor (user id, username, credential
--- kind, credential id, request id), $13 the reason.
+-- kind, credential id, request id), $13 the reason, $14 the definitions version
+-- the value was checked against (NULL: none checked; migration 0007).
+-- Two checks run once the counter is held, so nothing can change them before
+-- the commit: the definitions are still those of $14 (else TS412: check again),
+-- and no other (level, scope) holds the key with another type
+-- (tierset_check_key_type, TS422), which the insert waits for (`checked`).
 -- Order inside the statement is forced by data dependencies, not hoped for:
 -- `old` waits for `rev` (its gating condition reads it), the insert reads
 -- `old` (the count), so every writer takes the counter before any settings row
@@ -74,7 +79,13 @@ SELECT 1;
 -- revision so it runs after the bump, in a fresh snapshot) refuses the write
 -- with TS423, rolled back the same way; the store reads who locked it.
 WITH rev AS (
-    UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision
+    UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true
+    RETURNING revision, definitions_version
+), checked AS (
+    SELECT tierset_check_key_type($1::text::setting_level, coalesce($3, $2, 0), $4,
+                                  $5::text::setting_type) AS ok
+      FROM rev
+     WHERE $14::bigint IS NULL OR rev.definitions_version = $14::bigint
 ), locked AS (
     SELECT l.level FROM rev CROSS JOIN LATERAL tierset_lock_above(
         $1::text::setting_level, $2::bigint, $3::bigint, $4::text, rev.revision) l
@@ -88,7 +99,7 @@ WITH rev AS (
            (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
     SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb,
            rev.revision, rev.revision
-      FROM rev, (SELECT count(*) AS n FROM old) o, (SELECT count(*) AS n FROM locked) l
+      FROM rev, checked, (SELECT count(*) AS n FROM old) o, (SELECT count(*) AS n FROM locked) l
      WHERE ($7::bigint IS NULL OR $7 = 0 OR o.n > 0) AND l.n = 0
     ON CONFLICT (level, scope_id, key) DO UPDATE
        SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
@@ -115,7 +126,9 @@ WITH rev AS (
 )
 SELECT up.id, up.version, up.create_revision, up.mod_revision, up.update_time,
        old.id IS NULL AS created, rev.revision,
-       CASE WHEN EXISTS (SELECT 1 FROM locked) THEN tierset_refuse_locked()
+       CASE WHEN $14::bigint IS NOT NULL AND rev.definitions_version <> $14::bigint
+                 THEN tierset_definitions_changed()
+            WHEN EXISTS (SELECT 1 FROM locked) THEN tierset_refuse_locked()
             WHEN up.id IS NULL THEN tierset_refuse_change()
             WHEN old.id IS NULL AND NOT up.inserted THEN tierset_retry_change()
        END AS refused,
@@ -676,7 +689,8 @@ SELECT counter.revision AS current_revision, counter.compacted_revision, sized.*
 -- its whole transaction: every other writer waits (they all take the counter
 -- before touching a settings row), so what it reads stays true until it
 -- commits. Restores are rare; single writes keep the short window.
-UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision, compacted_revision;
+UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true
+RETURNING revision, compacted_revision, definitions_version;
 
 -- name: setting_states_at
 -- For one level ($1), scope ($2 account_id, $3 retailer_id) and keys ($4):
@@ -807,8 +821,10 @@ SELECT s.id, s.key, s.type::text AS type, s.value::text AS value, s.level::text 
 -- store raise, and the whole transaction, bump included, rolls back.
 
 -- name: changeset_take_revision
--- As restore_take_revision: the counter, first, for the whole transaction.
-UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision;
+-- As restore_take_revision: the counter, first, for the whole transaction, with
+-- the definitions version the changeset's puts must have been checked against.
+UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true
+RETURNING revision, definitions_version;
 
 -- name: lock_above
 -- The lock a write at ($1 level, $2 account_id, $3 retailer_id) of key $4 would
@@ -825,8 +841,13 @@ SELECT l.level::text AS level, l.scope_id, l.lock_revision, l.lock_time, l.lock_
 -- expected version (NULL: any; 0: must not exist), $10..$14 the actor, $15 the
 -- reason. Writes only when no lock above refuses it, the version matches and
 -- the value differs from what is stored (the same text: `1.50` is not `1.5`);
--- the verdict columns say which, and the store raises for a refusal.
-WITH locked AS (
+-- the verdict columns say which, and the store raises for a refusal. No other
+-- (level, scope) may hold the key with another type (tierset_check_key_type,
+-- TS422, as put_setting checks it; the insert reads `checked`, so it runs).
+WITH checked AS (
+    SELECT tierset_check_key_type($1::text::setting_level, coalesce($3, $2, 0), $4,
+                                  $5::text::setting_type) AS ok
+), locked AS (
     SELECT * FROM tierset_lock_above($1::text::setting_level, $2::bigint, $3::bigint,
                                      $4::text, $8::bigint)
 ), old AS (
@@ -842,7 +863,8 @@ WITH locked AS (
     INSERT INTO settings AS s
            (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
     SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb, $8, $8
-      FROM verdict WHERE verdict.unlocked AND verdict.version_ok AND verdict.differs
+      FROM verdict, checked
+     WHERE verdict.unlocked AND verdict.version_ok AND verdict.differs
     ON CONFLICT (level, scope_id, key) DO UPDATE
        SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
            update_time = now(), mod_revision = EXCLUDED.mod_revision
@@ -1029,3 +1051,83 @@ SELECT p.n, e.id, e.key, e.type::text AS type, e.value::text AS value, e.level::
        LIMIT 1
   ) e
  ORDER BY p.n;
+-- Key definitions and one type per key (migration 0007, store/definitions.py).
+
+-- name: key_definitions_all
+-- Every definition and the definitions version, in one snapshot (one row with a
+-- NULL key when there are none).
+SELECT c.definitions_version, d.key, d.type::text AS type, d.description,
+       d.value_schema::text AS value_schema, d.secret, d.allowed_levels::text[] AS allowed_levels,
+       d.version, d.create_time, d.update_time, d.updated_by
+  FROM revision_counter c
+  LEFT JOIN key_definitions d ON true
+ ORDER BY d.key;
+
+-- name: key_definition_get
+SELECT key, type::text AS type, description, value_schema::text AS value_schema, secret,
+       allowed_levels::text[] AS allowed_levels, version, create_time, update_time, updated_by
+  FROM key_definitions WHERE key = $1;
+
+-- name: key_definitions_page
+-- Definitions by key after $1 (bytewise), at most $2.
+SELECT key, type::text AS type, description, value_schema::text AS value_schema, secret,
+       allowed_levels::text[] AS allowed_levels, version, create_time, update_time, updated_by
+  FROM key_definitions WHERE key > $1::text ORDER BY key LIMIT $2;
+
+-- name: take_definitions_version
+-- A definition change takes the revision counter's row lock first, like every
+-- setting write, and holds it to its commit: writers and definers take turns.
+-- It bumps only the definitions version (a write checked against an older one
+-- is refused TS412 and checked again), spending no revision.
+UPDATE revision_counter SET definitions_version = definitions_version + 1
+ WHERE only_row = true
+RETURNING definitions_version;
+
+-- name: stored_values_of_key
+-- Every stored value of key $1, least specific level first (settings_type_key:
+-- one probe per type).
+SELECT level::text AS level, account_id, retailer_id, type::text AS type, value::text AS value
+  FROM settings
+ WHERE type = ANY (enum_range(NULL::setting_type)) AND key = $1
+ ORDER BY level, scope_id;
+
+-- name: key_definition_upsert
+-- $1 key, $2 type, $3 description, $4 JSON Schema (JSON text or NULL), $5 secret,
+-- $6 allowed levels, $7 who, $8 the definitions version taken for it.
+INSERT INTO key_definitions AS d
+       (key, type, description, value_schema, secret, allowed_levels, updated_by,
+        definitions_version)
+VALUES ($1, $2::text::setting_type, $3, $4::text::jsonb, $5, $6::text[]::setting_level[], $7, $8)
+ON CONFLICT (key) DO UPDATE
+   SET type = EXCLUDED.type, description = EXCLUDED.description,
+       value_schema = EXCLUDED.value_schema, secret = EXCLUDED.secret,
+       allowed_levels = EXCLUDED.allowed_levels, updated_by = EXCLUDED.updated_by,
+       definitions_version = EXCLUDED.definitions_version, version = d.version + 1,
+       update_time = now()
+RETURNING d.key, d.type::text AS type, d.description, d.value_schema::text AS value_schema,
+          d.secret, d.allowed_levels::text[] AS allowed_levels, d.version, d.create_time,
+          d.update_time, d.updated_by, (d.xmax = 0) AS created;
+
+-- name: key_definition_delete
+DELETE FROM key_definitions WHERE key = $1
+RETURNING key, type::text AS type, description, value_schema::text AS value_schema, secret,
+          allowed_levels::text[] AS allowed_levels, version, create_time, update_time, updated_by;
+
+-- name: notify_definitions
+-- Tells every process to read its definitions again (sent at commit).
+SELECT pg_notify('tierset_key_definitions', $1);
+
+-- name: mixed_type_keys
+-- Keys stored with more than one type (databases written before migration 0007
+-- allowed it): per key and type, how many (level, scope)s hold it and the first
+-- $1 of them. Reported by `tierset check`, never rewritten.
+WITH mixed AS (
+    SELECT key FROM settings GROUP BY key HAVING count(DISTINCT type) > 1
+)
+SELECT s.key, s.type::text AS type, count(*) AS n,
+       (array_agg(CASE WHEN s.level = 'GLOBAL' THEN 'GLOBAL'
+                       ELSE s.level::text || ' ' || s.scope_id END
+                  ORDER BY s.level, s.scope_id))[1:$1] AS scopes
+  FROM settings s JOIN mixed USING (key)
+ GROUP BY s.key, s.type
+ ORDER BY s.key, s.type;
