@@ -10,7 +10,7 @@ import asyncio
 import grpc
 import pytest
 
-from tests.helpers import error_info, field_violations
+from tests.helpers import define_key, error_info, field_violations
 from tests.watching import Response, watching
 from tierset.core.authz import Role
 from tierset.v1 import settings_pb2 as pb
@@ -96,7 +96,17 @@ async def test_a_two_key_changeset_is_one_revision_in_list_changes(
     assert {c.reason for c in listed.changes} == {"switch provider"}
 
 
-FAILURES = ["stale version", "locked", "bad value", "unknown retailer"]
+# The checks a single put passes hold inside a changeset too: versions, locks, the value,
+# the scope, one type per key and the key's definition (its schema, its levels).
+FAILURES = [
+    "stale version",
+    "locked",
+    "bad value",
+    "unknown retailer",
+    "other type",
+    "schema",
+    "level not allowed",
+]
 
 
 @pytest.mark.parametrize("failure", FAILURES)
@@ -105,11 +115,17 @@ async def test_a_failing_change_at_any_index_writes_nothing(
     settings_stub, db, family, unique_key, position, failure
 ):
     account, retailer = family
-    existing, locked = unique_key(), unique_key()
+    existing, locked, defined = unique_key(), unique_key(), unique_key()
     await settings_stub.ApplyChanges(
         pb.ApplyChangesRequest(
             changes=[put(existing, 1, account), put(locked, 1), other(LOCK, locked)]
         )
+    )
+    await define_key(
+        settings_stub,
+        defined,
+        schema={"type": "integer", "maximum": 10},
+        levels=(pb.SETTING_LEVEL_GLOBAL, pb.SETTING_LEVEL_ACCOUNT),
     )
     changes = [
         put(unique_key(), 1, account),
@@ -130,6 +146,19 @@ async def test_a_failing_change_at_any_index_writes_nothing(
             value=pb.SettingValue(string_value="lots"),
             scope=account,
         )
+    elif failure == "other type":
+        bad = pb.SettingChange(
+            operation=PUT,
+            key=existing,
+            type=pb.SETTING_TYPE_STRING,
+            value=pb.SettingValue(string_value="lots"),
+            scope=retailer,
+        )
+        changes[1] = put(unique_key(), 2, account)
+    elif failure == "schema":
+        bad = put(defined, 11, account)
+    elif failure == "level not allowed":
+        bad = put(defined, 5, retailer)
     else:
         bad = put(unique_key(), 1, pb.Scope(retailer_id=2**62))
     changes[position] = bad
@@ -146,6 +175,9 @@ async def test_a_failing_change_at_any_index_writes_nothing(
         "locked": (grpc.StatusCode.FAILED_PRECONDITION, "KEY_LOCKED"),
         "bad value": (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
         "unknown retailer": (grpc.StatusCode.NOT_FOUND, "RETAILER_NOT_FOUND"),
+        "other type": (grpc.StatusCode.FAILED_PRECONDITION, "TYPE_MISMATCH"),
+        "schema": (grpc.StatusCode.INVALID_ARGUMENT, "SCHEMA_VIOLATION"),
+        "level not allowed": (grpc.StatusCode.FAILED_PRECONDITION, "LEVEL_NOT_ALLOWED"),
     }[failure]
     assert (error.code(), info.reason) == expected
     if failure == "bad value":
