@@ -30,14 +30,13 @@ a notification takes to arrive:
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 
 import asyncpg
 
 from tierset.core.values import Level, SettingType
 from tierset.ops import metrics
-from tierset.ops.large_reads import ReadBudget
+from tierset.ops.large_reads import Lease, ReadBudget
 from tierset.store.database import (
     DeleteResult,
     OwnerCheck,
@@ -237,7 +236,7 @@ class CachedStore(Store):
         keys: list[str],
         visible_to: int | None = None,
         check_owner: OwnerCheck | None = None,
-        lease: contextlib.AsyncExitStack | None = None,
+        lease: Lease | None = None,
     ) -> Resolution:
         """Like :meth:`Store.resolve`, from the cache when it holds an answer the caller
         may see. Only answers the database gave are stored, and with `visible_to` it

@@ -15,14 +15,13 @@ caller and the call's request id (services.history.actor_of) and the caller's re
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tierset.core import authz, errors
 from tierset.core.authz import Permission, Principal
 from tierset.core.values import Level, SettingType, check_key, check_keys, setting_type_from_proto
-from tierset.ops.large_reads import off_loop
+from tierset.ops.large_reads import Lease, off_loop
 from tierset.services.history import actor_of, check_reason
 from tierset.services.scopes import authorize_scope
 from tierset.store.database import Resolution, ScopeRef, Store, WriteResult
@@ -57,7 +56,7 @@ class SettingsService:
         principal: Principal,
         scope: ScopeRef,
         keys: list[str],
-        lease: contextlib.AsyncExitStack | None = None,
+        lease: Lease | None = None,
     ) -> Resolution:
         """The settings of `keys` for `scope`, returned only if the caller may view them.
 
