@@ -10,8 +10,9 @@ one extra coroutine around its handler and builds nothing per call beyond what i
    The metadata is read once for it and for the credentials.
 2. **Metrics and the access line**: timed from here, recorded in ``finally`` with the
    status the call ends with — after the error mapping below settled it — so a failure is
-   counted under the code the client saw. Counter and histogram children are resolved
-   once per method (and code), not per call: ``labels()`` is slow.
+   counted under the code the client saw. Each method's series are found once, at
+   registration, and a call is counted with plain numbers
+   (:class:`tierset.ops.metrics.CallSeries`).
 3. **Error mapping**: a request whose bytes are not a message is INVALID_ARGUMENT (the
    request deserializer is made tolerant at registration, so bad bytes reach us instead of
    failing as UNKNOWN); :class:`~tierset.core.errors.TiersetError` becomes its rich status; a
@@ -60,7 +61,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
-from prometheus_client import Counter, Histogram
 
 from tierset.api.limits import Limits, TooLarge, too_large
 from tierset.api.status import internal_status, to_rpc_status
@@ -176,26 +176,6 @@ def status_of(method: str, error: Exception, deadline: asyncio.Timeout | None) -
         return internal_status()
     log.error("%s: unhandled error", method, exc_info=error)
     return internal_status()
-
-
-class _MethodMetrics:
-    """One method's series, with the label children resolved once."""
-
-    __slots__ = ("_counter", "_handled", "_name", "_seconds", "_service")
-
-    def __init__(self, full_method: str, handled: Counter, seconds: Histogram) -> None:
-        self._service, self._name = metrics.split_method(full_method)
-        self._seconds = seconds.labels(self._service, self._name)
-        self._counter = handled
-        self._handled: dict[str, Any] = {"OK": handled.labels(self._service, self._name, "OK")}
-
-    def record(self, code_name: str, seconds: float) -> None:
-        child = self._handled.get(code_name)
-        if child is None:  # at most one per status code: a bounded set
-            child = self._counter.labels(self._service, self._name, code_name)
-            self._handled[code_name] = child
-        child.inc()
-        self._seconds.observe(seconds)
 
 
 class Pipeline:
@@ -388,7 +368,7 @@ class _Call:
         self._trusted_gateways = pipeline._trusted_gateways
         self._access_log = pipeline._access_log
         self._level = logging.DEBUG if method in _QUIET_METHODS else logging.INFO
-        self._metrics = _MethodMetrics(method, metrics.GRPC_HANDLED, metrics.GRPC_HANDLING_SECONDS)
+        self._metrics = metrics.RPC_CALLS.method(method)
 
     def begin(self, context: grpc.aio.ServicerContext) -> _State:
         """Reads the metadata once; sets the request id."""

@@ -104,11 +104,11 @@ class ResolutionCache:
         found = self._entries.get(key)
         if found is None or (visible_to is not None and found.account_id != visible_to):
             self.misses += 1
-            metrics.CACHE_MISSES.inc()
+            metrics.CACHE_MISSES.value += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        metrics.CACHE_HITS.inc()
+        metrics.CACHE_HITS.value += 1
         return found
 
     @staticmethod
@@ -163,7 +163,7 @@ class ResolutionCache:
         """Drops what a change notification names: '*', 'a:<account>' or 'r:<retailer>'."""
         self.generation += 1
         self.invalidations += 1
-        metrics.CACHE_INVALIDATIONS.inc()
+        metrics.CACHE_INVALIDATIONS.value += 1
         if payload.startswith(ACCOUNT_PREFIX):
             owner = _id(payload, ACCOUNT_PREFIX)
             if owner is not None:
