@@ -274,7 +274,8 @@ class Pipeline:
                     status = status_of(method, error, deadline)
                     state.code = _CODE_NAMES[status.code]
                     await abort_with(context, status)
-                state.code = _code_name(context.code())
+                code = context.code()
+                state.code = "OK" if code is None else _code_name(code)
                 return response
             finally:
                 call.end(state)
@@ -381,7 +382,8 @@ class _Call:
                     authorization.append(value)
             elif key == _REQUEST_ID:
                 sent_id = str(value)
-        return _State(metadata, authorization, logs.REQUEST_ID.set(logs.accept_request_id(sent_id)))
+        request_id = logs.new_request_id() if sent_id is None else logs.accept_request_id(sent_id)
+        return _State(metadata, authorization, logs.REQUEST_ID.set(request_id))
 
     async def admit(self, request: Any, state: _State, context: grpc.aio.ServicerContext) -> None:
         """Refuses what is not a request or too large, then authenticates the caller (unless

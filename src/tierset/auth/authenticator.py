@@ -193,6 +193,8 @@ class Authenticator:
         if len(values) == 1:
             cached = self._cache.get(values[0])
             if cached is not None and cached.bearer and cached.trusted_until > time.monotonic():
+                if cached.expires_at is None:  # an API token: it never expires
+                    return cached.principal
                 return self._unexpired(values[0], cached)
         presented = parse_authorization(values)
         if presented.username is None or self._throttle is None:
