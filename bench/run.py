@@ -1274,6 +1274,7 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
             probes.append(
                 launch(
                     [sys.executable, str(BENCH / "watch_probe.py"), str(spec)],
+                    stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                 )
@@ -1292,6 +1293,9 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
         rss_with = rss_bytes(running.pids[0])
         await set_global(1)
         answered = time.time()
+        for p in probes:  # written: each probe's wait for the change starts now
+            p.stdin.write(b"written\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
         committed = await commit_time(bench.databases["main"])
         received: list[float | None] = []
         open_errors: Counter[str] = Counter()

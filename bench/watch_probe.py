@@ -10,13 +10,13 @@ Protocol with bench/run.py:
 1. one line on stdout, ``ready <opened> <failed>``, once every stream has either
    received its SNAPSHOT or failed to open (the bench then measures the server's
    memory and writes);
-2. a JSON object in the spec's ``result_file`` (not stdout: ~100 KB through a pipe
-   was once cut at 64 KiB) once every open stream has received one EVENTS message,
-   or the wait ran out: ``received`` holds each stream's receipt time
-   (``time.time()``, this machine's clock, which PostgreSQL's commit stamp also
-   uses), ``null`` for one that never saw it; ``open_errors`` counts the streams
-   refused, ``ended_errors`` those that ended before the change came, by status and
-   the start of its message.
+2. after a line on stdin (the bench has written), a JSON object in the spec's
+   ``result_file`` (not stdout: ~100 KB through a pipe was once cut at 64 KiB) once
+   every open stream has received one EVENTS message, or the wait ran out:
+   ``received`` holds each stream's receipt time (``time.time()``, this machine's
+   clock, which PostgreSQL's commit stamp also uses), ``null`` for one that never saw
+   it; ``open_errors`` counts the streams refused, ``ended_errors`` those that ended
+   before the change came, by status and the start of its message.
 
 Streams open a bounded number at a time, so the probe measures fan-out, not how
 the server copes with thousands of simultaneous opens. The receipt time is taken
@@ -110,6 +110,10 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
     await all_settled.wait()
     failed = sum(open_errors.values())
     print(f"ready {count - failed} {failed}", flush=True)
+    # The wait starts once the bench has written, not when this probe was ready: the other
+    # probe may take a minute longer to open its share, and a wait begun here ran out
+    # before the write (half of 10,000 streams once "never received it").
+    await asyncio.to_thread(sys.stdin.readline)
     _, pending = await asyncio.wait(tasks, timeout=spec["wait_seconds"])
     for call in calls:
         call.cancel()
