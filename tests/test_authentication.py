@@ -223,21 +223,23 @@ async def test_a_revocation_during_a_lookup_is_not_undone_by_the_cache(make_call
     assert raised.value.reason == "CREDENTIALS_INVALID"
 
 
-async def _settle() -> None:
-    for _ in range(10):
+async def _misses_at_once(make_caller, db, count: int):
+    """`count` calls with one uncached token, all started, the first one's lookup held."""
+    caller = await make_caller(Role.VIEWER)
+    credentials = _PausedLookup(db)
+    authenticator = Authenticator(credentials, cache_seconds=60, cache_size=10)
+    header = [f"Bearer {caller.token}"]
+    calls = [asyncio.ensure_future(authenticator.authenticate(header)) for _ in range(count)]
+    await credentials.looked_up.wait()
+    for _ in range(10):  # every call has reached the lookup in flight
         await asyncio.sleep(0)
+    return caller, credentials, authenticator, calls
 
 
 async def test_concurrent_misses_of_one_token_share_one_lookup(make_caller, db):
     # A cache entry ageing out under load (every watch stream re-checks its caller each
     # second) must cost one lookup, not one per call queued for a pool connection.
-    caller = await make_caller(Role.VIEWER)
-    credentials = _PausedLookup(db)
-    authenticator = Authenticator(credentials, cache_seconds=60, cache_size=10)
-    header = [f"Bearer {caller.token}"]
-    calls = [asyncio.ensure_future(authenticator.authenticate(header)) for _ in range(20)]
-    await credentials.looked_up.wait()
-    await _settle()  # every call has reached the lookup in flight
+    caller, credentials, _, calls = await _misses_at_once(make_caller, db, 20)
     credentials.release.set()
 
     principals = await asyncio.gather(*calls)
@@ -247,13 +249,7 @@ async def test_concurrent_misses_of_one_token_share_one_lookup(make_caller, db):
 
 
 async def test_a_revocation_during_a_shared_lookup_reaches_every_waiting_call(make_caller, db):
-    caller = await make_caller(Role.VIEWER)
-    credentials = _PausedLookup(db)
-    authenticator = Authenticator(credentials, cache_seconds=60, cache_size=10)
-    header = [f"Bearer {caller.token}"]
-    calls = [asyncio.ensure_future(authenticator.authenticate(header)) for _ in range(5)]
-    await credentials.looked_up.wait()
-    await _settle()
+    caller, credentials, authenticator, calls = await _misses_at_once(make_caller, db, 5)
 
     revoked = await CredentialStore(db).revoke(caller.token_id, Kind.API_TOKEN)
     authenticator.forget(revoked)
