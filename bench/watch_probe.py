@@ -10,12 +10,13 @@ Protocol with bench/run.py:
 1. one line on stdout, ``ready <opened> <failed>``, once every stream has either
    received its SNAPSHOT or failed to open (the bench then measures the server's
    memory and writes);
-2. a JSON object in the spec's ``result_file`` (not stdout: ~100 KB through a pipe
-   was once cut at 64 KiB) once every open stream has received one EVENTS message,
-   or the wait ran out: ``received`` holds each stream's receipt time
-   (``time.time()``, this machine's clock, which PostgreSQL's commit stamp also
-   uses), ``null`` for one that never saw it; ``open_errors`` counts the streams
-   refused, ``ended_errors`` those that ended before the change came, by status.
+2. after a line on stdin (the bench has written), a JSON object in the spec's
+   ``result_file`` (not stdout: ~100 KB through a pipe was once cut at 64 KiB) once
+   every open stream has received one EVENTS message, or the wait ran out:
+   ``received`` holds each stream's receipt time (``time.time()``, this machine's
+   clock, which PostgreSQL's commit stamp also uses), ``null`` for one that never saw
+   it; ``open_errors`` counts the streams refused, ``ended_errors`` those that ended
+   before the change came, by status and the start of its message.
 
 Streams open a bounded number at a time, so the probe measures fan-out, not how
 the server copes with thousands of simultaneous opens. The receipt time is taken
@@ -40,6 +41,11 @@ import uvloop
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 OPENING_AT_ONCE = 100  # streams waiting for their snapshot at one time
+
+
+def why(error: grpc.aio.AioRpcError) -> str:
+    """A failed stream's status and the start of its message: what to count it under."""
+    return f"{error.code().name}: {(error.details() or '')[:80]}"
 
 
 async def probe(spec: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +86,7 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
                 calls.append(call)
                 first = await call.read()
         except grpc.aio.AioRpcError as error:
-            open_errors[error.code().name] += 1
+            open_errors[why(error)] += 1
             settle()
             return
         if first is grpc.aio.EOF or first.kind != settings_pb2.WatchSettingsResponse.KIND_SNAPSHOT:
@@ -98,12 +104,16 @@ async def probe(spec: dict[str, Any]) -> dict[str, Any]:
                     received[n] = time.time()
                     return
         except grpc.aio.AioRpcError as error:
-            ended_errors[error.code().name] += 1  # never received: reported as null
+            ended_errors[why(error)] += 1  # never received: reported as null
 
     tasks = [asyncio.create_task(watch(n)) for n in range(count)]
     await all_settled.wait()
     failed = sum(open_errors.values())
     print(f"ready {count - failed} {failed}", flush=True)
+    # The wait starts once the bench has written, not when this probe was ready: the other
+    # probe may take a minute longer to open its share, and a wait begun here ran out
+    # before the write (half of 10,000 streams once "never received it").
+    await asyncio.to_thread(sys.stdin.readline)
     _, pending = await asyncio.wait(tasks, timeout=spec["wait_seconds"])
     for call in calls:
         call.cancel()

@@ -194,8 +194,10 @@ class _PausedLookup(CredentialStore):
         super().__init__(pool)
         self.looked_up = asyncio.Event()
         self.release = asyncio.Event()
+        self.lookups = 0
 
     async def principal_row(self, secret_digest):
+        self.lookups += 1
         row = await super().principal_row(secret_digest)
         self.looked_up.set()
         await self.release.wait()
@@ -219,6 +221,48 @@ async def test_a_revocation_during_a_lookup_is_not_undone_by_the_cache(make_call
     with pytest.raises(errors.TiersetError) as raised:
         await authenticator.authenticate([f"Bearer {caller.token}"])
     assert raised.value.reason == "CREDENTIALS_INVALID"
+
+
+async def _misses_at_once(make_caller, db, count: int):
+    """`count` calls with one uncached token, all started, the first one's lookup held."""
+    caller = await make_caller(Role.VIEWER)
+    credentials = _PausedLookup(db)
+    authenticator = Authenticator(credentials, cache_seconds=60, cache_size=10)
+    header = [f"Bearer {caller.token}"]
+    calls = [asyncio.ensure_future(authenticator.authenticate(header)) for _ in range(count)]
+    await credentials.looked_up.wait()
+    for _ in range(10):  # every call has reached the lookup in flight
+        await asyncio.sleep(0)
+    return caller, credentials, authenticator, calls
+
+
+async def test_concurrent_misses_of_one_token_share_one_lookup(make_caller, db):
+    # A cache entry ageing out under load (every watch stream re-checks its caller each
+    # second) must cost one lookup, not one per call queued for a pool connection.
+    caller, credentials, _, calls = await _misses_at_once(make_caller, db, 20)
+    credentials.release.set()
+
+    principals = await asyncio.gather(*calls)
+
+    assert {p.user_id for p in principals} == {caller.user_id}
+    assert credentials.lookups == 1
+
+
+async def test_a_revocation_during_a_shared_lookup_reaches_every_waiting_call(make_caller, db):
+    caller, credentials, authenticator, calls = await _misses_at_once(make_caller, db, 5)
+
+    revoked = await CredentialStore(db).revoke(caller.token_id, Kind.API_TOKEN)
+    authenticator.forget(revoked)
+    credentials.release.set()
+    answers = await asyncio.gather(*calls, return_exceptions=True)
+
+    # The first read the credential before the revocation and passes, as a lone call
+    # does; the others do not take its answer: each looks again and is refused.
+    passed = [a for a in answers if not isinstance(a, BaseException)]
+    refused = [a for a in answers if isinstance(a, errors.TiersetError)]
+    assert len(passed) == 1
+    assert [r.reason for r in refused] == ["CREDENTIALS_INVALID"] * 4
+    assert credentials.lookups == 5
 
 
 @pytest.mark.parametrize(

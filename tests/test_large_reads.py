@@ -8,7 +8,7 @@ import pytest
 
 from tierset.core.errors import Code, TiersetError
 from tierset.ops.config import Config, ConfigError
-from tierset.ops.large_reads import ReadBudget
+from tierset.ops.large_reads import Lease, ReadBudget
 
 
 async def _hold(budget: ReadBudget, size: int, release: asyncio.Event, log: list[int]) -> None:
@@ -92,6 +92,23 @@ async def test_a_read_larger_than_the_whole_budget_waits_for_all_of_it():
     budget = ReadBudget(capacity=10, wait_seconds=1)
     async with budget.reserve(1000):
         assert budget.in_flight == 10
+
+
+async def test_a_lease_holds_what_it_entered_until_released_and_holds_nothing_otherwise():
+    budget = ReadBudget(capacity=100, wait_seconds=1)
+    small = Lease()
+    assert small.held is None  # a small read enters nothing: nothing to release
+    await small.release()
+
+    lease = Lease()
+    await lease.enter_async_context(budget.reserve(30))
+    await lease.enter_async_context(budget.reserve(20))
+    assert lease.held is not None
+    assert budget.in_flight == 50  # kept past the read, until the answer is built
+    await lease.release()
+    assert (budget.in_flight, lease.held) == (0, None)
+    await lease.release()  # released twice: nothing more happens
+    assert budget.in_flight == 0
 
 
 def test_the_read_budget_is_configured_from_the_environment():

@@ -27,7 +27,7 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Caller, free_port, open_channel
@@ -669,6 +669,61 @@ async def test_http_middleware_counts_by_method_route_and_status():
     assert count("GET", "/v1/settings/{key}", "200") == before["ok"] + 2
     assert count("GET", "unmatched", "404") == before["missing"] + 1
     assert count("POST", "unmatched", "500") == before["boom"] + 1
+
+
+def _exposed(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample `registry` exposes but the ``_created`` stamps (times of creation)."""
+    return {
+        (each.name, frozenset(each.labels.items())): each.value
+        for family in registry.collect()
+        for each in family.samples
+        if not each.name.endswith("_created")
+    }
+
+
+def test_call_series_expose_what_prometheus_counters_and_histograms_would():
+    # The pipeline counts calls with plain numbers (metrics.CallSeries, LoopCounter); a
+    # scrape must see what prometheus_client's Counter and Histogram, fed the same
+    # calls, would show: the same names, labels, cumulative buckets, count and sum.
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    calls = metrics.CallSeries(ours)
+    hits = metrics.LoopCounter("tierset_test_hits", "Hits.", ours)
+    handled = Counter(
+        "grpc_server_handled",
+        metrics.CallSeries.HANDLED_HELP,
+        ["grpc_service", "grpc_method", "grpc_code"],
+        registry=theirs,
+    )
+    seconds = Histogram(
+        "grpc_server_handling_seconds",
+        metrics.CallSeries.SECONDS_HELP,
+        ["grpc_service", "grpc_method"],
+        buckets=metrics.LATENCY_BUCKETS,
+        registry=theirs,
+    )
+    their_hits = Counter("tierset_test_hits", "Hits.", registry=theirs)
+    observed = [
+        ("/tierset.v1.SettingsService/GetSettings", "OK", 0.0004),
+        ("/tierset.v1.SettingsService/GetSettings", "OK", 0.001),  # on a bucket's bound
+        ("/tierset.v1.SettingsService/GetSettings", "NOT_FOUND", 0.3),
+        ("/tierset.v1.SettingsService/GetSettings", "OK", 12.0),  # past the last bound
+        ("/tierset.v1.AccountService/CreateAccount", "OK", 0.02),
+    ]
+    calls.method("/tierset.v1.AccountService/GetAccount")  # registered, never called
+    handled.labels("tierset.v1.AccountService", "GetAccount", "OK")
+    seconds.labels("tierset.v1.AccountService", "GetAccount")
+    for method, code, spent in observed:
+        calls.method(method).record(code, spent)
+        service, name = metrics.split_method(method)
+        handled.labels(service, name, code).inc()
+        seconds.labels(service, name).observe(spent)
+    for _ in range(3):
+        hits.value += 1
+        their_hits.inc()
+
+    assert _exposed(ours) == _exposed(theirs)
+    created = {s.name for family in ours.collect() for s in family.samples}
+    assert {"grpc_server_handled_created", "grpc_server_handling_seconds_created"} <= created
 
 
 # ---------------------------------------------------------------- the access log switch

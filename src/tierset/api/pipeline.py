@@ -10,8 +10,9 @@ one extra coroutine around its handler and builds nothing per call beyond what i
    The metadata is read once for it and for the credentials.
 2. **Metrics and the access line**: timed from here, recorded in ``finally`` with the
    status the call ends with — after the error mapping below settled it — so a failure is
-   counted under the code the client saw. Counter and histogram children are resolved
-   once per method (and code), not per call: ``labels()`` is slow.
+   counted under the code the client saw. Each method's series are found once, at
+   registration, and a call is counted with plain numbers
+   (:class:`tierset.ops.metrics.CallSeries`).
 3. **Error mapping**: a request whose bytes are not a message is INVALID_ARGUMENT (the
    request deserializer is made tolerant at registration, so bad bytes reach us instead of
    failing as UNKNOWN); :class:`~tierset.core.errors.TiersetError` becomes its rich status; a
@@ -22,7 +23,9 @@ one extra coroutine around its handler and builds nothing per call beyond what i
    client sees only "internal error".
 4. **Deadline**: the handler (authentication included, which may query the database) gets
    at most the call's remaining time, so a database call is cancelled, and its connection
-   freed, when the client stops waiting.
+   freed, when the client stops waiting. A unary call first runs as far as it can without
+   waiting; only if it waits is the deadline's timer armed (to the same absolute deadline),
+   so a call that never waits (a cached read) costs no timer.
 5. **Authentication** (:class:`~tierset.auth.authenticator.Authenticator`): the ``authorization``
    metadata becomes the caller (:func:`tierset.core.authz.current_principal`), set in the task
    that runs the handler. Inside the error mapping, so refusals are rich statuses.
@@ -48,6 +51,7 @@ import contextlib
 import inspect
 import logging
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +61,6 @@ import grpc
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 from grpc_status import rpc_status
-from prometheus_client import Counter, Histogram
 
 from tierset.api.limits import Limits, TooLarge, too_large
 from tierset.api.status import internal_status, to_rpc_status
@@ -140,14 +143,17 @@ def _code_name(code: object) -> str:
     return "OK" if code is None else str(code)
 
 
-def status_of(method: str, error: Exception, deadline: asyncio.Timeout) -> status_pb2.Status:
-    """The status a handler's exception becomes; logs what an operator must see."""
+def status_of(method: str, error: Exception, deadline: asyncio.Timeout | None) -> status_pb2.Status:
+    """The status a handler's exception becomes; logs what an operator must see.
+
+    `deadline` is the call's, None when the call failed before it waited for anything
+    (then its deadline cannot have been what stopped it)."""
     if isinstance(error, errors.TiersetError):
         if error.code in _AUTH_REFUSALS:
             metrics.AUTH_FAILURES.labels(error.reason).inc()
         return to_rpc_status(error)
     if isinstance(error, _DATABASE_DOWN):
-        if isinstance(error, TimeoutError) and deadline.expired():
+        if isinstance(error, TimeoutError) and deadline is not None and deadline.expired():
             # The client's deadline, not the database: it has stopped waiting.
             return to_rpc_status(errors.deadline_exceeded())
         log.warning("%s: database unavailable: %s", method, type(error).__name__)
@@ -170,26 +176,6 @@ def status_of(method: str, error: Exception, deadline: asyncio.Timeout) -> statu
         return internal_status()
     log.error("%s: unhandled error", method, exc_info=error)
     return internal_status()
-
-
-class _MethodMetrics:
-    """One method's series, with the label children resolved once."""
-
-    __slots__ = ("_counter", "_handled", "_name", "_seconds", "_service")
-
-    def __init__(self, full_method: str, handled: Counter, seconds: Histogram) -> None:
-        self._service, self._name = metrics.split_method(full_method)
-        self._seconds = seconds.labels(self._service, self._name)
-        self._counter = handled
-        self._handled: dict[str, Any] = {"OK": handled.labels(self._service, self._name, "OK")}
-
-    def record(self, code_name: str, seconds: float) -> None:
-        child = self._handled.get(code_name)
-        if child is None:  # at most one per status code: a bounded set
-            child = self._counter.labels(self._service, self._name, code_name)
-            self._handled[code_name] = child
-        child.inc()
-        self._seconds.observe(seconds)
 
 
 class Pipeline:
@@ -256,14 +242,28 @@ class Pipeline:
     def _unary(self, method: str, inner: Callable[..., Any], *, authenticate: bool) -> Any:
         call = _Call(method, self, authenticate)
 
+        async def handled(request: Any, state: _State, context: grpc.aio.ServicerContext) -> Any:
+            await call.admit(request, state, context)
+            return await inner(request, context)
+
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             state = call.begin(context)
             try:
-                deadline = asyncio.timeout(context.time_remaining())
+                deadline: asyncio.Timeout | None = None
                 try:
-                    async with deadline:
-                        await call.admit(request, state, context)
-                        response = await inner(request, context)
+                    # Run at once, as far as it goes without waiting: a call that never
+                    # waits (a cached read) ends before any timer could fire, so it needs
+                    # none. One that waits gets the call's deadline from that moment on —
+                    # the same absolute deadline, so what it may wait for is unchanged.
+                    running = handled(request, state, context)
+                    try:
+                        waiting_on = running.send(None)
+                    except StopIteration as done:
+                        response = done.value
+                    else:
+                        deadline = asyncio.timeout(context.time_remaining())
+                        async with deadline:
+                            response = await _resumed(running, waiting_on)
                 except grpc.aio.AbortError:
                     state.code = _code_name(context.code())
                     raise
@@ -274,7 +274,8 @@ class Pipeline:
                     status = status_of(method, error, deadline)
                     state.code = _CODE_NAMES[status.code]
                     await abort_with(context, status)
-                state.code = _code_name(context.code())
+                code = context.code()
+                state.code = "OK" if code is None else _code_name(code)
                 return response
             finally:
                 call.end(state)
@@ -368,7 +369,7 @@ class _Call:
         self._trusted_gateways = pipeline._trusted_gateways
         self._access_log = pipeline._access_log
         self._level = logging.DEBUG if method in _QUIET_METHODS else logging.INFO
-        self._metrics = _MethodMetrics(method, metrics.GRPC_HANDLED, metrics.GRPC_HANDLING_SECONDS)
+        self._metrics = metrics.RPC_CALLS.method(method)
 
     def begin(self, context: grpc.aio.ServicerContext) -> _State:
         """Reads the metadata once; sets the request id."""
@@ -381,7 +382,8 @@ class _Call:
                     authorization.append(value)
             elif key == _REQUEST_ID:
                 sent_id = str(value)
-        return _State(metadata, authorization, logs.REQUEST_ID.set(logs.accept_request_id(sent_id)))
+        request_id = logs.new_request_id() if sent_id is None else logs.accept_request_id(sent_id)
+        return _State(metadata, authorization, logs.REQUEST_ID.set(request_id))
 
     async def admit(self, request: Any, state: _State, context: grpc.aio.ServicerContext) -> None:
         """Refuses what is not a request or too large, then authenticates the caller (unless
@@ -493,6 +495,28 @@ def _capped_stream(inner: Callable[..., Any], limits: Limits | None) -> Callable
             limits.streams.give_back()
 
     return capped
+
+
+@types.coroutine
+def _resumed(running: Any, waiting_on: Any) -> Any:
+    """Finishes `running`, a coroutine already stepped once and now waiting on `waiting_on`,
+    exactly as ``await`` would have: what the task sends or throws in goes to it."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:
+            running.close()
+            raise
+        except BaseException as thrown:  # cancellation, mostly
+            try:
+                waiting_on = running.throw(thrown)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                waiting_on = running.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _passing_bytes(

@@ -7,8 +7,6 @@ results to messages, and keeps each resolution's rendered response.
 
 from __future__ import annotations
 
-import contextlib
-
 import grpc
 
 from tierset.api import history as messages
@@ -16,7 +14,7 @@ from tierset.api.changes import ChangeRpcs, incoming_value
 from tierset.api.history import scope_from_proto, setting_to_proto
 from tierset.api.keydefs import KeyDefinitionRpcs
 from tierset.core import authz
-from tierset.ops.large_reads import off_loop
+from tierset.ops.large_reads import Lease, off_loop
 from tierset.services import changes as changes_service
 from tierset.services import history as history_service
 from tierset.services import settings as service
@@ -173,7 +171,8 @@ class SettingsService(
             return await off_loop(past.read_bytes, lambda: _response(past))
         # The lease keeps a large read's share of the read budget until its response is
         # built: that is another copy of its values.
-        async with contextlib.AsyncExitStack() as lease:
+        lease = Lease()
+        try:
             resolution = await self._settings.resolve(
                 authz.current_principal(), scope, list(request.keys), lease
             )
@@ -190,6 +189,9 @@ class SettingsService(
             )
             resolution.renderings[_RESPONSE] = response
             return response
+        finally:
+            if lease.held is not None:
+                await lease.release()
 
     async def PutSetting(
         self, request: settings_pb2.PutSettingRequest, context: grpc.aio.ServicerContext

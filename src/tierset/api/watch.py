@@ -2,8 +2,8 @@
 
 The rules live in :mod:`tierset.services.watch`; this reads the request, hands the
 service a re-check that authenticates the call's own credentials again (so a revoked or
-expired one ends the stream), and renders each message once however many streams send
-it (a message is shared by every watcher of the same scope and keys).
+expired one ends the stream), and renders and serialises each message once however many
+streams send it (a message is shared by every watcher of the same scope and keys).
 
 Registered as part of SettingsService: :class:`WatchingSettingsService` is the settings
 servicer with this one method added, so the other methods stay in api/settings.py.
@@ -29,7 +29,7 @@ _KINDS = {
     KIND_EVENTS: settings_pb2.WatchSettingsResponse.KIND_EVENTS,
     KIND_PROGRESS: settings_pb2.WatchSettingsResponse.KIND_PROGRESS,
 }
-_RESPONSE = "grpc.WatchSettingsResponse"
+_RESPONSE = "grpc.WatchSettingsResponse.bytes"
 
 
 def watch_request(request: settings_pb2.WatchSettingsRequest) -> WatchRequest:
@@ -42,22 +42,25 @@ def watch_request(request: settings_pb2.WatchSettingsRequest) -> WatchRequest:
     )
 
 
-def to_proto(message: Message) -> settings_pb2.WatchSettingsResponse:
-    """A message as the API shows it, built once per message."""
-    rendered: settings_pb2.WatchSettingsResponse | None = message.renderings.get(_RESPONSE)
+def to_proto(message: Message) -> bytes:
+    """A message as the API shows it, built and serialised once per message: one event
+    reaches every watcher of its scope and keys (thousands of streams), and the call
+    pipeline sends bytes as they are (api/pipeline.py `_passing_bytes`)."""
+    rendered: bytes | None = message.renderings.get(_RESPONSE)
     if rendered is not None:
         return rendered
-    rendered = settings_pb2.WatchSettingsResponse(
+    response = settings_pb2.WatchSettingsResponse(
         kind=_KINDS[message.kind],
         revision=message.revision,
         settings=[setting_to_proto(s) for s in message.settings],
     )
     for event in message.events:
-        proto = rendered.events.add(key=event.key)
+        proto = response.events.add(key=event.key)
         if event.setting is not None:
             proto.setting.CopyFrom(setting_to_proto(event.setting))
         if event.previous is not None:
             proto.previous.CopyFrom(setting_to_proto(event.previous))
+    rendered = response.SerializeToString()
     message.renderings[_RESPONSE] = rendered
     return rendered
 
@@ -78,7 +81,7 @@ class WatchingSettingsService(SettingsService):
 
     async def WatchSettings(
         self, request: settings_pb2.WatchSettingsRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[settings_pb2.WatchSettingsResponse]:
+    ) -> AsyncIterator[bytes]:
         authorization = [
             value
             for key, value in (context.invocation_metadata() or ())

@@ -12,7 +12,9 @@ principals are then kept in a small in-process cache for at most
 the ``authorization`` value exactly as sent, so a Bearer call it knows costs one dict
 lookup and a clock read: no parsing, no digest (the same secret spelt two ways is two
 entries of one credential, and a revocation drops both). It holds those values in
-this process's memory for the cache's lifetime, as the call itself did. A revocation
+this process's memory for the cache's lifetime, as the call itself did. Calls that miss
+the cache with the same Bearer header at once share one lookup (its answer is taken from
+the cache, never handed over past a revocation heard meanwhile). A revocation
 reaches this process's cache at once: revocations made here forget their ids
 directly, and every revocation NOTIFYs ``tierset_credentials_revoked``, which
 every server hears on its one LISTEN connection (tierset.store.listener). If that
@@ -27,6 +29,7 @@ lookup and refunded after unless the credentials were invalid.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hmac
@@ -180,6 +183,8 @@ class Authenticator:
         # Grows with every revocation heard; a lookup that overlapped one is not cached,
         # since the revocation may be of the very credential it was looking up.
         self._generation = 0
+        # The lookup in flight for a Bearer header, set when it ends (see _verify).
+        self._lookups: dict[str, asyncio.Future[None]] = {}
 
     async def authenticate(
         self, values: list[str], source: str | Callable[[], str] = "unknown"
@@ -193,6 +198,8 @@ class Authenticator:
         if len(values) == 1:
             cached = self._cache.get(values[0])
             if cached is not None and cached.bearer and cached.trusted_until > time.monotonic():
+                if cached.expires_at is None:  # an API token: it never expires
+                    return cached.principal
                 return self._unexpired(values[0], cached)
         presented = parse_authorization(values)
         if presented.username is None or self._throttle is None:
@@ -229,6 +236,32 @@ class Authenticator:
             # Stored only once this very header passed _check_presented; checked again
             # all the same, since only Basic gets here (a cached Bearer is answered above).
             return _check_presented(self._unexpired(header, cached), presented)
+        if presented.username is not None or self._cache_seconds <= 0 or self._cache_size <= 0:
+            return await self._look_up(presented, header)
+        # A Bearer token: one lookup in flight per header. When its cache entry ages out,
+        # every call (and every watch stream's re-check) carrying it misses at once; they
+        # wait for the first one's lookup and take its answer from the cache, instead of
+        # each queueing for a pool connection (10,000 watchers once timed out there).
+        in_flight = self._lookups.get(header)
+        if in_flight is not None:
+            await asyncio.shield(in_flight)  # never cancels the lookup it waits for
+            cached = self._cache.get(header)
+            if cached is not None and cached.trusted_until > time.monotonic():
+                return _check_presented(self._unexpired(header, cached), presented)
+            # It failed, or its answer was not kept (a revocation was heard meanwhile):
+            # this call looks the credential up itself.
+            return await self._look_up(presented, header)
+        done = asyncio.get_running_loop().create_future()
+        self._lookups[header] = done
+        try:
+            return await self._look_up(presented, header)
+        finally:
+            if self._lookups.get(header) is done:
+                del self._lookups[header]
+            done.set_result(None)
+
+    async def _look_up(self, presented: _Presented, header: str) -> Principal:
+        """Asks the database for the credential; remembers a valid one."""
         generation = self._generation
         row = await self._credentials.principal_row(digest(presented.secret))
         # The lookup compares digests of 256-bit secrets inside an index: timing

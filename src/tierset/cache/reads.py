@@ -30,7 +30,6 @@ a notification takes to arrive:
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -38,7 +37,7 @@ import asyncpg
 
 from tierset.core.values import Level, SettingType
 from tierset.ops import metrics
-from tierset.ops.large_reads import ReadBudget
+from tierset.ops.large_reads import Lease, ReadBudget
 from tierset.store.changes import ChangesetResult, PlannedChange
 from tierset.store.database import (
     DeleteResult,
@@ -108,11 +107,11 @@ class ResolutionCache:
         found = self._entries.get(key)
         if found is None or (visible_to is not None and found.account_id != visible_to):
             self.misses += 1
-            metrics.CACHE_MISSES.inc()
+            metrics.CACHE_MISSES.value += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        metrics.CACHE_HITS.inc()
+        metrics.CACHE_HITS.value += 1
         return found
 
     @staticmethod
@@ -167,7 +166,7 @@ class ResolutionCache:
         """Drops what a change notification names: '*', 'a:<account>' or 'r:<retailer>'."""
         self.generation += 1
         self.invalidations += 1
-        metrics.CACHE_INVALIDATIONS.inc()
+        metrics.CACHE_INVALIDATIONS.value += 1
         if payload.startswith(ACCOUNT_PREFIX):
             owner = _id(payload, ACCOUNT_PREFIX)
             if owner is not None:
@@ -240,7 +239,7 @@ class CachedStore(Store):
         keys: list[str],
         visible_to: int | None = None,
         check_owner: OwnerCheck | None = None,
-        lease: contextlib.AsyncExitStack | None = None,
+        lease: Lease | None = None,
     ) -> Resolution:
         """Like :meth:`Store.resolve`, from the cache when it holds an answer the caller
         may see. Only answers the database gave are stored, and with `visible_to` it
@@ -248,7 +247,7 @@ class CachedStore(Store):
         cache = self.cache
         if not cache.enabled:
             return await super().resolve(scope, keys, visible_to, check_owner, lease)
-        key = cache.key(scope, keys)
+        key = (scope.level, scope.id, tuple(keys))  # cache.key(scope, keys), inlined: every read
         found = cache.get(key, visible_to)
         if found is not None:
             return found

@@ -21,7 +21,7 @@ see NOT_FOUND for an account or retailer.
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tierset.core import errors
@@ -67,6 +67,16 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 _PERMISSIONS_OF_ROLES: dict[frozenset[Role], frozenset[Permission]] = {}
 
 
+def _permissions_of(roles: frozenset[Role]) -> frozenset[Permission]:
+    """Everything `roles` allow; one entry per combination of roles, so the memo is
+    bounded by the Role enum."""
+    found = _PERMISSIONS_OF_ROLES.get(roles)
+    if found is None:
+        found = frozenset().union(*(ROLE_PERMISSIONS[role] for role in roles))
+        _PERMISSIONS_OF_ROLES[roles] = found
+    return found
+
+
 @dataclass(frozen=True)
 class Principal:
     """An authenticated caller: a user of one account, with roles."""
@@ -78,23 +88,16 @@ class Principal:
     # How the caller proved who it is: ACCESS_TOKEN, API_TOKEN or APP_PASSWORD.
     credential_kind: str
     credential_id: int
+    # Everything the caller's roles allow, and whether it may act on accounts other than
+    # its own: worked out once, when the principal is made (a cached credential's principal
+    # serves many calls, and each call asks several times).
+    permissions: frozenset[Permission] = field(init=False, repr=False, compare=False)
+    acts_on_any_account: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def permissions(self) -> frozenset[Permission]:
-        """Everything the caller's roles allow."""
-        # Asked several times per call (each check, acts_on_any_account): one dict lookup
-        # instead of a union of frozensets each time. At most one entry per combination of
-        # roles, so the memo is bounded by the Role enum.
-        found = _PERMISSIONS_OF_ROLES.get(self.roles)
-        if found is None:
-            found = frozenset().union(*(ROLE_PERMISSIONS[role] for role in self.roles))
-            _PERMISSIONS_OF_ROLES[self.roles] = found
-        return found
-
-    @property
-    def acts_on_any_account(self) -> bool:
-        """Whether the caller may act on accounts other than its own."""
-        return Permission.PLATFORM in self.permissions
+    def __post_init__(self) -> None:
+        permissions = _permissions_of(self.roles)
+        object.__setattr__(self, "permissions", permissions)
+        object.__setattr__(self, "acts_on_any_account", Permission.PLATFORM in permissions)
 
 
 # The name the admin commands act under, in logs and errors. A username cannot hold a

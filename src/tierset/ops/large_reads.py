@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from tierset.core.errors import Code, TiersetError
@@ -39,6 +40,31 @@ async def off_loop(size: int, convert: Callable[[], _Result]) -> _Result:
     if size <= LARGE_READ_BYTES:
         return convert()
     return await asyncio.to_thread(convert)
+
+
+class Lease:
+    """Holds a large read's share of the read budget until the caller has built its answer.
+
+    What the read enters (its reservation) is let go by :meth:`release`, which the caller
+    runs however its answer ends, when `held` is set. Nearly every read is small and
+    enters nothing: then the lease is a bare object, made and checked without a call of
+    its own (an AsyncExitStack cost every cached read three).
+    """
+
+    # What the read entered, once it entered something.
+    held: contextlib.AsyncExitStack | None = None
+
+    async def enter_async_context(self, context: AbstractAsyncContextManager[_Result]) -> _Result:
+        """Enters `context` until :meth:`release`."""
+        if self.held is None:
+            self.held = contextlib.AsyncExitStack()
+        return await self.held.enter_async_context(context)
+
+    async def release(self) -> None:
+        """Exits what was entered, newest first."""
+        held, self.held = self.held, None
+        if held is not None:
+            await held.aclose()
 
 
 def overloaded() -> TiersetError:

@@ -17,7 +17,6 @@ levels (services.keydefs), and a secret value is masked for a caller who may not
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -25,7 +24,7 @@ from typing import TypeVar
 from tierset.core import authz, errors
 from tierset.core.authz import Permission, Principal
 from tierset.core.values import Level, SettingType, check_key, check_keys, setting_type_from_proto
-from tierset.ops.large_reads import off_loop
+from tierset.ops.large_reads import Lease, off_loop
 from tierset.services.history import actor_of, check_reason
 from tierset.services.keydefs import (
     Definitions,
@@ -80,7 +79,7 @@ class SettingsService:
         principal: Principal,
         scope: ScopeRef,
         keys: list[str],
-        lease: contextlib.AsyncExitStack | None = None,
+        lease: Lease | None = None,
     ) -> Resolution:
         """The settings of `keys` for `scope`, returned only if the caller may view them.
 

@@ -28,7 +28,7 @@ import asyncpg
 from tierset.core import errors
 from tierset.core.reasons import Reason
 from tierset.core.values import MAX_READ_BYTES, Level, SettingType, compact_json
-from tierset.ops.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
+from tierset.ops.large_reads import LARGE_READ_BYTES, Lease, ReadBudget, off_loop
 from tierset.store.keytypes import DefinitionsChanged, raise_for_statement
 from tierset.store.locks import key_locked, version_mismatch
 from tierset.store.revisions import (
@@ -438,7 +438,7 @@ class Store(PoolClient):
         keys: list[str],
         visible_to: int | None = None,
         check_owner: OwnerCheck | None = None,
-        lease: contextlib.AsyncExitStack | None = None,
+        lease: Lease | None = None,
     ) -> Resolution:
         """Each key's most specific value for the scope, in one statement (two if large).
 
