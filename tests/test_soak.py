@@ -33,11 +33,11 @@ async def test_make_soaks_short_form_reports_all_zeros_and_exits_zero():
         "-m",
         "tierset.cli.soak",
         *("--seconds", "4", "--workers", "3", "--outage-seconds", "0.5", "--faults", "all"),
-        *("--budget-seconds", "150"),
+        *("--budget-seconds", "200"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=180)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=240)
     report = output.decode()
 
     assert process.returncode == 0, report

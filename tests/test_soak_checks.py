@@ -142,12 +142,12 @@ def test_wrong_reads_are_counted(seen, started, ok):
 async def test_a_run_whose_database_lost_a_row_behind_its_back_fails(soak_cluster):
     async def tamper(cluster, account, retailer):
         # One acknowledged change vanishes from the log, one value from the settings.
-        await cluster.admin.execute(
+        await cluster.fetch(
             "DELETE FROM change_log WHERE (revision, seq) = (SELECT revision, seq FROM"
             " change_log WHERE owner_account_id = $1 ORDER BY revision LIMIT 1)",
             account[1],
         )
-        await cluster.admin.execute(
+        await cluster.fetch(
             "DELETE FROM settings WHERE id = (SELECT id FROM settings WHERE account_id = $1"
             " ORDER BY id LIMIT 1)",
             account[1],

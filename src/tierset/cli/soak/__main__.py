@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 
-from tierset.cli.soak.cluster import Cluster
+from tierset.cli.soak.cluster import ChildFailed, Cluster
 from tierset.cli.soak.faults import FAULTS
 from tierset.cli.soak.report import table
 from tierset.cli.soak.run import Result, Spec, run
@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     timer = _watchdog(cluster, args.budget_seconds)
     try:
         results = asyncio.run(soak(specs(args), cluster))
+    except ChildFailed as error:
+        print(f"soak: could not start the system under soak: {error}", flush=True)
+        return 1
     finally:
         timer.cancel()
     print(table(results), flush=True)

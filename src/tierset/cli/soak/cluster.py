@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -38,7 +39,7 @@ from tierset.store.database import Store
 from tierset.store.migrate import migrate
 
 HOST = "127.0.0.1"  # the soak only ever talks to what it started itself
-READY_WITHIN_SECONDS = 30.0
+READY_WITHIN_SECONDS = 60.0  # generous: a loaded 2-core machine starts Python slowly
 SERVERS = 2
 
 # The servers' settings for a soak: short timeouts, a quick health probe, frequent
@@ -65,13 +66,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def until(check: object, within: float, what: str) -> None:
-    """Awaits `check()` until it is true; raises TimeoutError naming `what` after `within`."""
+class ChildFailed(RuntimeError):
+    """A process the soak started did not come up."""
+
+
+async def until(
+    check: Callable[[], Awaitable[bool]],
+    within: float,
+    what: str,
+    *,
+    fatal: type[Exception] | None = None,
+) -> None:
+    """Awaits `check()` until it is true, each try bounded; raises TimeoutError naming `what`
+    after `within`. A check that fails is tried again, unless it raised `fatal`."""
     deadline = time.monotonic() + within
     while True:
-        with contextlib.suppress(Exception):
-            if await check():  # type: ignore[operator]
+        try:
+            if await asyncio.wait_for(check(), 5):
                 return
+        except Exception as error:
+            if fatal is not None and isinstance(error, fatal):
+                raise
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not within {within:g} s")
         await asyncio.sleep(0.05)
@@ -136,6 +151,19 @@ class Cluster:
         with contextlib.suppress(Exception):
             self.postgres.stop("immediate")
 
+    async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        """`query`'s rows from the soak's own connection, retried (bounded) when a fault
+        left that connection dead."""
+        assert self.admin is not None
+        for attempt in range(5):
+            try:
+                return await asyncio.wait_for(self.admin.fetch(query, *args), 10)
+            except (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresError):
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.5)
+        raise AssertionError("unreachable")
+
     async def _platform_token(self) -> str:
         assert self.admin is not None
         account = await Store(self.admin).create_account(None, "soak operator")
@@ -177,7 +205,7 @@ class Cluster:
         )
         url = f"http://{HOST}:{self.metrics_ports[index]}/metrics"
         # Its metrics endpoint starts after the gRPC server does: up means serving.
-        await until(lambda: _http_ok(url), READY_WITHIN_SECONDS, f"server {index}")
+        await self._ready(self.servers[index], f"server-{index}", lambda: _http_ok(url))
 
     def next_victim(self) -> int:
         """The server to kill next: each in turn, across runs."""
@@ -218,13 +246,34 @@ class Cluster:
         }
         self.gateway = await self._spawn("gateway", "tierset.cli.soak.server", "gateway", env=env)
         url = f"{self.http_base}/readyz"
-        await until(lambda: _http_ok(url), READY_WITHIN_SECONDS, "the gateway")
+        await self._ready(self.gateway, "gateway", lambda: _http_ok(url))
 
     async def kill_gateway(self) -> None:
         """SIGKILL to the gateway, and waits until it is gone."""
         assert self.gateway is not None
         self.gateway.kill()
         await asyncio.wait_for(self.gateway.wait(), READY_WITHIN_SECONDS)
+
+    async def _ready(
+        self,
+        process: asyncio.subprocess.Process | None,
+        name: str,
+        check: Callable[[], Awaitable[bool]],
+    ) -> None:
+        """Waits until `check()`; a child that exits first, or never gets there, is an
+        error carrying the end of its log."""
+        assert process is not None
+
+        async def up() -> bool:
+            if process.returncode is not None:
+                raise ChildFailed(f"{name} exited ({process.returncode})")
+            return await check()
+
+        try:
+            await until(up, READY_WITHIN_SECONDS, name, fatal=ChildFailed)
+        except (TimeoutError, ChildFailed) as error:
+            tail = (self.scratch / f"{name}.log").read_text(errors="replace")[-3000:]
+            raise ChildFailed(f"{error}; its log ends:\n{tail}") from None
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of every child's log, for a report that failed."""

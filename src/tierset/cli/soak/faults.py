@@ -18,6 +18,7 @@ A fault that could not be injected (no listener connection found, say) raises
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from tierset.cli.soak.cluster import READY_WITHIN_SECONDS, SERVERS, Cluster, until
 from tierset.store.listener import APPLICATION_NAME
@@ -57,23 +58,31 @@ class Injector:
         return f"server {victim} of {SERVERS} SIGKILLed, restarted after {self.outage_seconds:g} s"
 
     async def _listener_terminate(self) -> str:
-        assert self.cluster.admin is not None
-        rows = await self.cluster.admin.fetch(_LISTENERS, APPLICATION_NAME)
-        old = {row["pid"] for row in rows}
-        if len(old) != SERVERS:
-            raise FaultNotInjected(f"{len(old)} listener connections, not {SERVERS}")
+        # After an earlier fault a listener may still be in its reconnect backoff.
+        try:
+            await until(
+                lambda: self._listeners(lambda pids: len(pids) == SERVERS),
+                READY_WITHIN_SECONDS,
+                "a listener connection per server",
+            )
+        except TimeoutError as error:
+            raise FaultNotInjected(str(error)) from None
+        old = await self._listener_pids()
         for pid in old:
-            await self.cluster.admin.execute("SELECT pg_terminate_backend($1)", pid)
-
-        async def replaced() -> bool:
-            assert self.cluster.admin is not None
-            now = {
-                row["pid"] for row in await self.cluster.admin.fetch(_LISTENERS, APPLICATION_NAME)
-            }
-            return len(now - old) == SERVERS
-
-        await until(replaced, READY_WITHIN_SECONDS, "new listener connections")
+            await self.cluster.fetch("SELECT pg_terminate_backend($1)", pid)
+        await until(
+            lambda: self._listeners(lambda pids: len(pids - old) == SERVERS),
+            READY_WITHIN_SECONDS,
+            "new listener connections",
+        )
         return f"{SERVERS} listener connections terminated, both reconnected"
+
+    async def _listener_pids(self) -> set[int]:
+        rows = await self.cluster.fetch(_LISTENERS, APPLICATION_NAME)
+        return {int(row["pid"]) for row in rows}
+
+    async def _listeners(self, check: Callable[[set[int]], bool]) -> bool:
+        return check(await self._listener_pids())
 
     async def _gateway_kill(self) -> str:
         await self.cluster.kill_gateway()

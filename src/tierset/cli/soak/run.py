@@ -151,8 +151,7 @@ async def run(
             stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), CALL_TIMEOUT_SECONDS * 2)
 
-        assert cluster.admin is not None
-        final_revision = int(await cluster.admin.fetchval(_REVISION))
+        final_revision = int((await cluster.fetch(_REVISION))[0][0])
         behind = await settle(logs, [v for _, v in views], final_revision, SETTLE_SECONDS)
         result.notes += [f"{name} did not reach revision {final_revision}" for name in behind]
         watch_stop.set()
@@ -209,10 +208,9 @@ async def _faults(spec: Spec, injector: Injector, records: Records, result: Resu
 async def _database(
     cluster: Cluster, account: ScopeKey, retailer: ScopeKey
 ) -> tuple[dict[Target, str], list[LogRow]]:
-    assert cluster.admin is not None
     final = {
         (r["level"], r["scope_id"], r["key"]): r["value"]
-        for r in await cluster.admin.fetch(_FINAL, account[1], retailer[1], PREFIX + "%")
+        for r in await cluster.fetch(_FINAL, account[1], retailer[1], PREFIX + "%")
     }
     rows = [
         LogRow(
@@ -223,7 +221,7 @@ async def _database(
             r["old_value"],
             r["new_value"],
         )
-        for r in await cluster.admin.fetch(_LOG, account[1], PREFIX + "%")
+        for r in await cluster.fetch(_LOG, account[1], PREFIX + "%")
     ]
     return final, rows
 
