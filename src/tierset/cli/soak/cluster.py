@@ -128,7 +128,7 @@ class Cluster:
         finally:
             await connection.close()
         self.admin = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
-        self.token = await self._platform_token()
+        self.token = await platform_token(self.admin)
         for index in range(SERVERS):
             await self.start_server(index)
         await self.start_gateway()
@@ -163,15 +163,6 @@ class Cluster:
                     raise
                 await asyncio.sleep(0.5)
         raise AssertionError("unreachable")
-
-    async def _platform_token(self) -> str:
-        assert self.admin is not None
-        account = await Store(self.admin).create_account(None, "soak operator")
-        credentials = CredentialStore(self.admin)
-        user = await credentials.create_user(
-            account.id, f"soak-{secrets.token_hex(6)}", None, frozenset({Role.PLATFORM})
-        )
-        return (await credentials.issue(user.id, Kind.API_TOKEN, name="soak")).secret
 
     async def _spawn(
         self, name: str, *args: str, env: dict[str, str]
@@ -283,6 +274,16 @@ class Cluster:
             if text:
                 out.append(f"--- {path.name}\n" + "\n".join(text))
         return "\n".join(out)
+
+
+async def platform_token(pool: asyncpg.Pool) -> str:
+    """An API token of a PLATFORM user made for the soak (in an account of its own)."""
+    account = await Store(pool).create_account(None, "soak operator")
+    credentials = CredentialStore(pool)
+    user = await credentials.create_user(
+        account.id, f"soak-{secrets.token_hex(6)}", None, frozenset({Role.PLATFORM})
+    )
+    return (await credentials.issue(user.id, Kind.API_TOKEN, name="soak")).secret
 
 
 async def _http_ok(url: str) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,11 +24,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tierset import client
-from tierset.auth.credentials import CredentialStore, Kind
-from tierset.core.authz import Role
+from tierset.cli.soak.cluster import platform_token
 from tierset.ops.config import Config
 from tierset.ops.embedded import EmbeddedPostgres
-from tierset.store.database import Store
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 HOST = "127.0.0.1"  # the soak only ever talks to what it started itself
@@ -233,12 +230,7 @@ async def _platform_token(dsn: str) -> str:
     """An API token of a PLATFORM user made for this soak, in its own database."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        account = await Store(pool).create_account(None, "soak operator")
-        credentials = CredentialStore(pool)
-        user = await credentials.create_user(
-            account.id, f"soak-{secrets.token_hex(6)}", None, frozenset({Role.PLATFORM})
-        )
-        return (await credentials.issue(user.id, Kind.API_TOKEN, name="soak")).secret
+        return await platform_token(pool)
     finally:
         await pool.close()
 
