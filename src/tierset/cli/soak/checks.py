@@ -293,10 +293,18 @@ def _read_ok(
     return True
 
 
-def unexpected_answers(records: Records) -> collections.Counter[str]:
-    """Answers other than OK and UNAVAILABLE, by via and status."""
+def during(records: Records, at: float, settle: float) -> str | None:
+    """The fault in progress at `at` (or ended less than `settle` seconds before), if any."""
+    for fault, start, end in records.windows:
+        if start <= at <= end + settle:
+            return fault
+    return None
+
+
+def unexpected_answers(records: Records, settle: float) -> collections.Counter[str]:
+    """Answers other than OK and UNAVAILABLE, by via, status and the fault they came in."""
     return collections.Counter(
-        f"{a.via} {a.status}"
+        f"{a.via} {a.status} ({during(records, a.at, settle) or 'no fault'})"
         for a in records.answers
         if a.status not in ALLOWED_ANSWERS
         and not (a.via == "watch" and a.status in ALLOWED_WATCH_ENDS)
@@ -307,8 +315,5 @@ def unavailable_outside_faults(records: Records, settle: float) -> int:
     """UNAVAILABLE answers with no fault in progress (nor within `settle` seconds after one):
     reported, not failed on (a reconnect may lag a fault's end)."""
     return sum(
-        1
-        for a in records.answers
-        if a.status != "OK"
-        and not any(start <= a.at <= end + settle for _, start, end in records.windows)
+        1 for a in records.answers if a.status != "OK" and during(records, a.at, settle) is None
     )

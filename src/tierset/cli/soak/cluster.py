@@ -127,7 +127,7 @@ class Cluster:
             await migrate(connection)
         finally:
             await connection.close()
-        self.admin = await asyncpg.create_pool(self.dsn, min_size=1, max_size=2)
+        self.admin = await asyncpg.create_pool(self.dsn, min_size=0, max_size=2)
         self.token = await platform_token(self.admin)
         for index in range(SERVERS):
             await self.start_server(index)
@@ -232,6 +232,10 @@ class Cluster:
             "TIERSET_HTTP_ADDRESS": f"{HOST}:{self.http_port}",
             "TIERSET_GRPC_TARGET": self.grpc_target,
             "TIERSET_GATEWAY_METRICS_ADDRESS": "",
+            # As the soak's own calls: a bound that catches a hang. The servers' own
+            # timeouts (connect and pool acquire 2 s) decide how fast an outage fails; on a
+            # loaded machine a call failing over them can take more than the default 5 s.
+            "TIERSET_GATEWAY_DEADLINE_SECONDS": "10",
             "TIERSET_SHUTDOWN_GRACE_SECONDS": "1",
             "TIERSET_LOG_LEVEL": "ERROR",
         }

@@ -41,6 +41,8 @@ from tierset.cli.soak.records import (
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 CALL_TIMEOUT_SECONDS = 10.0  # a call still running after this counts as a hang
+# Longer than the gateway's deadline (the same 10 s), so a REST hang is the gateway's 504.
+REST_TIMEOUT_SECONDS = CALL_TIMEOUT_SECONDS + 5
 BACKOFF_SECONDS = 0.05
 PREFIX = "SOAK."
 # Reconnect to a restarted or surviving server within a second, not gRPC's default backoff.
@@ -118,7 +120,11 @@ class Clients:
     async def _rest(self, http: httpx.AsyncClient, method: str, url: str, **kw: Any) -> Any:
         try:
             response = await http.request(method, url, **kw)
+        except httpx.TimeoutException:
+            self._answer("rest", "timeout")  # the gateway's own deadline should come first
+            return None
         except httpx.TransportError:
+            # Refused or cut off: the gateway is down (killed) or was while this was sent.
             self._answer("rest", "unreachable")
             await asyncio.sleep(BACKOFF_SECONDS)
             return None
@@ -170,7 +176,7 @@ class Clients:
         targets = self.plan.targets(name)
         last: dict[Target, Op] = {}
         headers = {"Authorization": f"Bearer {self.plan.token}"}
-        async with httpx.AsyncClient(timeout=CALL_TIMEOUT_SECONDS, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=REST_TIMEOUT_SECONDS, trust_env=False) as http:
             while not self.stop.is_set():
                 target = self._random.choice(targets)
                 op = self._next_op(target, last.get(target), "rest")
@@ -248,7 +254,7 @@ class Clients:
     async def rest_reader(self) -> None:
         """REST GETs of a few keys of either scope, until stopped."""
         headers = {"Authorization": f"Bearer {self.plan.token}"}
-        async with httpx.AsyncClient(timeout=CALL_TIMEOUT_SECONDS, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=REST_TIMEOUT_SECONDS, trust_env=False) as http:
             while not self.stop.is_set():
                 scope, keys = self._pick()
                 started = time.monotonic()

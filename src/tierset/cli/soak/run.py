@@ -21,7 +21,7 @@ from tierset.cli.soak import checks
 from tierset.cli.soak.cluster import Cluster
 from tierset.cli.soak.faults import FAULTS, FaultNotInjected, Injector
 from tierset.cli.soak.load import CALL_TIMEOUT_SECONDS, PREFIX, Clients, Plan, grpc_channel
-from tierset.cli.soak.records import LogRow, Records, ScopeKey, Target, WatchLog
+from tierset.cli.soak.records import ACKED, LogRow, Records, ScopeKey, Target, WatchLog
 from tierset.cli.soak.watchers import open_view, raw_watch, settle
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc
 
@@ -193,16 +193,19 @@ async def _faults(spec: Spec, injector: Injector, records: Records, result: Resu
     for n, fault in enumerate(spec.faults):
         begin = time.monotonic()
         try:
-            result.notes.append(f"{fault}: {await injector.inject(fault)}")
+            did = await injector.inject(fault)
+            result.notes.append(f"{fault}: {did}; recovered {time.monotonic() - begin:.1f} s in")
         except FaultNotInjected as error:
             result.failures["faults not injected"] = (
                 result.failures.get("faults not injected", 0) + 1
             )
             result.notes.append(f"{fault}: NOT INJECTED: {error}")
         records.windows.append((fault, begin, time.monotonic()))
+        # Steady load between faults, and after the last at least as long as before the
+        # first, however long the recoveries took: writes after recovery count too.
         next_at = started + warmup + slot * (n + 1)
         await asyncio.sleep(max(0.5, next_at - time.monotonic()))
-    await asyncio.sleep(max(0.0, started + spec.seconds - time.monotonic()))
+    await asyncio.sleep(max(warmup, started + spec.seconds - time.monotonic()))
 
 
 async def _database(
@@ -242,7 +245,7 @@ def _judge(
             watch[name] += n
     differing = checks.views_differing(records, final, parents)
     result.notes += [f"{name} differs from the database" for name in differing]
-    unexpected = checks.unexpected_answers(records)
+    unexpected = checks.unexpected_answers(records, FAULT_TAIL_SECONDS)
     result.unexpected = dict(unexpected)
     result.failures.update(
         {
@@ -262,10 +265,17 @@ def _judge(
     )
     result.failures.setdefault("faults not injected", 0)
     result.failures.setdefault("runs that did not complete", 0)
-    acked = sum(1 for op in records.ops if op.outcome == "acked")
+    acked = sum(1 for op in records.ops if op.outcome == ACKED)
+    recovered = max((end for _, _, end in records.windows), default=0.0)
     result.figures.update(
         {
             "writes acknowledged": acked,
+            "  of which through the gateway": sum(
+                1 for op in records.ops if op.outcome == ACKED and op.via == "rest"
+            ),
+            "  of which after the last recovery": sum(
+                1 for op in records.ops if op.outcome == ACKED and op.started > recovered
+            ),
             "writes unacknowledged (may or may not apply)": len(records.ops) - acked,
             "reads checked": len(records.reads),
             "watch messages received": sum(len(w.messages) for w in records.watches),
