@@ -12,6 +12,7 @@ witness: the settings table for the final state, change_log for the history.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -246,6 +247,12 @@ def _judge(
     differing = checks.views_differing(records, final, parents)
     result.notes += [f"{name} differs from the database" for name in differing]
     unexpected = checks.unexpected_answers(records, FAULT_TAIL_SECONDS)
+    outside = collections.Counter(
+        f"{a.via} {a.status}"
+        for a in records.answers
+        if a.status != "OK" and checks.during(records, a.at, FAULT_TAIL_SECONDS) is None
+    )
+    result.notes += [f"outside a fault: {what} x{n}" for what, n in sorted(outside.items())]
     result.unexpected = dict(unexpected)
     result.failures.update(
         {
