@@ -143,13 +143,15 @@ class Cluster:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def emergency_stop(self) -> None:
-        """From any thread, awaiting nothing: kill the children, stop PostgreSQL."""
+        """From any thread, awaiting nothing: kill the children, stop PostgreSQL, remove the
+        folder."""
         for process in [*self.servers, self.gateway]:
             if process is not None and process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             self.postgres.stop("immediate")
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     async def fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
         """`query`'s rows from the soak's own connection, retried (bounded) when a fault
