@@ -24,6 +24,7 @@ async def test_a_short_soak_with_one_fault_loses_nothing(soak_cluster, fault):
     assert any(note.startswith(f"{fault}: ") and "NOT" not in note for note in result.notes)
     assert result.figures["writes acknowledged"] > 0
     assert result.figures["  of which after the last recovery"] > 0
+    assert result.figures["changesets acknowledged"] > 0
     assert result.figures["reads checked"] > 0
     assert result.figures["watch messages received"] > 0
 

@@ -1,7 +1,8 @@
 """The soak's load: writers and readers over gRPC and over the REST gateway, recording every
 operation, read and answer in :class:`~.records.Records` until told to stop.
 
-Writers own their targets (one account-level and one retailer-level target per key), so
+Writers (PutSetting and DeleteSetting, REST PUT and DELETE, and ApplyChanges changesets of
+2 to 4 changes) own their targets (one account-level and one retailer-level target per key), so
 each target's operations run one at a time and its final value has one answer. A writer
 deletes only a target whose last write was an acknowledged put (so a delete never meets a
 missing key, which would be a refusal rather than a fault's effect); otherwise it puts a
@@ -16,6 +17,7 @@ does.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -51,6 +53,7 @@ CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 )
+_changesets = itertools.count(1)  # numbers the changesets of a process, for the checks
 _LEVELS = {
     settings_pb2.SETTING_LEVEL_ACCOUNT: "account",
     settings_pb2.SETTING_LEVEL_RETAILER: "retailer",
@@ -191,6 +194,45 @@ class Clients:
                     reply = await self._rest(http, "DELETE", url, headers=headers)
                 op.finished = time.monotonic()
                 op.outcome = ACKED if reply is not None else UNCERTAIN
+
+    async def changeset_writer(self, name: str) -> None:
+        """ApplyChanges of 2 to 4 puts and deletes over its own targets (each at most once)
+        until stopped; the operations of one changeset share its number, so the checks can
+        tell a changeset partly applied (or over several revisions)."""
+        targets = self.plan.targets(name)
+        last: dict[Target, Op] = {}
+        async with grpc_channel(self.plan) as channel:
+            stub = settings_pb2_grpc.SettingsServiceStub(channel)
+            while not self.stop.is_set():
+                number = next(_changesets)
+                chosen = self._random.sample(targets, self._random.randint(2, 4))
+                ops = [self._next_op(t, last.get(t), "changeset") for t in chosen]
+                changes = []
+                for op in ops:
+                    op.changeset = number
+                    self.records.ops.append(op)
+                    last[op.target] = op
+                    changes.append(self._change(op))
+                request = settings_pb2.ApplyChangesRequest(changes=changes, reason="soak")
+                reply = await self._grpc(stub.ApplyChanges, request)
+                for op in ops:
+                    op.finished = time.monotonic()
+                    op.outcome = ACKED if reply is not None else UNCERTAIN
+
+    def _change(self, op: Op) -> settings_pb2.SettingChange:
+        level, scope_id, key = op.target
+        scope = self.plan.proto_scope((level, scope_id))
+        if op.kind == "delete":
+            return settings_pb2.SettingChange(
+                operation=settings_pb2.CHANGE_OPERATION_DELETE, scope=scope, key=key
+            )
+        return settings_pb2.SettingChange(
+            operation=settings_pb2.CHANGE_OPERATION_PUT,
+            scope=scope,
+            key=key,
+            type=settings_pb2.SETTING_TYPE_STRING,
+            value=settings_pb2.SettingValue(string_value=op.value),
+        )
 
     # -- readers ---------------------------------------------------------------------------
 

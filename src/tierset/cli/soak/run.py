@@ -118,7 +118,9 @@ async def run(
     clients = Clients(plan, records, stop, seed)
     writers = [f"G{i}" for i in range(spec.workers)]
     rest_writers = [f"R{i}" for i in range(max(1, spec.workers // 4))]
-    clients.all_keys = sorted({t[2] for w in writers + rest_writers for t in plan.targets(w)})
+    changeset_writers = [f"C{i}" for i in range(max(1, spec.workers // 4))]
+    everyone = writers + rest_writers + changeset_writers
+    clients.all_keys = sorted({t[2] for w in everyone for t in plan.targets(w)})
 
     result = Result(spec)
     async with contextlib.AsyncExitStack() as cleanup:
@@ -142,6 +144,7 @@ async def run(
 
         tasks = [asyncio.create_task(clients.grpc_writer(w)) for w in writers]
         tasks += [asyncio.create_task(clients.rest_writer(w)) for w in rest_writers]
+        tasks += [asyncio.create_task(clients.changeset_writer(w)) for w in changeset_writers]
         readers = max(1, spec.workers // 2)
         tasks += [asyncio.create_task(clients.grpc_reader()) for _ in range(readers)]
         tasks.append(asyncio.create_task(clients.rest_reader()))
@@ -282,6 +285,9 @@ def _judge(
             ),
             "  of which after the last recovery": sum(
                 1 for op in records.ops if op.outcome == ACKED and op.started > recovered
+            ),
+            "changesets acknowledged": len(
+                {op.changeset for op in records.ops if op.outcome == ACKED and op.changeset}
             ),
             "writes unacknowledged (may or may not apply)": len(records.ops) - acked,
             "reads checked": len(records.reads),
