@@ -38,6 +38,7 @@ from hypothesis import settings as hypothesis_settings
 from tierset import client
 from tierset.api.server import App, start_app
 from tierset.auth.credentials import CredentialStore, Kind
+from tierset.cli.soak.cluster import Cluster
 from tierset.core.authz import Role
 from tierset.gateway.serve import gateway_server
 from tierset.ops.config import Config
@@ -438,3 +439,15 @@ def rest_auth_headers(platform_caller: Caller) -> dict[str, str]:
 async def oauth_client(db: asyncpg.Pool) -> tuple[str, str]:
     """A registered OAuth client: (client_id, client_secret)."""
     return await CredentialStore(db).create_oauth_client(None, "Test client")
+
+
+@pytest.fixture(scope="session")
+async def soak_cluster() -> AsyncIterator[Cluster]:
+    """The soak's own system (a durable PostgreSQL, two servers on one port, a gateway);
+    every fault leaves it recovered and every run makes fresh scopes, so runs share it."""
+    cluster = Cluster()
+    try:
+        await cluster.start()
+        yield cluster
+    finally:
+        await cluster.stop()

@@ -6,7 +6,7 @@ The test has a PostgreSQL of its own (stopping the session's would break other t
 
 from __future__ import annotations
 
-from tierset.cli import soak
+from tierset.cli.soak import inprocess as soak
 
 
 async def test_a_postgres_restart_under_load_loses_nothing_acknowledged(

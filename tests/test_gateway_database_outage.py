@@ -15,7 +15,7 @@ import uuid
 import httpx
 
 from tests.conftest import make_caller_in, running_gateway
-from tierset.cli import soak
+from tierset.cli.soak import inprocess as soak
 from tierset.core.authz import Role
 from tierset.ops.config import Config
 

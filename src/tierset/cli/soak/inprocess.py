@@ -1,30 +1,22 @@
-"""A bounded load-and-fault run: ``make soak`` (``python -m tierset.cli.soak``).
+"""The in-process form of the soak: one server in the caller's event loop, PostgreSQL
+stopped and started under load (tests/test_database_outage.py watches health with it).
 
-It starts its own PostgreSQL (in a temporary folder) and a tierset server, both on
-127.0.0.1 only, then writes and reads at concurrency while PostgreSQL is stopped and
-started again in the middle. Every write goes to a fresh key, so "acknowledged" has one
-meaning: that key must hold that value afterwards. It prints requests sent, errors by
-status, writes acknowledged and writes found, and exits non-zero when an acknowledged
-write is missing, a read saw a wrong value, or a call failed other than UNAVAILABLE.
+Workers write fresh keys and read acknowledged ones back while `postgres` is stopped and
+started in the middle. Every write goes to a fresh key, so "acknowledged" has one meaning:
+that key must hold that value afterwards. :class:`Report` counts errors by status, writes
+acknowledged and found, and wrong reads. ``make soak`` is the whole form
+(:mod:`tierset.cli.soak.__main__`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
-import logging
 import random
-import secrets
-import shutil
-import socket
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -32,12 +24,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tierset import client
-from tierset.api.server import start_app
-from tierset.auth.credentials import CredentialStore, Kind
-from tierset.core.authz import Role
+from tierset.cli.soak.cluster import platform_token
 from tierset.ops.config import Config
 from tierset.ops.embedded import EmbeddedPostgres
-from tierset.store.database import Store
 from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 HOST = "127.0.0.1"  # the soak only ever talks to what it started itself
@@ -237,28 +226,11 @@ async def run(
     return report
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
-def _scratch_dir() -> Path:
-    data_dir = Path(tempfile.mkdtemp(prefix="tierset-soak-"))
-    data_dir.chmod(0o755)  # PostgreSQL may run as the postgres user, who must get in
-    return data_dir
-
-
 async def _platform_token(dsn: str) -> str:
     """An API token of a PLATFORM user made for this soak, in its own database."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
     try:
-        account = await Store(pool).create_account(None, "soak operator")
-        credentials = CredentialStore(pool)
-        user = await credentials.create_user(
-            account.id, f"soak-{secrets.token_hex(6)}", None, frozenset({Role.PLATFORM})
-        )
-        return (await credentials.issue(user.id, Kind.API_TOKEN, name="soak")).secret
+        return await platform_token(pool)
     finally:
         await pool.close()
 
@@ -275,51 +247,3 @@ def soak_config() -> Config:
         health_probe_interval_seconds=0.25,
         shutdown_grace_seconds=5.0,
     )
-
-
-async def soak(seconds: float, workers: int, outage_seconds: float, stop_mode: str) -> Report:
-    """Starts PostgreSQL and a server of its own, runs the load and fault, cleans up."""
-    data_dir = _scratch_dir()
-    postgres = EmbeddedPostgres(data_dir, _free_port(), durable=stop_mode == "immediate")
-    try:
-        dsn = await asyncio.to_thread(postgres.start)
-        config = soak_config()
-        app = await start_app(config, dsn)
-        try:
-            return await run(
-                postgres,
-                app.port,
-                seconds=seconds,
-                workers=workers,
-                outage_seconds=outage_seconds,
-                stop_mode=stop_mode,
-            )
-        finally:
-            await app.stop(config.shutdown_grace_seconds)
-    finally:
-        await asyncio.to_thread(postgres.stop, "immediate")
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Runs a soak and prints its report; the exit status says whether it passed."""
-    parser = argparse.ArgumentParser(prog="python -m tierset.cli.soak", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of the run")
-    parser.add_argument("--workers", type=int, default=16, help="concurrent clients")
-    parser.add_argument("--outage-seconds", type=float, default=3.0, help="PostgreSQL down time")
-    parser.add_argument(
-        "--stop-mode",
-        choices=["fast", "immediate"],
-        default="fast",
-        help="how PostgreSQL stops: fast (clean) or immediate (a crash; durable cluster)",
-    )
-    args = parser.parse_args(argv)
-    # The server's per-call warnings during the outage would drown the report.
-    logging.basicConfig(level=logging.ERROR)
-    report = asyncio.run(soak(args.seconds, args.workers, args.outage_seconds, args.stop_mode))
-    print("\n".join(report.lines()), flush=True)
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
