@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -230,8 +231,9 @@ def _joined(argv: list[str]) -> list[str]:
     return argv
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``tierset`` command."""
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Entry point of the ``tierset`` command (`environ`: the API commands' variables,
+    os.environ unless given)."""
     parser = argparse.ArgumentParser(
         prog="tierset",
         description=textwrap.fill(DESCRIPTION, _HELP_WIDTH),
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
     if hasattr(args, "api_action"):
         # A client of the API: the server's configuration is not its business.
-        raise SystemExit(api.run(args, os.environ))
+        raise SystemExit(api.run(args, os.environ if environ is None else environ))
     try:
         config = _config(args)
     except ConfigError as error:

@@ -364,7 +364,7 @@ async def restore(args: argparse.Namespace, session: Session) -> int:
     reply = await session.call(
         session.settings.RestoreSettings,
         pb.RestoreSettingsRequest(
-            level=target.level_value(),
+            level=target.level_name(),
             scope=target.proto(),
             keys=args.keys,
             revision=args.revision,

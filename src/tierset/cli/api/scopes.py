@@ -34,10 +34,9 @@ class Target:
             return settings_pb2.Scope(retailer_id=self.id)
         return None
 
-    def level_value(self) -> settings_pb2.SettingLevel:
-        return settings_pb2.SettingLevel(
-            settings_pb2.SettingLevel.Value(f"SETTING_LEVEL_{self.level}")
-        )
+    def level_name(self) -> str:
+        """The SettingLevel a request takes, by name (protobuf accepts enum names)."""
+        return f"SETTING_LEVEL_{self.level}"
 
     def label(self) -> str:
         """``retailer 2222``, ``account 1111``, ``GLOBAL``."""
