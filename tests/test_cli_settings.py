@@ -68,6 +68,8 @@ async def test_json_is_sent_as_typed_so_no_digit_is_lost(cli, settings_stub, sho
         settings_pb2.GetSettingsRequest(scope=settings_pb2.Scope(account_id=account), keys=[key])
     )
     assert json.loads(reply.settings[0].value.json_value, parse_float=str) == ["1.50", 100]
+    table = await cli.as_caller(admin)("get", "--account", str(account), key)
+    assert table.out.splitlines()[1].endswith("[1.50,100]")  # as stored, digit for digit
 
 
 async def test_put_without_type_keeps_the_keys_type_and_needs_one_for_a_new_key(

@@ -302,7 +302,7 @@ def _change_json(change: pb.Change) -> dict[str, Any]:
         "revision": change.revision,
         "sequence": change.sequence,
         "time": output.timestamp(change.change_time),
-        "operation": pb.ChangeOperation.Name(change.operation).removeprefix("CHANGE_OPERATION_"),
+        "operation": _operation(change),
         "level": values.level_name(change.level),
         "scope": Target.from_proto(change.scope if change.HasField("scope") else None).to_json(),
         "key": change.key,
@@ -313,6 +313,10 @@ def _change_json(change: pb.Change) -> dict[str, Any]:
     }
 
 
+def _operation(change: pb.Change) -> str:
+    return pb.ChangeOperation.Name(change.operation).removeprefix("CHANGE_OPERATION_")
+
+
 def _change_row(change: pb.Change) -> list[str]:
     old = change.old_setting if change.HasField("old_setting") else None
     new = change.new_setting if change.HasField("new_setting") else None
@@ -321,6 +325,7 @@ def _change_row(change: pb.Change) -> list[str]:
         output.timestamp(change.change_time) or output.UNSET,
         Target.from_proto(change.scope if change.HasField("scope") else None).label(),
         change.key,
+        _operation(change),
         f"{output.value_cell(old)} → {output.value_cell(new)}",
         change.actor.username or output.UNSET,
         change.reason,
@@ -352,7 +357,7 @@ async def history(args: argparse.Namespace, session: Session) -> int:
     if _json(args):
         output.emit_json({"changes": [_change_json(c) for c in changes]})
     elif changes:
-        headers = ("REVISION", "TIME", "SCOPE", "KEY", "OLD → NEW", "BY", "REASON")
+        headers = ("REVISION", "TIME", "SCOPE", "KEY", "OP", "OLD → NEW", "BY", "REASON")
         print(output.table(headers, map(_change_row, changes)))
     else:
         output.note("no changes")

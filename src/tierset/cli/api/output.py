@@ -92,4 +92,4 @@ def setting_json(setting: settings_pb2.Setting) -> dict[str, Any]:
 
 
 def value_cell(setting: settings_pb2.Setting | None) -> str:
-    return UNSET if setting is None else values.shown(values.plain(setting))
+    return UNSET if setting is None else values.shown_setting(setting)

@@ -14,7 +14,9 @@ sent, so a typo is a usage error (exit 2) rather than a round trip:
 x |`` gives ``x``).
 
 Shown values are compact JSON whatever the type (``"text"``, ``50``, ``true``,
-``[{"name":"AFTERPAY"}]``), so a STRING ``"50"`` never looks like an INTEGER ``50``.
+``[{"name":"AFTERPAY"}]``), so a STRING ``"50"`` never looks like an INTEGER ``50``, with
+numbers as the server stores them (``1.50``). ``-o json`` decodes JSON values with
+Python's json (numbers as floats, as jq reads them anyway).
 Comparisons (``diff``) use :func:`exact`, which keeps JSON numbers as ``Decimal``.
 """
 
@@ -107,5 +109,17 @@ def exact(setting: settings_pb2.Setting) -> tuple[str, Any]:
 
 
 def shown(value: Any) -> str:
-    """A value as one line of compact JSON."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    """A value as one line of compact JSON; a Decimal (from :func:`exact`) as the number it
+    is, every digit kept and never in exponent notation (``1.50``, ``0.0000001``)."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{shown(str(k))}:{shown(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(shown(item) for item in value) + "]"
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def shown_setting(setting: settings_pb2.Setting) -> str:
+    """A setting's value as a table shows it: compact JSON, numbers exactly as stored."""
+    return shown(exact(setting)[1])
