@@ -23,13 +23,9 @@ from typing import Any
 
 import asyncpg
 
-from tierset.api.processes import run_workers
-from tierset.api.server import serve
 from tierset.cli import admin
 from tierset.cli.api import run as api
 from tierset.cli.bootstrap import bootstrap_demo
-from tierset.gateway import serve as gateway
-from tierset.gateway.processes import run_gateway_processes
 from tierset.ops import logs
 from tierset.ops.config import Config, ConfigError
 from tierset.ops.datadir import DATA_FOLDER, embedded_data_dir
@@ -113,8 +109,15 @@ async def _migrate(dsn: str | None) -> None:
     print(f"applied migrations: {applied}" if applied else "schema is up to date")
 
 
+# The server and the gateway are imported by the commands that run them (here and below):
+# importing them takes longer than a whole `tierset get`, which needs neither.
+
+
 def _serve(config: Config, dsn: str | None) -> None:
     """One server process, or `config.processes` of them sharing the port."""
+    from tierset.api.processes import run_workers
+    from tierset.api.server import serve
+
     if config.processes <= 1:
         _run(serve(config, dsn))
         return
@@ -152,6 +155,9 @@ async def _prepare_dev(config: Config, dsn: str | None, data_dir: Path) -> None:
 
 def command_gateway(config: Config) -> None:
     """Serves the REST gateway, calling the gRPC server at TIERSET_GRPC_TARGET."""
+    from tierset.gateway import serve as gateway
+    from tierset.gateway.processes import run_gateway_processes
+
     if config.gateway_processes > 1:
         code = run_gateway_processes(config)
         if code:
@@ -181,6 +187,8 @@ def dev_config(config: Config) -> Config:
 def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
     REST gateway as a separate child process."""
+    from tierset.gateway import serve as gateway
+
     config = dev_config(config)
     data_dir = _dev_data_dir(config)
     dsn, embedded = _database(config, data_dir)
