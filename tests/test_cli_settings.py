@@ -323,6 +323,28 @@ async def test_watch_prints_a_line_per_change_and_ctrl_c_ends_it_quietly(
     assert err.decode() == ""
 
 
+async def test_a_watch_cut_off_by_its_server_says_where_to_resume(
+    cli, shop, unique_key, start_server
+):
+    admin, account, retailer = await shop()
+    other = await start_server()
+    as_admin = cli.as_caller(admin, TIERSET_ADDRESS=f"127.0.0.1:{other.app.port}")
+    key = unique_key("CLI.WATCHED")
+    process = await as_admin.spawn("watch", "--retailer", str(retailer), key)
+    assert "watching" in await _line(process.stderr)
+    put = await as_admin(
+        "put", "--account", str(account), key, "--type", "INTEGER", "1", "-o", "json"
+    )
+    revision = put.json()["revision"]
+    assert (await _line(process.stdout)).split()[0] == str(revision)
+    await other.app.stop(0.5)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 1
+    (line,) = err.decode().splitlines()
+    assert line.startswith("error: UNAVAILABLE"), line
+    assert line.endswith(f"resume with --start-revision {revision})"), line
+
+
 # -- refusals, usage, connection: what a terminal sees -----------------------------------
 
 

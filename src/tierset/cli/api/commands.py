@@ -16,6 +16,7 @@ from typing import Any
 from tierset.cli.api import UsageError, output, scopes, values
 from tierset.cli.api.connection import Session
 from tierset.cli.api.scopes import Target
+from tierset.client.errors import TiersetError
 from tierset.v1 import settings_pb2 as pb
 
 Handler = Callable[[argparse.Namespace, Session], Awaitable[int]]
@@ -409,31 +410,44 @@ async def watch(args: argparse.Namespace, session: Session) -> int:
         key_prefix=args.prefix,
         start_revision=args.start_revision,
     )
-    async for message in session.stream(session.settings.WatchSettings, request):
-        if message.kind == pb.WatchSettingsResponse.KIND_SNAPSHOT:
-            output.note(
-                f"watching {target.label()} from revision {message.revision}"
-                f" ({len(message.settings)} set); Ctrl-C stops"
-            )
-        for event in message.events:
-            setting = event.setting if event.HasField("setting") else None
-            previous = event.previous if event.HasField("previous") else None
-            if _json(args):
-                output.emit_line(
-                    {
-                        "revision": message.revision,
-                        "key": event.key,
-                        "setting": output.setting_json(setting) if setting else None,
-                        "previous": output.setting_json(previous) if previous else None,
-                    }
+    last = args.start_revision
+    try:
+        async for message in session.stream(session.settings.WatchSettings, request):
+            last = message.revision
+            if message.kind == pb.WatchSettingsResponse.KIND_SNAPSHOT:
+                output.note(
+                    f"watching {target.label()} from revision {message.revision}"
+                    f" ({len(message.settings)} set); Ctrl-C stops"
                 )
-            else:
-                now = (
-                    f"{output.value_cell(setting)} ({values.level_name(setting.level)})"
-                    if setting is not None
-                    else "unset"
-                )
-                print(f"{message.revision}  {event.key}  {now}", flush=True)
+            for event in message.events:
+                setting = event.setting if event.HasField("setting") else None
+                previous = event.previous if event.HasField("previous") else None
+                if _json(args):
+                    output.emit_line(
+                        {
+                            "revision": message.revision,
+                            "key": event.key,
+                            "setting": output.setting_json(setting) if setting else None,
+                            "previous": output.setting_json(previous) if previous else None,
+                        }
+                    )
+                else:
+                    now = (
+                        f"{output.value_cell(setting)} ({values.level_name(setting.level)})"
+                        if setting is not None
+                        else "unset"
+                    )
+                    print(f"{message.revision}  {event.key}  {now}", flush=True)
+    except TiersetError as error:
+        if last is None:
+            raise
+        # Still one line: what failed, and where to pick up without a gap.
+        raise TiersetError(
+            error.code,
+            f"{error.message} (seen up to revision {last}: resume with --start-revision {last})",
+            error.reason,
+            error.metadata,
+        ) from None
     return 0
 
 
