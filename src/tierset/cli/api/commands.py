@@ -460,14 +460,7 @@ def _target(args: argparse.Namespace) -> Target:
 # -- the parsers ---------------------------------------------------------------------------
 
 
-def revision_type(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a revision") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a revision")
-    return number
+revision_type = scopes.whole_number(0, "a revision")
 
 
 AddParser = Callable[..., argparse.ArgumentParser]

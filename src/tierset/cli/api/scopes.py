@@ -7,6 +7,7 @@ what they name, with the request field it becomes and how it is printed.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,14 +60,19 @@ class Target:
 GLOBAL = Target("GLOBAL")
 
 
-def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (a positive number)") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not an id (a positive number)")
-    return number
+def whole_number(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least `minimum`, else "not {what}"."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return number
+
+    return parse
 
 
 class _Append(argparse.Action):
@@ -90,24 +96,16 @@ def add_arguments(
     """The scope flags; `count` "one", "optional" or "two" (diff) is checked by
     :func:`chosen`/:func:`chosen_all` after parsing."""
     group = parser.add_argument_group("scope")
-    group.add_argument(
-        "--account",
-        type=_positive,
-        action=_Append,
-        const="ACCOUNT",
-        dest="targets",
-        metavar="ID",
-        help="an account's settings",
-    )
-    group.add_argument(
-        "--retailer",
-        type=_positive,
-        action=_Append,
-        const="RETAILER",
-        dest="targets",
-        metavar="ID",
-        help="a retailer's settings",
-    )
+    for level in ("ACCOUNT", "RETAILER"):
+        group.add_argument(
+            f"--{level.lower()}",
+            type=whole_number(1, "an id (a positive number)"),
+            action=_Append,
+            const=level,
+            dest="targets",
+            metavar="ID",
+            help=f"a{'n' if level == 'ACCOUNT' else ''} {level.lower()}'s settings",
+        )
     if allow_global:
         group.add_argument(
             "--global",
