@@ -29,7 +29,7 @@ def _setting_row(setting: pb.Setting) -> list[str]:
     return [
         setting.key,
         values.type_name(setting.type),
-        values.level_name(setting.level),
+        output.level_cell(setting),
         str(setting.version),
         output.value_cell(setting),
     ]
@@ -270,7 +270,8 @@ async def explain(args: argparse.Namespace, session: Session) -> int:
         for level in shown:
             held = by_level.get(level)
             mark = "" if held is None or held.shadowed else "* "
-            cells.append(mark + output.value_cell(held.setting if held else None))
+            locked = " (locked)" if held is not None and held.setting.HasField("lock") else ""
+            cells.append(mark + output.value_cell(held.setting if held else None) + locked)
         cells.append(values.level_name(key.winner) if key.winner else "(unset)")
         rows.append(cells)
     print(output.table(("KEY", *shown, "EFFECTIVE"), rows))

@@ -88,7 +88,22 @@ def setting_json(setting: settings_pb2.Setting) -> dict[str, Any]:
         "mod_revision": setting.mod_revision,
         "create_revision": setting.create_revision,
         "update_time": timestamp(setting.update_time),
+        "locked": _lock_json(setting.lock) if setting.HasField("lock") else None,
     }
+
+
+def _lock_json(lock: settings_pb2.SettingLock) -> dict[str, Any]:
+    return {
+        "by": lock.actor.username or None,
+        "at": timestamp(lock.lock_time),
+        "revision": lock.revision,
+    }
+
+
+def level_cell(setting: settings_pb2.Setting) -> str:
+    """``ACCOUNT``, or ``ACCOUNT (locked)`` when levels below cannot override it."""
+    locked = " (locked)" if setting.HasField("lock") else ""
+    return values.level_name(setting.level) + locked
 
 
 def value_cell(setting: settings_pb2.Setting | None) -> str:

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 
-from tierset.cli.api import UsageError, commands, connection, output, transfer
+from tierset.cli.api import UsageError, changesets, commands, connection, output, transfer
 from tierset.cli.api.commands import Handler
 from tierset.client.errors import TiersetError
 
@@ -22,7 +22,7 @@ SETTINGS_SECTION = (
     "Settings, through the gRPC API (TIERSET_ADDRESS and the credentials that"
     " .data/demo-credentials.env exports; see 'tierset get -h')"
 )
-TRANSFER_SECTION = "Export and compare, through the API"
+TRANSFER_SECTION = "Locks, changesets, export, import and compare, through the API"
 
 
 def add_commands(
@@ -52,6 +52,7 @@ def add_commands(
     section(SETTINGS_SECTION)
     commands.add_commands(add)
     section(TRANSFER_SECTION)
+    changesets.add_commands(add)
     transfer.add_commands(add)
     for parser in made:  # last, so that -h shows a command's own options first
         connection.add_arguments(parser)

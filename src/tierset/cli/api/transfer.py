@@ -139,7 +139,7 @@ async def diff(args: argparse.Namespace, session: Session) -> int:
 
 
 def add_commands(add: AddParser) -> None:
-    """Adds export and diff (import and apply come with changesets)."""
+    """Adds export and diff (import and apply: :mod:`tierset.cli.api.changesets`)."""
     p = add(
         "export",
         "a scope's settings with types and levels, as YAML or JSON",
