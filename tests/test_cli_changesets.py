@@ -232,7 +232,7 @@ async def _at_a_terminal(cli, answer: str, *args: str) -> int:
     os.close(terminal)
     try:
         prompt = await asyncio.wait_for(process.stderr.readuntil(b"[y/N] "), timeout=30)
-        assert b"apply these 1 changes?" in prompt
+        assert b"apply 1 change?" in prompt
         os.write(main, answer.encode())
         await asyncio.wait_for(process.wait(), timeout=30)
     finally:

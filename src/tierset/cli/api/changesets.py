@@ -328,6 +328,10 @@ def _plan_json(changes: list[pb.SettingChange], reply: pb.ApplyChangesResponse) 
     }
 
 
+def _changes_count(count: int) -> str:
+    return f"{count} change" + ("" if count == 1 else "s")
+
+
 def _confirmed(args: argparse.Namespace, count: int) -> bool:
     """--yes, or a "y" typed at a terminal; never a guess from a pipe."""
     if args.yes:
@@ -335,7 +339,7 @@ def _confirmed(args: argparse.Namespace, count: int) -> bool:
     if args.file == "-" or not sys.stdin.isatty():
         output.note("not applied: confirm at a terminal, or pass --yes")
         return False
-    sys.stderr.write(f"apply these {count} changes? [y/N] ")
+    sys.stderr.write(f"apply {_changes_count(count)}? [y/N] ")
     sys.stderr.flush()
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
@@ -380,7 +384,7 @@ async def _run_changeset(
             {**_plan_json(changes, reply), "revision": reply.revision, "applied": True}
         )
     elif reply.revision:
-        print(f"applied {len(changes)} changes at revision {reply.revision}")
+        print(f"applied {_changes_count(len(changes))} at revision {reply.revision}")
     else:
         print("applied: every change was unchanged, no revision taken")
     return 0
