@@ -442,6 +442,20 @@ async def oauth_client(db: asyncpg.Pool) -> tuple[str, str]:
     return await CredentialStore(db).create_oauth_client(None, "Test client")
 
 
+@pytest.fixture
+def shop(
+    make_caller: MakeCaller, new_retailer: Callable[[int], Awaitable[int]]
+) -> Callable[[], Awaitable[tuple[Caller, int, int]]]:
+    """``await shop()``: an ADMIN of a fresh account with one retailer, as
+    (the admin, the account id, the retailer id)."""
+
+    async def make() -> tuple[Caller, int, int]:
+        admin = await make_caller(Role.ADMIN)
+        return admin, admin.account_id, await new_retailer(admin.account_id)
+
+    return make
+
+
 @dataclass(frozen=True)
 class CliResult:
     """What a `tierset` command did: its exit code, stdout and stderr."""

@@ -12,15 +12,8 @@ import yaml
 from tierset.core.authz import Role
 
 
-@pytest.fixture
-async def shop(make_caller, new_retailer):
-    """An ADMIN of a fresh account with one retailer: (admin, account, retailer)."""
-    admin = await make_caller(Role.ADMIN)
-    return admin, admin.account_id, await new_retailer(admin.account_id)
-
-
 async def test_a_global_lock_refuses_an_override_until_unlocked(cli, shop, unique_key):
-    admin, account, _ = shop
+    admin, account, _ = await shop()
     as_admin = cli.as_caller(admin)
     key = unique_key("CLI.LOCKED")
     assert (await cli("put", "--global", key, "--type", "INTEGER", "100")).code == 0
@@ -43,7 +36,7 @@ async def test_a_global_lock_refuses_an_override_until_unlocked(cli, shop, uniqu
 
 
 async def test_locking_over_overrides_is_refused_unless_they_are_removed(cli, shop, unique_key):
-    admin, account, retailer = shop
+    admin, account, retailer = await shop()
     as_admin = cli.as_caller(admin)
     key = unique_key("CLI.LOCKED")
     await as_admin("put", "--account", str(account), key, "--type", "STRING", "account's")
@@ -69,7 +62,7 @@ def _file(tmp_path, document) -> str:
 
 
 async def test_apply_is_one_revision_all_or_nothing(cli, shop, unique_key, tmp_path):
-    admin, account, retailer = shop
+    admin, account, retailer = await shop()
     as_admin = cli.as_caller(admin)
     prefix = unique_key("CLI.APPLY") + "."
     await as_admin("put", "--retailer", str(retailer), prefix + "OLD", "--type", "STRING", "x")
@@ -127,7 +120,7 @@ async def test_apply_is_one_revision_all_or_nothing(cli, shop, unique_key, tmp_p
 
 
 async def test_an_export_applied_as_it_is_changes_nothing(cli, shop, unique_key, tmp_path):
-    admin, account, retailer = shop
+    admin, account, retailer = await shop()
     as_admin = cli.as_caller(admin)
     prefix = unique_key("CLI.SAME") + "."
     await cli("put", "--global", prefix + "DEFAULT", "--type", "INTEGER", "1")
@@ -145,7 +138,7 @@ async def test_an_export_applied_as_it_is_changes_nothing(cli, shop, unique_key,
 async def test_export_import_into_another_scope_then_diff_shows_no_difference(
     cli, shop, make_caller, new_retailer, unique_key, tmp_path
 ):
-    admin, account, retailer = shop
+    admin, account, retailer = await shop()
     as_admin = cli.as_caller(admin)
     other = await make_caller(Role.ADMIN)
     elsewhere = await new_retailer(other.account_id)
@@ -194,7 +187,7 @@ async def test_export_import_into_another_scope_then_diff_shows_no_difference(
 async def test_import_shows_the_dry_run_and_writes_only_when_confirmed(
     cli, shop, unique_key, tmp_path
 ):
-    admin, account, retailer = shop
+    admin, account, retailer = await shop()
     as_admin = cli.as_caller(admin)
     key = unique_key("CLI.ASKED")
     path = _file(tmp_path, {"settings": [{"key": key, "type": "INTEGER", "value": 7}]})

@@ -6,28 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable
 
 import pytest
 
-from tests.conftest import Caller, Cli, MakeCaller, free_port
+from tests.conftest import Cli, free_port
 from tierset.auth.credentials import CredentialStore, Kind
 from tierset.core.authz import Role
 from tierset.v1 import settings_pb2
-
-NewRetailer = Callable[[int], Awaitable[int]]
-
-
-@pytest.fixture
-async def shop(make_caller: MakeCaller, new_retailer: NewRetailer):
-    """An ADMIN of a fresh account with one retailer: (cli as the admin, account, retailer)."""
-
-    async def make() -> tuple[Caller, int, int]:
-        admin = await make_caller(Role.ADMIN)
-        return admin, admin.account_id, await new_retailer(admin.account_id)
-
-    return make
-
 
 # -- put and get, values by type ----------------------------------------------------------
 

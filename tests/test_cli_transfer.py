@@ -11,15 +11,10 @@ from tierset.core.authz import Role
 
 
 @pytest.fixture
-async def two_shops(make_caller, new_retailer):
+async def two_shops(shop, new_retailer):
     """An ADMIN of a fresh account with two retailers: (admin, account, retailer, retailer)."""
-    admin = await make_caller(Role.ADMIN)
-    return (
-        admin,
-        admin.account_id,
-        await new_retailer(admin.account_id),
-        await new_retailer(admin.account_id),
-    )
+    admin, account, retailer = await shop()
+    return admin, account, retailer, await new_retailer(account)
 
 
 async def test_export_writes_types_levels_and_values_as_yaml_or_json(cli, two_shops, unique_key):
