@@ -1,7 +1,11 @@
-"""The ``tierset`` command: run the server, migrate, run everything for development, and
-administer accounts, users and credentials (see :mod:`tierset.cli.admin`).
+"""The ``tierset`` command: read and change settings through the API
+(:mod:`tierset.cli.api`), run the server, migrate, run everything for development, and
+administer accounts, users and credentials in the database (:mod:`tierset.cli.admin`).
 
-``tierset -h`` shows DESCRIPTION, plain text: argparse prints it as it is."""
+``tierset -h`` lists the commands in sections, so that those that go through the API
+(and its checks, as whoever the credentials name) are never mistaken for those that
+work in the database directly (as the local operator). It is plain text: argparse
+prints DESCRIPTION and the sections as they are."""
 
 from __future__ import annotations
 
@@ -10,17 +14,18 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import os
 import sys
+import textwrap
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
-from tierset.api.processes import run_workers
-from tierset.api.server import serve
 from tierset.cli import admin
+from tierset.cli.api import run as api
 from tierset.cli.bootstrap import bootstrap_demo
-from tierset.gateway import serve as gateway
-from tierset.gateway.processes import run_gateway_processes
 from tierset.ops import logs
 from tierset.ops.config import Config, ConfigError
 from tierset.ops.datadir import DATA_FOLDER, embedded_data_dir
@@ -30,10 +35,46 @@ from tierset.store.migrate import migrate
 log = logging.getLogger("tierset")
 
 DESCRIPTION = (
-    "Run the tierset gRPC server, the REST gateway or both for development (dev), apply"
-    " migrations, and administer accounts, retailers, users and their credentials."
-    " Run 'tierset COMMAND -h' for a command's options."
+    "Typed, layered settings. Read and change them through the gRPC API, run the server"
+    " and the REST gateway, and administer accounts, retailers, users and their"
+    " credentials in the database. Run 'tierset COMMAND -h' for a command's options."
 )
+ADMIN_SECTION = (
+    "Administration, directly in the database (DATABASE_URL, else the embedded"
+    " PostgreSQL of make run), as the local operator"
+)
+RUN_SECTION = "Running tierset"
+_HELP_WIDTH = 88
+
+
+class _SectionedCommands(argparse._SubParsersAction):
+    """Subcommands listed in sections in ``tierset -h``: each parser added goes under the
+    section last started with :meth:`section`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections: dict[str, list[tuple[str, str]]] = {}
+        self._current = ""
+
+    def section(self, title: str) -> None:
+        self._current = title
+        self.sections.setdefault(title, [])
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        # Without `help`, argparse lists no choice of its own: the sections do.
+        help_text = kwargs.pop("help", "")
+        kwargs.setdefault("description", help_text[:1].upper() + help_text[1:] + ".")
+        self.sections[self._current].append((name, help_text))
+        return super().add_parser(name, **kwargs)
+
+    def listing(self) -> str:
+        width = max(len(name) for entries in self.sections.values() for name, _ in entries)
+        return "\n\n".join(
+            textwrap.fill(title + ":", _HELP_WIDTH, break_on_hyphens=False)
+            + "\n"
+            + "\n".join(f"  {name.ljust(width)}  {text}" for name, text in entries)
+            for title, entries in self.sections.items()
+        )
 
 
 def _run(coroutine: object) -> None:
@@ -68,8 +109,15 @@ async def _migrate(dsn: str | None) -> None:
     print(f"applied migrations: {applied}" if applied else "schema is up to date")
 
 
+# The server and the gateway are imported by the commands that run them (here and below):
+# importing them takes longer than a whole `tierset get`, which needs neither.
+
+
 def _serve(config: Config, dsn: str | None) -> None:
     """One server process, or `config.processes` of them sharing the port."""
+    from tierset.api.processes import run_workers
+    from tierset.api.server import serve
+
     if config.processes <= 1:
         _run(serve(config, dsn))
         return
@@ -107,6 +155,9 @@ async def _prepare_dev(config: Config, dsn: str | None, data_dir: Path) -> None:
 
 def command_gateway(config: Config) -> None:
     """Serves the REST gateway, calling the gRPC server at TIERSET_GRPC_TARGET."""
+    from tierset.gateway import serve as gateway
+    from tierset.gateway.processes import run_gateway_processes
+
     if config.gateway_processes > 1:
         code = run_gateway_processes(config)
         if code:
@@ -136,6 +187,8 @@ def dev_config(config: Config) -> Config:
 def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
     REST gateway as a separate child process."""
+    from tierset.gateway import serve as gateway
+
     config = dev_config(config)
     data_dir = _dev_data_dir(config)
     dsn, embedded = _database(config, data_dir)
@@ -178,10 +231,31 @@ def _config(args: argparse.Namespace) -> Config:
     return dataclasses.replace(Config.from_env(), **overrides)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``tierset`` command."""
-    parser = argparse.ArgumentParser(prog="tierset", description=DESCRIPTION)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _joined(argv: list[str]) -> list[str]:
+    """`tierset history compact` is the database's compaction, one command of two words;
+    `tierset history ...` otherwise reads the change log through the API."""
+    if argv[:2] == admin.COMPACT_COMMAND.split():
+        return [admin.COMPACT_COMMAND, *argv[2:]]
+    return argv
+
+
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
+    """Entry point of the ``tierset`` command (`environ`: the API commands' variables,
+    os.environ unless given)."""
+    parser = argparse.ArgumentParser(
+        prog="tierset",
+        description=textwrap.fill(DESCRIPTION, _HELP_WIDTH),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.register("action", "parsers", _SectionedCommands)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="one of the commands below"
+    )
+    assert isinstance(sub, _SectionedCommands)
+    api.add_commands(sub.add_parser, sub.section)
+    sub.section(ADMIN_SECTION)
+    admin.add_commands(sub)
+    sub.section(RUN_SECTION)
     for name, text in (
         ("serve", "serve gRPC against DATABASE_URL"),
         ("dev", "embedded PostgreSQL (unless DATABASE_URL is set) + gRPC + REST gateway"),
@@ -192,7 +266,6 @@ def main(argv: list[str] | None = None) -> None:
             help="server processes sharing the port (default TIERSET_PROCESSES, 1)",
         )
     sub.add_parser("migrate", help="apply pending SQL migrations and exit")
-    admin.add_commands(sub)
     sub.add_parser(
         "gateway", help="serve the REST gateway, calling TIERSET_GRPC_TARGET"
     ).add_argument(
@@ -201,7 +274,11 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         help="gateway processes sharing the port (default TIERSET_GATEWAY_PROCESSES, 1)",
     )
-    args = parser.parse_args(argv)
+    parser.epilog = sub.listing()
+    args = parser.parse_args(_joined(sys.argv[1:] if argv is None else argv))
+    if hasattr(args, "api_action"):
+        # A client of the API: the server's configuration is not its business.
+        raise SystemExit(api.run(args, os.environ if environ is None else environ))
     try:
         config = _config(args)
     except ConfigError as error:
