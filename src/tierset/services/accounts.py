@@ -12,7 +12,7 @@ tell it, by ALREADY_EXISTS, which ids other accounts hold.
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tierset.core import authz, errors
 from tierset.core.authz import Permission, Principal
@@ -108,7 +108,9 @@ class AccountService:
         """A page of every account (PLATFORM only) and the next page's token ("" at the end)."""
         size = check_page_size(page_size)
         authz.require_platform(principal)
-        after = int(decode_token("accounts", page_token, (int,))[0]) if page_token else 0
+        after: Any = 0
+        if page_token:
+            (after,) = decode_token("accounts", page_token, (int,))
         rows = await self._store.list_accounts(after, size + 1)
         return _page("accounts", rows, size, [])
 
@@ -119,7 +121,7 @@ class AccountService:
         owner = _required_id(account_id, "account_id")
         size = check_page_size(page_size)
         authz.require(principal, Permission.SETTINGS_VIEW, owner)
-        after = 0
+        after: Any = 0
         if page_token:
             token_owner, after = decode_token("retailers", page_token, (int, int))
             if token_owner != owner:
@@ -132,7 +134,7 @@ class AccountService:
             # An unknown account is NOT_FOUND, not an empty list; only PLATFORM gets this far
             # with an account other than its own (the caller's own account exists).
             await self._store.get_account(owner)
-        rows = await self._store.list_retailers(owner, int(after), size + 1)
+        rows = await self._store.list_retailers(owner, after, size + 1)
         return _page("retailers", rows, size, [owner])
 
 
