@@ -18,7 +18,7 @@ import asyncpg
 from tierset.api.processes import run_workers
 from tierset.api.server import serve
 from tierset.cli import admin
-from tierset.cli.bootstrap import bootstrap_demo
+from tierset.cli.bootstrap import bootstrap_demo, console_client_env
 from tierset.gateway import serve as gateway
 from tierset.gateway.processes import run_gateway_processes
 from tierset.ops import logs
@@ -149,7 +149,7 @@ def command_dev(config: Config) -> None:
                 f"tierset dev: preparing the database failed ({type(error).__name__}: {error});"
                 " nothing of the first start was kept, the next start tries again"
             ) from None
-        with gateway.gateway_child(config):
+        with gateway.gateway_child(config, console_client_env(config, data_dir)):
             _serve(config, dsn)
     finally:
         if embedded is not None:
