@@ -566,9 +566,7 @@ class ConsoleScope:
 
 
 @pytest.fixture(scope="module")
-async def console_scope(
-    browser: Browser, console: str, server: App
-) -> AsyncIterator[ConsoleScope]:
+async def console_scope(browser: Browser, console: str, server: App) -> AsyncIterator[ConsoleScope]:
     """A ConsoleScope for the test module: its tests write keys of their own, so they can
     share it (each sign-in costs a password hash)."""
     store = Store(server.pool)
