@@ -461,8 +461,7 @@ async def console(server: App) -> AsyncIterator[str]:
     """A gateway serving the console (its own OAuth client); its base URL.
 
     It believes X-Forwarded-Proto from 127.0.0.1, as it would from a TLS-ending proxy, so
-    a test can see the cookie it sets for HTTPS; watches end after 3 s, so the live
-    tests go through EventSource's reconnect too.
+    a test can see the cookie it sets for HTTPS.
     """
     client_id, client_secret = await CredentialStore(server.pool).create_oauth_client(
         None, "Console"
@@ -471,7 +470,7 @@ async def console(server: App) -> AsyncIterator[str]:
         http_address="127.0.0.1:0",
         grpc_target=f"127.0.0.1:{server.port}",
         shutdown_grace_seconds=1.0,
-        gateway_watch_seconds=3.0,
+        gateway_watch_seconds=60.0,
         gateway_trusted_proxies=("127.0.0.1/32",),
         console_client_id=client_id,
         console_client_secret=Secret(client_secret),
@@ -563,6 +562,7 @@ class ConsoleScope:
     retailer: int
     admin: Page
     viewer: Page
+    admin_username: str
 
 
 @pytest.fixture(scope="module")
@@ -573,6 +573,7 @@ async def console_scope(browser: Browser, console: str, server: App) -> AsyncIte
     account = (await store.create_account(None, "Console account")).id
     retailer = (await store.create_retailer(None, account, "Console retailer")).id
     pages: list[Page] = []
+    usernames: list[str] = []
     contexts: list[BrowserContext] = []
     for role in (Role.ADMIN, Role.VIEWER):
         password = f"pw-{uuid.uuid4().hex}"
@@ -583,6 +584,7 @@ async def console_scope(browser: Browser, console: str, server: App) -> AsyncIte
         context.set_default_timeout(15_000)
         contexts.append(context)
         pages.append(await sign_in_page(context, user.username, password))
-    yield ConsoleScope(account, retailer, *pages)
+        usernames.append(user.username)
+    yield ConsoleScope(account, retailer, *pages, admin_username=usernames[0])
     for context in contexts:
         await context.close()
