@@ -97,8 +97,6 @@ ROUTES = [
     route("/healthz", GET=probes.healthz),
     route("/readyz", GET=probes.readyz),
     route("/openapi.json", GET=openapi.serve),
-    # The web console (HTML pages, its own session): gateway/console
-    *console.mount(),
 ]
 
 
@@ -141,7 +139,9 @@ def create_app(config: Config) -> Starlette:
     secret = config.console_client_secret
 
     app = Starlette(
-        routes=ROUTES,
+        # The REST table (what openapi.json describes), then the web console's HTML pages
+        # with their own session (gateway/console).
+        routes=[*ROUTES, *console.mount()],
         # Metrics outermost, so every response counts, by route template (never raw path).
         middleware=[Middleware(HttpMetricsMiddleware), Middleware(RequestEnvelope)],
         exception_handlers={

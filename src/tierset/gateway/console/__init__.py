@@ -67,6 +67,7 @@ ROUTES: list[BaseRoute] = [
     Route("/sign-in", actions.sign_in, methods=["POST"]),
     Route("/sign-out", actions.sign_out, methods=["POST"]),
     Route("/accounts", views.accounts, methods=["GET"]),
+    Route("/accounts/open", views.open_account, methods=["GET"]),
     Route(_SCOPE, views.scope_page, methods=["GET"]),
     Route(_SCOPE + "/matrix", views.matrix_fragment, methods=["GET"]),
     Route(_SCOPE + "/events", live.events, methods=["GET"]),

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from tierset.core.reasons import Reason
 from tierset.gateway import errors
 from tierset.gateway.calls import backend, call_options
 from tierset.gateway.console import session as sessions
@@ -177,7 +178,7 @@ def failure_page(
     elif isinstance(error, FormRefused):
         status, message, reason = error.status, error.message, ""
     else:
-        status, message, reason = 404, "There is no such page in the console.", "NOT_FOUND"
+        status, message, reason = 404, "There is no such page in the console.", Reason.NOT_FOUND
     return render(
         request, session, "error.html", status, visit=visit, message=message, reason=reason
     )

@@ -46,6 +46,14 @@ async def accounts(visit: Visit) -> Response:
     )
 
 
+@signed_in_page
+async def open_account(visit: Visit) -> Response:
+    """GET /console/accounts/open?id=N: the accounts page's "open an account" form."""
+    ident = visit.request.query_params.get("id", "").strip()
+    target = f"/console/accounts/{ident}" if ident else "/console/accounts"
+    return RedirectResponse(target, status_code=303)
+
+
 async def load_matrix(
     visit: Visit, here: Place, prefix: str, page: str
 ) -> tuple[list[matrix.Row], str, int]:
