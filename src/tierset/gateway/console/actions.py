@@ -50,6 +50,8 @@ async def sign_in_form(request: Request) -> Response:
     if not _configured(request):
         return render(request, None, "sign_in.html", 503, error=NOT_CONFIGURED, ended=False)
     session = sessions.from_request(request) or sessions.anonymous()
+    if session.signed_in:
+        return RedirectResponse("/console/", status_code=303)
     response = render(
         request,
         session,
