@@ -71,6 +71,7 @@ from tierset.auth.credentials import CredentialStore, Kind
 from tierset.core.authz import Principal, Role
 from tierset.ops import logs
 from tierset.ops.embedded import EmbeddedPostgres
+from tierset.store.database import query
 from tierset.store.migrate import migrate
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
@@ -1340,6 +1341,144 @@ def fanout_line(found: dict[str, Any]) -> str:
     return line
 
 
+# --- changesets (issue 14) ----------------------------------------------------------
+
+CHANGESET_RUNS = 10  # 1,000-change changesets timed one after another
+CHANGESET_SECONDS = 5.0  # each round of the 10-change throughput, per side
+CHANGESET_ROUNDS = 2  # alternating rounds of tierset and raw SQL
+CHANGESET_CONCURRENCY = 16
+CHANGESET_TARGET = 0.5  # issue 16: 10-change ApplyChanges >= 0.5x the raw SQL client
+CHANGESET_ACCOUNT = 7  # a seeded account (seed_main): its ACCOUNT level takes the puts
+
+
+def _changeset(prefix: str, size: int, n: int) -> settings_pb2.ApplyChangesRequest:
+    scope = settings_pb2.Scope(account_id=CHANGESET_ACCOUNT)
+    return settings_pb2.ApplyChangesRequest(
+        changes=[
+            settings_pb2.SettingChange(
+                operation=settings_pb2.CHANGE_OPERATION_PUT,
+                scope=scope,
+                key=f"{prefix}.{i}",
+                type=settings_pb2.SETTING_TYPE_INTEGER,
+                value=settings_pb2.SettingValue(integer_value=n),
+            )
+            for i in range(size)
+        ],
+        reason="bench",
+    )
+
+
+async def _sql_changeset(pool: asyncpg.Pool, prefix: str, size: int, n: int) -> None:
+    """What one ApplyChanges of `size` puts runs, from a bare asyncpg client: the same
+    named statements (the counter first, then one changeset_put per change) in one
+    transaction, with no gRPC, no authorisation and no validation."""
+    async with pool.acquire() as connection, connection.transaction():
+        revision = await connection.fetchval(query("changeset_take_revision"))
+        for seq in range(size):
+            await connection.fetchrow(
+                query("changeset_put"),
+                "ACCOUNT",
+                CHANGESET_ACCOUNT,
+                None,
+                f"{prefix}.{seq}",
+                "INTEGER",
+                str(n),
+                None,
+                revision,
+                seq,
+                None,
+                "bench",
+                None,
+                None,
+                None,
+                "bench",
+            )
+
+
+async def _rate(call: Callable[[int], Any], seconds: float, concurrency: int) -> float:
+    """Calls per second of `call(n)` from `concurrency` coroutines for `seconds`."""
+    done = 0
+    numbers = iter(range(10**9))
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await call(next(numbers))
+            done += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - began)
+
+
+async def measure_changesets(bench: Bench) -> dict[str, Any]:
+    """A 1,000-put changeset's latency over CHANGESET_RUNS runs, and 10-put changesets'
+    throughput against the same statements from a bare asyncpg client (a pool as large
+    as the server's), in alternating rounds at the same concurrency."""
+    dsn = bench.databases["main"]
+    async with (
+        TARGETS["tierset"](bench) as running,
+        grpc.aio.insecure_channel(running.address) as channel,
+    ):
+        stub = settings_pb2_grpc.SettingsServiceStub(channel)
+        metadata = running.metadata
+        latencies = []
+        await stub.ApplyChanges(_changeset("BENCH.CS1000", 1000, -1), metadata=metadata)
+        for n in range(CHANGESET_RUNS):
+            started = time.perf_counter()
+            await stub.ApplyChanges(_changeset("BENCH.CS1000", 1000, n), metadata=metadata)
+            latencies.append((time.perf_counter() - started) * 1000)
+        latencies.sort()
+
+        async def via_tierset(n: int) -> None:
+            await stub.ApplyChanges(_changeset("BENCH.CS10", 10, n), metadata=metadata)
+
+        pool = await asyncpg.create_pool(dsn, min_size=10, max_size=10)
+        try:
+
+            async def via_sql(n: int) -> None:
+                await _sql_changeset(pool, "BENCH.CS10", 10, n)
+
+            await _rate(via_tierset, 1.0, CHANGESET_CONCURRENCY)  # warm both up
+            await _rate(via_sql, 1.0, CHANGESET_CONCURRENCY)
+            rates: dict[str, list[float]] = {"tierset": [], "sql": []}
+            for _ in range(CHANGESET_ROUNDS):
+                rates["sql"].append(await _rate(via_sql, CHANGESET_SECONDS, CHANGESET_CONCURRENCY))
+                rates["tierset"].append(
+                    await _rate(via_tierset, CHANGESET_SECONDS, CHANGESET_CONCURRENCY)
+                )
+        finally:
+            await pool.close()
+    tierset_rate = sum(rates["tierset"]) / len(rates["tierset"])
+    sql_rate = sum(rates["sql"]) / len(rates["sql"])
+    return {
+        "runs": CHANGESET_RUNS,
+        "p50_ms_1000": latencies[len(latencies) // 2],
+        "p99_ms_1000": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "max_ms_1000": latencies[-1],
+        "tierset_per_second_10": tierset_rate,
+        "sql_per_second_10": sql_rate,
+        "ratio_10": tierset_rate / sql_rate,
+        "concurrency": CHANGESET_CONCURRENCY,
+        "target": CHANGESET_TARGET,
+    }
+
+
+def changeset_line(found: dict[str, Any]) -> str:
+    """The changeset figures and the issue 16 target, met or missed."""
+    if not found:
+        return "changesets: not measured (--only left them out)"
+    verdict = "MET" if found["ratio_10"] >= found["target"] else "MISSED"
+    return (
+        f"ApplyChanges, 1,000 puts ({found['runs']} runs): p50 {found['p50_ms_1000']:.0f} ms,"
+        f" p99 {found['p99_ms_1000']:.0f} ms; 10 puts at concurrency {found['concurrency']}:"
+        f" {found['tierset_per_second_10']:.0f}/s vs raw SQL {found['sql_per_second_10']:.0f}/s"
+        f" = {found['ratio_10']:.2f}x -- target 10-change ApplyChanges >="
+        f" {found['target']:.2f}x raw SQL: {verdict}"
+    )
+
+
 async def profile(bench: Bench, target: str, workload: Workload) -> dict[str, Any]:
     """py-spy on the server while the load runs; the hottest functions by own time."""
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
@@ -1507,6 +1646,12 @@ async def main(args: argparse.Namespace) -> None:
                 async with step(f"fan-out {watchers} watchers", 180):
                     fanout.append(await measure_fanout(bench, watchers))
                 print("  " + fanout_line(fanout[-1]), flush=True)
+        changesets: dict[str, Any] = {}
+        if only("changeset"):
+            seconds = 2 * CHANGESET_ROUNDS * CHANGESET_SECONDS + 180
+            async with step("changesets: 1,000-put latency, 10-put vs raw SQL", seconds):
+                changesets = await measure_changesets(bench)
+            print("  " + changeset_line(changesets), flush=True)
         async with step("per-call costs", 120):
             costs = await per_call_costs()
         view: dict[str, Any] = {}
@@ -1543,6 +1688,7 @@ async def main(args: argparse.Namespace) -> None:
         time.monotonic() - begun,
         against_bare,
         fanout,
+        changesets,
     )
 
 
@@ -1571,6 +1717,7 @@ def report(
     elapsed: float,
     against_bare: dict[str, Any],
     fanout: list[dict[str, Any]],
+    changesets: dict[str, Any],
 ) -> None:
     results = bench.results
     etcd = "etcd Range, 1 key"
@@ -1616,6 +1763,7 @@ def report(
         )
     lines.append(target_line(against_bare))
     lines.extend(fanout_line(found) for found in fanout)
+    lines.append(changeset_line(changesets))
     for target, found in profiles.items():
         if "error" in found:
             lines.append(f"profile {target}: {found['error']}")
@@ -1640,6 +1788,7 @@ def report(
         "per_call_costs": costs,
         "cached_vs_bare": against_bare,
         "watch_fanout": fanout,
+        "changesets": changesets,
         "profiles": profiles,
         "table": table,
     }

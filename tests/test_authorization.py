@@ -192,6 +192,45 @@ async def test_only_platform_chooses_retailer_ids(
     assert chosen_by_server.retailer.account_id == admin.account_id
 
 
+def _lock(rpc):
+    # The caller's own cells lock (or unlock) a value that exists, as PLATFORM writes
+    # (and, for an unlock, locks) it first.
+    async def lock(stubs, world, whose, key, md):
+        scope = _account_scope(world, whose)
+        await stubs.settings.PutSetting(
+            settings_pb2.PutSettingRequest(
+                scope=scope,
+                key=key,
+                type=settings_pb2.SETTING_TYPE_INTEGER,
+                value=settings_pb2.SettingValue(integer_value=1),
+            )
+        )
+        if rpc == "UnlockSetting":
+            await stubs.settings.LockSetting(settings_pb2.LockSettingRequest(scope=scope, key=key))
+            request = settings_pb2.UnlockSettingRequest(scope=scope, key=key)
+        else:
+            request = settings_pb2.LockSettingRequest(scope=scope, key=key)
+        await getattr(stubs.settings, rpc)(request, metadata=md)
+
+    return lock
+
+
+def _apply_changes(scope, dry_run=False):
+    async def apply(stubs, world, whose, key, md):
+        change = settings_pb2.SettingChange(
+            operation=settings_pb2.CHANGE_OPERATION_PUT,
+            scope=scope(world, whose),
+            key=key,
+            type=settings_pb2.SETTING_TYPE_INTEGER,
+            value=settings_pb2.SettingValue(integer_value=3),
+        )
+        await stubs.settings.ApplyChanges(
+            settings_pb2.ApplyChangesRequest(changes=[change], dry_run=dry_run), metadata=md
+        )
+
+    return apply
+
+
 # operation → {(role, own/other): expected code}
 SCOPED = {
     "GetSettings(account)": (_get_settings_account, {Role.VIEWER: "own", Role.ADMIN: "own"}),
@@ -233,6 +272,15 @@ SCOPED = {
         {Role.ADMIN: "own"},
     ),
     "GetSettings(at_revision)": (_get_at_revision, {Role.VIEWER: "own", Role.ADMIN: "own"}),
+    "LockSetting(account)": (_lock("LockSetting"), {Role.ADMIN: "own"}),
+    "UnlockSetting(account)": (_lock("UnlockSetting"), {Role.ADMIN: "own"}),
+    "ApplyChanges(account)": (_apply_changes(_account_scope), {Role.ADMIN: "own"}),
+    "ApplyChanges(retailer)": (_apply_changes(_retailer_scope), {Role.ADMIN: "own"}),
+    # A dry run writes nothing, yet it reads as a write would: authorised as one.
+    "ApplyChanges(retailer, dry run)": (
+        _apply_changes(_retailer_scope, dry_run=True),
+        {Role.ADMIN: "own"},
+    ),
 }
 
 
@@ -307,7 +355,16 @@ async def test_set_global(settings_stub, make_caller, unique_key, role, expected
 @pytest.mark.parametrize(
     ("role", "expected"), [(Role.VIEWER, DENIED), (Role.ADMIN, DENIED), (Role.PLATFORM, OK)]
 )
-@pytest.mark.parametrize("operation", ["DeleteGlobal", "RestoreSettings(global)"])
+@pytest.mark.parametrize(
+    "operation",
+    [
+        "DeleteGlobal",
+        "RestoreSettings(global)",
+        "LockSetting(global)",
+        "UnlockSetting(global)",
+        "ApplyChanges(global)",
+    ],
+)
 async def test_global_history_writes(
     settings_stub, make_caller, unique_key, operation, role, expected
 ):
@@ -323,6 +380,20 @@ async def test_global_history_writes(
     if operation == "DeleteGlobal":
         call = settings_stub.DeleteGlobal(
             settings_pb2.DeleteGlobalRequest(key=key), metadata=caller.metadata
+        )
+    elif operation == "LockSetting(global)":
+        call = settings_stub.LockSetting(
+            settings_pb2.LockSettingRequest(key=key), metadata=caller.metadata
+        )
+    elif operation == "UnlockSetting(global)":
+        await settings_stub.LockSetting(settings_pb2.LockSettingRequest(key=key))
+        call = settings_stub.UnlockSetting(
+            settings_pb2.UnlockSettingRequest(key=key), metadata=caller.metadata
+        )
+    elif operation == "ApplyChanges(global)":
+        change = settings_pb2.SettingChange(operation=settings_pb2.CHANGE_OPERATION_DELETE, key=key)
+        call = settings_stub.ApplyChanges(
+            settings_pb2.ApplyChangesRequest(changes=[change]), metadata=caller.metadata
         )
     else:
         call = settings_stub.RestoreSettings(

@@ -207,7 +207,8 @@ async def test_migration_brings_existing_settings_forward_without_inventing_hist
                 key,
                 age,
             )
-        assert await migrate(connection) == [5, 6]
+        later = [m.version for m in available_migrations() if m.version >= 5]
+        assert await migrate(connection) == later  # 0005 and every migration after it
         numbered = await connection.fetch(
             "SELECT key, create_revision, mod_revision FROM settings ORDER BY key"
         )

@@ -23,6 +23,7 @@ from tests.conftest import make_caller_in, open_channel
 from tierset.api.server import SERVICE_NAMES, start_app
 from tierset.core.authz import Role
 from tierset.ops.config import Config
+from tierset.v1 import accounts_pb2, accounts_pb2_grpc, settings_pb2, settings_pb2_grpc
 
 FD = descriptor.FieldDescriptor
 NEVER = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED}
@@ -165,3 +166,73 @@ async def test_no_input_makes_an_rpc_fail_as_a_bug(fuzz_channel, method, data):
             await fuzz_channel.unary_unary(path)(payload, timeout=10)
     except grpc.aio.AioRpcError as error:
         assert error.code() not in NEVER, (error.code(), error.details())
+
+
+@pytest.fixture(scope="module")
+async def fuzz_scopes(fuzz_channel) -> list[settings_pb2.Scope | None]:
+    """An account and a retailer of the fuzz database, and scopes that do not exist."""
+    accounts = accounts_pb2_grpc.AccountServiceStub(fuzz_channel)
+    account = await accounts.CreateAccount(accounts_pb2.CreateAccountRequest(display_name="fuzz"))
+    retailer = await accounts.CreateRetailer(
+        accounts_pb2.CreateRetailerRequest(account_id=account.account.id, display_name="fuzz")
+    )
+    return [
+        None,
+        settings_pb2.Scope(account_id=account.account.id),
+        settings_pb2.Scope(retailer_id=retailer.retailer.id),
+        settings_pb2.Scope(account_id=2**62),
+        settings_pb2.Scope(retailer_id=-1),
+    ]
+
+
+def _changes(scopes: list[settings_pb2.Scope | None]) -> st.SearchStrategy[Any]:
+    """Changesets that reach the store: real scopes, a few keys, every operation."""
+    value = messages(settings_pb2.SettingValue.DESCRIPTOR)
+
+    def build(fields: tuple[Any, ...]) -> settings_pb2.SettingChange:
+        operation, scope, key, kind, chosen, expected, remove = fields
+        change = settings_pb2.SettingChange(
+            operation=operation, key=key, type=kind, remove_overrides=remove
+        )
+        if scope is not None:
+            change.scope.CopyFrom(scope)
+        if chosen is not None:
+            change.value.CopyFrom(chosen)
+        if expected is not None:
+            change.expected_version = expected
+        return change
+
+    change = st.tuples(
+        st.integers(0, 5),
+        st.sampled_from(scopes),
+        st.sampled_from(["FUZZ.A", "FUZZ.B", "bad key!", ""]),
+        st.integers(0, 6),
+        st.none() | value,
+        st.none() | st.integers(-1, 3),
+        st.booleans(),
+    ).map(build)
+    return st.lists(change, min_size=0, max_size=6)
+
+
+@given(data=st.data())
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+async def test_a_refused_changeset_is_never_a_bug_and_writes_nothing(
+    fuzz_channel, fuzz_scopes, data
+):
+    """Changesets against the fuzz database's real scopes (so they reach the locks, the
+    versions and the transaction): never INTERNAL; a refused one changes no revision."""
+    stub = settings_pb2_grpc.SettingsServiceStub(fuzz_channel)
+    changes = data.draw(_changes(fuzz_scopes))
+    dry_run = data.draw(st.booleans())
+    probe = settings_pb2.ListChangesRequest(newest_first=True, page_size=1)
+    before = (await stub.ListChanges(probe)).revision
+    try:
+        await stub.ApplyChanges(
+            settings_pb2.ApplyChangesRequest(changes=changes, dry_run=dry_run), timeout=10
+        )
+    except grpc.aio.AioRpcError as error:
+        assert error.code() not in NEVER, (error.code(), error.details())
+        assert (await stub.ListChanges(probe)).revision == before
+        return
+    if dry_run:
+        assert (await stub.ListChanges(probe)).revision == before

@@ -203,3 +203,22 @@ async def test_the_watch_hubs_log_read_and_re_resolution_read_through_indexes(hi
     _no_seq_scan(log, "change_log")
     _no_seq_scan(states, "change_log", "settings")
     _no_seq_scan(ranged, "settings")
+
+
+@pytest.mark.parametrize("level", ["GLOBAL", "ACCOUNT"])
+async def test_a_locks_search_for_overrides_reads_through_an_index(history_dsn, level):
+    """A lock (and a dry run of one) looks for the values below it: over 20k settings it
+    must not scan the table, however many accounts there are."""
+    connection = await asyncpg.connect(history_dsn)
+    try:
+        for statement in ("lock_overrides", "delete_overrides_at_revision"):
+            args: tuple[object, ...] = (level, 7, "PLAN.KEY.77")
+            if statement == "delete_overrides_at_revision":
+                args += (20_001, 0, None, None, None, None, None, "")
+            nodes = await _plan_nodes(connection, statement, *args)
+            _no_seq_scan(nodes, "settings")
+            used = {n.get("Index Name") for n in nodes}
+            # By key (a GLOBAL lock), or by the account's retailers (an ACCOUNT lock).
+            assert used & {"settings_override_key", "settings_level_scope_key"}, used
+    finally:
+        await connection.close()

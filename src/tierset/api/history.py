@@ -38,6 +38,18 @@ def _time(stamp: timestamp_pb2.Timestamp, field: str) -> datetime:
         raise errors.bad_field(field, f"{field} is not a valid timestamp") from None
 
 
+def scope_from_proto(scope: settings_pb2.Scope, field: str = "scope") -> ScopeRef:
+    """The scope a request names, or INVALID_ARGUMENT when it names none or a bad id."""
+    kind = scope.WhichOneof("kind")
+    if kind is None:
+        raise errors.bad_field(field, "scope must name an account_id or a retailer_id")
+    scope_id = getattr(scope, kind)
+    if scope_id <= 0:
+        raise errors.bad_field(f"{field}.{kind}", f"{kind} must be a positive integer")
+    level = Level.ACCOUNT if kind == "account_id" else Level.RETAILER
+    return ScopeRef(level, scope_id)
+
+
 def change_filter(request: settings_pb2.ListChangesRequest, scope: ScopeRef | None) -> ChangeFilter:
     """The filters of a ListChanges request (scope already converted)."""
     return ChangeFilter(
@@ -73,16 +85,20 @@ def _scope_of(change: Change) -> settings_pb2.Scope | None:
     return None
 
 
+_OPERATIONS = {
+    "PUT": settings_pb2.CHANGE_OPERATION_PUT,
+    "DELETE": settings_pb2.CHANGE_OPERATION_DELETE,
+    "LOCK": settings_pb2.CHANGE_OPERATION_LOCK,
+    "UNLOCK": settings_pb2.CHANGE_OPERATION_UNLOCK,
+}
+
+
 def change_to_proto(change: Change) -> settings_pb2.Change:
     """One log row as the API shows it; old and new side as Settings at the change's level."""
     message = settings_pb2.Change(
         revision=change.revision,
         sequence=change.seq,
-        operation=(
-            settings_pb2.CHANGE_OPERATION_PUT
-            if change.operation == "PUT"
-            else settings_pb2.CHANGE_OPERATION_DELETE
-        ),
+        operation=_OPERATIONS[change.operation],
         level=LEVEL_TO_PROTO[change.level],
         scope=_scope_of(change),
         owner_account_id=change.owner_account_id or 0,
@@ -110,9 +126,15 @@ def change_to_proto(change: Change) -> settings_pb2.Change:
             value=encode_value(change.new_type, change.new_value),
             level=LEVEL_TO_PROTO[change.level],
             version=change.new_version or 0,
-            mod_revision=change.revision,
+            # A lock changes no value: its last change and write are not this row's.
+            mod_revision=change.revision if change.operation in ("PUT", "DELETE") else 0,
         )
-        new.update_time.FromDatetime(change.change_time)
+        if change.operation in ("PUT", "DELETE"):
+            new.update_time.FromDatetime(change.change_time)
+        if change.operation == "LOCK":
+            new.lock.actor.CopyFrom(actor_to_proto(change.actor))
+            new.lock.lock_time.FromDatetime(change.change_time)
+            new.lock.revision = change.revision
         message.new_setting.CopyFrom(new)
     return message
 
@@ -130,6 +152,10 @@ def setting_to_proto(setting: StoredSetting) -> settings_pb2.Setting:
         mod_revision=setting.mod_revision,
     )
     message.update_time.FromDatetime(setting.update_time)
+    if setting.lock is not None:
+        message.lock.actor.CopyFrom(actor_to_proto(setting.lock.actor))
+        message.lock.lock_time.FromDatetime(setting.lock.time)
+        message.lock.revision = setting.lock.revision
     return message
 
 

@@ -12,40 +12,18 @@ import contextlib
 import grpc
 
 from tierset.api import history as messages
-from tierset.api.history import setting_to_proto
-from tierset.core import authz, errors
-from tierset.core.values import (
-    Level,
-    SettingType,
-    decode_value,
-)
+from tierset.api.changes import ChangeRpcs, incoming_value
+from tierset.api.history import scope_from_proto, setting_to_proto
+from tierset.core import authz
 from tierset.ops.large_reads import off_loop
+from tierset.services import changes as changes_service
 from tierset.services import history as history_service
 from tierset.services import settings as service
-from tierset.store.database import Resolution, ScopeRef, Store
+from tierset.store.database import Resolution, Store
 from tierset.v1 import settings_pb2, settings_pb2_grpc
 
 # Where a GetSettingsResponse is kept among a Resolution's renderings.
 _RESPONSE = "grpc.GetSettingsResponse.bytes"
-
-
-def scope_from_proto(scope: settings_pb2.Scope, field: str = "scope") -> ScopeRef:
-    """The scope a request names, or INVALID_ARGUMENT when it names none or a bad id."""
-    kind = scope.WhichOneof("kind")
-    if kind is None:
-        raise errors.bad_field(field, "scope must name an account_id or a retailer_id")
-    scope_id = getattr(scope, kind)
-    if scope_id <= 0:
-        raise errors.bad_field(f"{field}.{kind}", f"{kind} must be a positive integer")
-    level = Level.ACCOUNT if kind == "account_id" else Level.RETAILER
-    return ScopeRef(level, scope_id)
-
-
-def _incoming(value: settings_pb2.SettingValue) -> service.IncomingValue:
-    def decode(key: str, setting_type: SettingType) -> str:
-        return decode_value(key, setting_type, value)
-
-    return service.IncomingValue(value.ByteSize(), decode)
 
 
 def _expected_version(
@@ -166,12 +144,13 @@ class _HistoryRpcs:
         )
 
 
-class SettingsService(_HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
+class SettingsService(ChangeRpcs, _HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
     """Layered settings: reads resolve precedence, writes upsert one level."""
 
     def __init__(self, store: Store) -> None:
         self._settings = service.SettingsService(store)
         self._history = history_service.HistoryService(store)
+        self._changes = changes_service.ChangesService(store, self._settings)
 
     async def GetSettings(
         self, request: settings_pb2.GetSettingsRequest, context: grpc.aio.ServicerContext
@@ -211,7 +190,7 @@ class SettingsService(_HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
             scope_from_proto(request.scope),
             request.key,
             request.type,
-            _incoming(request.value),
+            incoming_value(request.value),
             _expected_version(request),
             request.reason,
         )
@@ -226,7 +205,7 @@ class SettingsService(_HistoryRpcs, settings_pb2_grpc.SettingsServiceServicer):
             authz.current_principal(),
             request.key,
             request.type,
-            _incoming(request.value),
+            incoming_value(request.value),
             _expected_version(request),
             request.reason,
         )

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import asyncpg
 
 from tierset.core.values import Level, SettingType
 from tierset.ops import metrics
 from tierset.ops.large_reads import ReadBudget
+from tierset.store.changes import ChangesetResult, PlannedChange
 from tierset.store.database import (
     DeleteResult,
     OwnerCheck,
@@ -302,6 +304,29 @@ class CachedStore(Store):
             return await super().restore(scope, keys, revision, actor, reason)
         finally:
             self.cache.invalidate_scope(scope)
+
+    async def apply_changes(
+        self,
+        changes: Sequence[PlannedChange],
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
+        *,
+        dry_run: bool = False,
+        indexed: bool = True,
+    ) -> ChangesetResult:
+        """Like :meth:`Store.apply_changes`; this process's cache forgets every scope the
+        changeset names (everything, when it changes GLOBAL or a lock removes overrides)."""
+        try:
+            return await super().apply_changes(
+                changes, actor, reason, dry_run=dry_run, indexed=indexed
+            )
+        finally:
+            if not dry_run:
+                if any(c.scope is None or c.remove_overrides for c in changes):
+                    self.cache.invalidate_scope(None)
+                else:
+                    for scope in dict.fromkeys(c.scope for c in changes):
+                        self.cache.invalidate_scope(scope)
 
 
 async def follow_changes(listener: Listener, cache: ResolutionCache) -> Subscription:

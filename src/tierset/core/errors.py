@@ -143,3 +143,19 @@ def clip(text: str, limit: int) -> str:
     if len(encoded) <= limit:
         return encoded.decode("utf-8")
     return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def at_index(error: TiersetError, index: int, field: str = "changes") -> TiersetError:
+    """`error` as the failure of item `index` of a list (a changeset's changes): the
+    message starts with ``changes[i]:``, the metadata holds ``index``, and wrong fields
+    are named inside the item (``changes[i].key``)."""
+    prefix = f"{field}[{index}]"
+    if "index" in error.metadata:
+        return error  # already placed
+    error.message = f"{prefix}: {error.message}"
+    error.metadata["index"] = str(index)
+    error.violations = [
+        v if v.field.startswith(prefix) else FieldViolation(f"{prefix}.{v.field}", v.description)
+        for v in error.violations
+    ]
+    return error

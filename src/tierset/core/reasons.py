@@ -60,6 +60,9 @@ class Reason(StrEnum):
     CLIENT_EXISTS = "CLIENT_EXISTS"
     VERSION_MISMATCH = "VERSION_MISMATCH"
     WRITE_CONTENDED = "WRITE_CONTENDED"
+    # Locks (FAILED_PRECONDITION): an override of a locked value, a lock over overrides.
+    KEY_LOCKED = "KEY_LOCKED"
+    KEY_OVERRIDDEN = "KEY_OVERRIDDEN"
     # History the change log no longer holds (FAILED_PRECONDITION).
     REVISION_COMPACTED = "REVISION_COMPACTED"
     # A watcher that read too slowly (ABORTED): resume from the revision in metadata.

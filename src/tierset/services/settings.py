@@ -40,6 +40,15 @@ class IncomingValue:
     decode: Callable[[str, SettingType], str]
 
 
+@dataclass(frozen=True)
+class PreparedPut:
+    """A put's key, type and value once checked: what the store writes."""
+
+    key: str
+    setting_type: SettingType
+    value_json: str
+
+
 def _expected_version(expected_version: int | None) -> int | None:
     if expected_version is not None and expected_version < 0:
         raise errors.bad_field("expected_version", "expected_version must not be negative")
@@ -124,17 +133,34 @@ class SettingsService:
         expected_version: int | None,
         reason: str,
     ) -> WriteResult:
-        key = check_key(key)
         reason = check_reason(reason)
-        setting_type = setting_type_from_proto(type_number)
-        # Checking a megabyte of JSON takes a while: off the loop, like a large read.
-        value_json = await off_loop(value.size, lambda: value.decode(key, setting_type))
+        prepared = await self.prepare_put(principal, scope, key, type_number, value)
         return await self._store.write(
             scope,
-            key,
-            setting_type,
-            value_json,
+            prepared.key,
+            prepared.setting_type,
+            prepared.value_json,
             _expected_version(expected_version),
             actor_of(principal),
             reason,
         )
+
+    async def prepare_put(
+        self,
+        principal: Principal,
+        scope: ScopeRef | None,
+        key: str,
+        type_number: int,
+        value: IncomingValue,
+    ) -> PreparedPut:
+        """THE check of one put's key, type and value (`scope` None: GLOBAL), for a single
+        put and for every put of a changeset (services.changes) alike, so a rule added
+        here holds for both. The caller has authorised the scope already. What must be
+        checked against the stored state, race-free, is the store's, under the revision
+        counter (locks: migration 0008's tierset_lock_above, called by both put
+        statements)."""
+        key = check_key(key)
+        setting_type = setting_type_from_proto(type_number)
+        # Checking a megabyte of JSON takes a while: off the loop, like a large read.
+        value_json = await off_loop(value.size, lambda: value.decode(key, setting_type))
+        return PreparedPut(key, setting_type, value_json)

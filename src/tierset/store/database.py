@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -29,6 +29,7 @@ from tierset.core import errors
 from tierset.core.reasons import Reason
 from tierset.core.values import MAX_READ_BYTES, Level, SettingType, compact_json
 from tierset.ops.large_reads import LARGE_READ_BYTES, ReadBudget, off_loop
+from tierset.store.locks import key_locked, version_mismatch
 from tierset.store.revisions import (
     NO_ACTOR,
     Actor,
@@ -38,9 +39,13 @@ from tierset.store.revisions import (
     revision_compacted,
 )
 
+if TYPE_CHECKING:
+    from tierset.store.changes import ChangesetResult, PlannedChange
+
 # SQLSTATEs raised by the write statements' own functions (migration 0005).
 _REFUSED = "TS409"  # nothing was changed: the statement, counter bump included, rolled back
 _RACED = "TS503"  # a concurrent create made the old side unknowable: run the statement again
+_LOCKED = "TS423"  # a lock above refused the write (0008): nothing was changed
 _RACE_RETRIES = 5
 
 # Told the account owning a scope before a large read is fetched or refused; raises to stop it.
@@ -78,8 +83,18 @@ class ScopeRef:
 
 
 @dataclass(frozen=True)
+class SettingLock:
+    """A lock on a stored value (migration 0008): when, at which revision, by whom."""
+
+    revision: int
+    time: datetime
+    actor: Actor
+
+
+@dataclass(frozen=True)
 class StoredSetting:
-    """A setting as resolved for a scope; `value` is its JSON text."""
+    """A setting as resolved for a scope; `value` is its JSON text; `lock` is set when the
+    value is locked (and the read knows: reads at a revision and Watch do not)."""
 
     id: int
     key: str
@@ -90,6 +105,7 @@ class StoredSetting:
     update_time: datetime
     create_revision: int = 0
     mod_revision: int = 0
+    lock: SettingLock | None = None
 
 
 @dataclass(frozen=True)
@@ -222,22 +238,42 @@ def read_too_large(read_bytes: int) -> errors.TiersetError:
     return error
 
 
+def lock_from_row(row: Any) -> SettingLock | None:
+    """The lock columns of a settings row (0008), when the statement read them and set."""
+    revision = row.get("lock_revision")
+    if revision is None:
+        return None
+    return SettingLock(
+        revision,
+        row["lock_time"],
+        Actor(
+            row["lock_user_id"],
+            row["lock_username"],
+            row.get("lock_credential_kind"),
+            row.get("lock_credential_id"),
+            row.get("lock_request_id"),
+        ),
+    )
+
+
+def setting_from_row(row: Any) -> StoredSetting:
+    """One settings row as read (value text, type and level as text)."""
+    return StoredSetting(
+        id=row["id"],
+        key=row["key"],
+        type=SettingType(row["type"]),
+        value=compact_json(row["value"]) if row["type"] == "JSON" else row["value"],
+        level=Level(row["level"]),
+        version=row["version"],
+        update_time=row["update_time"],
+        create_revision=row["create_revision"],
+        mod_revision=row["mod_revision"],
+        lock=lock_from_row(row),
+    )
+
+
 def _settings_from_rows(rows: Sequence[Any]) -> list[StoredSetting]:
-    return [
-        StoredSetting(
-            id=row["id"],
-            key=row["key"],
-            type=SettingType(row["type"]),
-            value=compact_json(row["value"]) if row["type"] == "JSON" else row["value"],
-            level=Level(row["level"]),
-            version=row["version"],
-            update_time=row["update_time"],
-            create_revision=row["create_revision"],
-            mod_revision=row["mod_revision"],
-        )
-        for row in rows
-        if row["key"] is not None
-    ]
+    return [setting_from_row(row) for row in rows if row["key"] is not None]
 
 
 _NOT_FOUND_REASONS = {
@@ -464,6 +500,12 @@ class Store(PoolClient):
                 except asyncpg.PostgresError as error:
                     if error.sqlstate == _RACED:
                         continue
+                    if error.sqlstate == _LOCKED:
+                        # Who locked it, read after the rollback; unlocked meanwhile: again.
+                        lock = await connection.fetchrow(query("lock_above"), *args[:4], 0)
+                        if lock is None:
+                            continue
+                        raise key_locked(key, lock, level) from None
                     if error.sqlstate != _REFUSED:
                         raise
                     break
@@ -500,9 +542,17 @@ class Store(PoolClient):
         ):
             raise _scope_not_found(scope)
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
-        current = await connection.fetchval(
-            query("setting_version"), level.value, account_id, retailer_id, key
+        row = await connection.fetchrow(
+            query("setting_for_lock"), level.value, account_id, retailer_id, key
         )
+        current = None if row is None else row["version"]
+        if (
+            deleting
+            and row is not None
+            and row["lock_revision"] is not None
+            and (expected_version is None or expected_version == current)
+        ):
+            raise key_locked(key, row, None)
         if current is None and deleting:
             raise errors.not_found(
                 f"{key} is not set at {level.lower()} level"
@@ -510,13 +560,7 @@ class Store(PoolClient):
                 Reason.SETTING_NOT_FOUND,
                 key=key,
             )
-        raise errors.aborted(
-            f"{key}: expected version {expected_version}, "
-            + ("but it does not exist" if current is None else f"but it is at version {current}"),
-            Reason.VERSION_MISMATCH,
-            key=key,
-            current_version=str(current or 0),
-        )
+        raise version_mismatch(key, expected_version, current)
 
     async def delete(
         self,
@@ -569,6 +613,30 @@ class Store(PoolClient):
                 connection, scope, level, key, expected_version, deleting=True
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def apply_changes(
+        self,
+        changes: Sequence[PlannedChange],
+        actor: Actor = NO_ACTOR,
+        reason: str = "",
+        *,
+        dry_run: bool = False,
+        indexed: bool = True,
+    ) -> ChangesetResult:
+        """Applies `changes` in order, all or nothing, in one transaction and one revision
+        (see :mod:`tierset.store.changes`); with `dry_run`, works it all out and rolls back.
+        `indexed` names the failing change's index in the error (a changeset's)."""
+        from tierset.store.changes import run_changes  # here: that module imports this one
+
+        async with self._acquire() as connection:
+            return await run_changes(
+                connection, changes, actor, reason, dry_run=dry_run, indexed=indexed
+            )
+
+    async def retailer_accounts(self, retailer_ids: list[int]) -> dict[int, int]:
+        """The account of each retailer that exists, by retailer id (one statement)."""
+        rows = await self._fetch(query("retailer_accounts"), retailer_ids)
+        return {row["id"]: row["account_id"] for row in rows}
 
     async def resolve_at(
         self,
@@ -774,6 +842,8 @@ class Store(PoolClient):
         Raises NOT_FOUND for an unknown scope, FAILED_PRECONDITION (REVISION_COMPACTED)
         below the compacted revision, OUT_OF_RANGE (FUTURE_REVISION) past the current.
         """
+        from tierset.store.changes import Operation, PlannedChange, apply_one  # as apply_changes
+
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
         if scope is not None and not await self._fetchval(
@@ -799,36 +869,28 @@ class Store(PoolClient):
                     states = await connection.fetch(
                         query("setting_states_at"), *where, keys, revision
                     )
+                    seq = 0
                     for state in states:
                         if (state["current_type"], _canonical(state["current_value"])) == (
                             state["target_type"],
                             _canonical(state["target_value"]),
                         ):
                             continue
-                        seq = len(changed)
-                        if state["target_value"] is None:
-                            await connection.fetchval(
-                                query("delete_at_revision"),
-                                *where,
-                                state["key"],
-                                new_revision,
-                                seq,
-                                *actor.columns(),
-                                logged_reason,
-                            )
-                        else:
-                            await connection.fetchval(
-                                query("put_at_revision"),
-                                *where,
-                                state["key"],
-                                state["target_type"],
-                                state["target_value"],
-                                new_revision,
-                                seq,
-                                *actor.columns(),
-                                logged_reason,
-                            )
-                        changed.append(state["key"])
+                        # The changeset's own change: the same lock checks, the same log rows.
+                        deleting = state["target_value"] is None
+                        change = PlannedChange(
+                            Operation.DELETE if deleting else Operation.PUT,
+                            scope,
+                            state["key"],
+                            setting_type=None if deleting else SettingType(state["target_type"]),
+                            value_json=state["target_value"],
+                        )
+                        _, after = await apply_one(
+                            connection, change, new_revision, seq, actor, logged_reason
+                        )
+                        if after > seq:
+                            changed.append(state["key"])
+                            seq = after
                     if not changed:
                         raise _NothingToDo  # rolls the counter back: no revision spent
             except _NothingToDo:

@@ -65,6 +65,8 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLIENT_CLOSED: _ClassVar[ErrorReason]
     BAD_UPSTREAM_VALUE: _ClassVar[ErrorReason]
     BODY_TIMEOUT: _ClassVar[ErrorReason]
+    KEY_LOCKED: _ClassVar[ErrorReason]
+    KEY_OVERRIDDEN: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 INVALID_ARGUMENT: ErrorReason
 REQUEST_TOO_LARGE: ErrorReason
@@ -124,3 +126,5 @@ METHOD_NOT_ALLOWED: ErrorReason
 CLIENT_CLOSED: ErrorReason
 BAD_UPSTREAM_VALUE: ErrorReason
 BODY_TIMEOUT: ErrorReason
+KEY_LOCKED: ErrorReason
+KEY_OVERRIDDEN: ErrorReason

@@ -31,6 +31,18 @@ class ChangeOperation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANGE_OPERATION_UNSPECIFIED: _ClassVar[ChangeOperation]
     CHANGE_OPERATION_PUT: _ClassVar[ChangeOperation]
     CHANGE_OPERATION_DELETE: _ClassVar[ChangeOperation]
+    CHANGE_OPERATION_LOCK: _ClassVar[ChangeOperation]
+    CHANGE_OPERATION_UNLOCK: _ClassVar[ChangeOperation]
+
+class ChangeOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_OUTCOME_UNSPECIFIED: _ClassVar[ChangeOutcome]
+    CHANGE_OUTCOME_CREATED: _ClassVar[ChangeOutcome]
+    CHANGE_OUTCOME_UPDATED: _ClassVar[ChangeOutcome]
+    CHANGE_OUTCOME_DELETED: _ClassVar[ChangeOutcome]
+    CHANGE_OUTCOME_UNCHANGED: _ClassVar[ChangeOutcome]
+    CHANGE_OUTCOME_LOCKED: _ClassVar[ChangeOutcome]
+    CHANGE_OUTCOME_UNLOCKED: _ClassVar[ChangeOutcome]
 SETTING_TYPE_UNSPECIFIED: SettingType
 SETTING_TYPE_LOB: SettingType
 SETTING_TYPE_STRING: SettingType
@@ -44,6 +56,15 @@ SETTING_LEVEL_RETAILER: SettingLevel
 CHANGE_OPERATION_UNSPECIFIED: ChangeOperation
 CHANGE_OPERATION_PUT: ChangeOperation
 CHANGE_OPERATION_DELETE: ChangeOperation
+CHANGE_OPERATION_LOCK: ChangeOperation
+CHANGE_OPERATION_UNLOCK: ChangeOperation
+CHANGE_OUTCOME_UNSPECIFIED: ChangeOutcome
+CHANGE_OUTCOME_CREATED: ChangeOutcome
+CHANGE_OUTCOME_UPDATED: ChangeOutcome
+CHANGE_OUTCOME_DELETED: ChangeOutcome
+CHANGE_OUTCOME_UNCHANGED: ChangeOutcome
+CHANGE_OUTCOME_LOCKED: ChangeOutcome
+CHANGE_OUTCOME_UNLOCKED: ChangeOutcome
 
 class Scope(_message.Message):
     __slots__ = ("account_id", "retailer_id")
@@ -66,7 +87,7 @@ class SettingValue(_message.Message):
     def __init__(self, string_value: _Optional[str] = ..., integer_value: _Optional[int] = ..., boolean_value: _Optional[bool] = ..., json_value: _Optional[str] = ...) -> None: ...
 
 class Setting(_message.Message):
-    __slots__ = ("id", "key", "type", "value", "level", "version", "update_time", "create_revision", "mod_revision")
+    __slots__ = ("id", "key", "type", "value", "level", "version", "update_time", "create_revision", "mod_revision", "lock")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +97,7 @@ class Setting(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_REVISION_FIELD_NUMBER: _ClassVar[int]
     MOD_REVISION_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
     id: int
     key: str
     type: SettingType
@@ -85,7 +107,18 @@ class Setting(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     create_revision: int
     mod_revision: int
-    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., level: _Optional[_Union[SettingLevel, str]] = ..., version: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ...) -> None: ...
+    lock: SettingLock
+    def __init__(self, id: _Optional[int] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., level: _Optional[_Union[SettingLevel, str]] = ..., version: _Optional[int] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_revision: _Optional[int] = ..., mod_revision: _Optional[int] = ..., lock: _Optional[_Union[SettingLock, _Mapping]] = ...) -> None: ...
+
+class SettingLock(_message.Message):
+    __slots__ = ("actor", "lock_time", "revision")
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    LOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    actor: Actor
+    lock_time: _timestamp_pb2.Timestamp
+    revision: int
+    def __init__(self, actor: _Optional[_Union[Actor, _Mapping]] = ..., lock_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class Actor(_message.Message):
     __slots__ = ("user_id", "username", "credential_kind", "credential_id", "request_id")
@@ -406,3 +439,111 @@ class WatchSettingsResponse(_message.Message):
     settings: _containers.RepeatedCompositeFieldContainer[Setting]
     events: _containers.RepeatedCompositeFieldContainer[SettingEvent]
     def __init__(self, kind: _Optional[_Union[WatchSettingsResponse.Kind, str]] = ..., revision: _Optional[int] = ..., settings: _Optional[_Iterable[_Union[Setting, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[SettingEvent, _Mapping]]] = ...) -> None: ...
+
+class LockSettingRequest(_message.Message):
+    __slots__ = ("scope", "key", "remove_overrides", "expected_version", "reason")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    key: str
+    remove_overrides: bool
+    expected_version: int
+    reason: str
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., key: _Optional[str] = ..., remove_overrides: _Optional[bool] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class LockSettingResponse(_message.Message):
+    __slots__ = ("revision", "setting", "removed_overrides")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    setting: Setting
+    removed_overrides: _containers.RepeatedCompositeFieldContainer[Scope]
+    def __init__(self, revision: _Optional[int] = ..., setting: _Optional[_Union[Setting, _Mapping]] = ..., removed_overrides: _Optional[_Iterable[_Union[Scope, _Mapping]]] = ...) -> None: ...
+
+class UnlockSettingRequest(_message.Message):
+    __slots__ = ("scope", "key", "expected_version", "reason")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    key: str
+    expected_version: int
+    reason: str
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., key: _Optional[str] = ..., expected_version: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class UnlockSettingResponse(_message.Message):
+    __slots__ = ("revision", "setting")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SETTING_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    setting: Setting
+    def __init__(self, revision: _Optional[int] = ..., setting: _Optional[_Union[Setting, _Mapping]] = ...) -> None: ...
+
+class SettingChange(_message.Message):
+    __slots__ = ("operation", "scope", "key", "type", "value", "expected_version", "remove_overrides")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    operation: ChangeOperation
+    scope: Scope
+    key: str
+    type: SettingType
+    value: SettingValue
+    expected_version: int
+    remove_overrides: bool
+    def __init__(self, operation: _Optional[_Union[ChangeOperation, str]] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., value: _Optional[_Union[SettingValue, _Mapping]] = ..., expected_version: _Optional[int] = ..., remove_overrides: _Optional[bool] = ...) -> None: ...
+
+class ApplyChangesRequest(_message.Message):
+    __slots__ = ("changes", "reason", "dry_run")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[SettingChange]
+    reason: str
+    dry_run: bool
+    def __init__(self, changes: _Optional[_Iterable[_Union[SettingChange, _Mapping]]] = ..., reason: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ChangeResult(_message.Message):
+    __slots__ = ("outcome", "id", "version", "removed_overrides")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
+    outcome: ChangeOutcome
+    id: int
+    version: int
+    removed_overrides: _containers.RepeatedCompositeFieldContainer[Scope]
+    def __init__(self, outcome: _Optional[_Union[ChangeOutcome, str]] = ..., id: _Optional[int] = ..., version: _Optional[int] = ..., removed_overrides: _Optional[_Iterable[_Union[Scope, _Mapping]]] = ...) -> None: ...
+
+class EffectChange(_message.Message):
+    __slots__ = ("scope", "key", "before", "after")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    scope: Scope
+    key: str
+    before: Setting
+    after: Setting
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., key: _Optional[str] = ..., before: _Optional[_Union[Setting, _Mapping]] = ..., after: _Optional[_Union[Setting, _Mapping]] = ...) -> None: ...
+
+class ApplyChangesResponse(_message.Message):
+    __slots__ = ("revision", "results", "effects", "effects_truncated")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    results: _containers.RepeatedCompositeFieldContainer[ChangeResult]
+    effects: _containers.RepeatedCompositeFieldContainer[EffectChange]
+    effects_truncated: bool
+    def __init__(self, revision: _Optional[int] = ..., results: _Optional[_Iterable[_Union[ChangeResult, _Mapping]]] = ..., effects: _Optional[_Iterable[_Union[EffectChange, _Mapping]]] = ..., effects_truncated: _Optional[bool] = ...) -> None: ...

@@ -102,6 +102,21 @@ class SettingsServiceStub:
                 request_serializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsRequest.SerializeToString,
                 response_deserializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsResponse.FromString,
                 _registered_method=True)
+        self.LockSetting = channel.unary_unary(
+                '/tierset.v1.SettingsService/LockSetting',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.LockSettingRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.LockSettingResponse.FromString,
+                _registered_method=True)
+        self.UnlockSetting = channel.unary_unary(
+                '/tierset.v1.SettingsService/UnlockSetting',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.UnlockSettingRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.UnlockSettingResponse.FromString,
+                _registered_method=True)
+        self.ApplyChanges = channel.unary_unary(
+                '/tierset.v1.SettingsService/ApplyChanges',
+                request_serializer=tierset_dot_v1_dot_settings__pb2.ApplyChangesRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_settings__pb2.ApplyChangesResponse.FromString,
+                _registered_method=True)
 
 
 class SettingsServiceServicer:
@@ -261,6 +276,57 @@ class SettingsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LockSetting(self, request, context):
+        """Locks the value of `key` at GLOBAL (PLATFORM only) or at an ACCOUNT (its
+        ADMIN, or PLATFORM): while locked, a GLOBAL value cannot be overridden by
+        any account or retailer, an ACCOUNT value by none of that account's
+        retailers (a refused write is FAILED_PRECONDITION, reason KEY_LOCKED,
+        naming the level that locked it, who and when). The locked level itself
+        may still change the value; a locked value cannot be deleted (unlock it
+        first). One new revision, logged as a LOCK change; locking a locked value
+        changes nothing (revision 0). A lock changes no effective value, so
+        WatchSettings sends no event for it (overrides it removes do send theirs).
+        Errors: INVALID_ARGUMENT for a bad key or a retailer scope (nothing is
+        below a retailer); NOT_FOUND (SETTING_NOT_FOUND) when the level has no
+        value for the key; ABORTED (VERSION_MISMATCH) for a stale
+        `expected_version`; FAILED_PRECONDITION (reason KEY_OVERRIDDEN, metadata
+        `overrides` and `override_count`) when scopes below override the value
+        and `remove_overrides` is not set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockSetting(self, request, context):
+        """Removes the lock of `key` at GLOBAL or an ACCOUNT; authorised as
+        LockSetting. Unlocking an unlocked value changes nothing (revision 0).
+        Errors: as LockSetting, without KEY_OVERRIDDEN.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApplyChanges(self, request, context):
+        """Applies up to 1,000 puts, deletes, locks and unlocks (a changeset) across
+        GLOBAL (PLATFORM only) and the levels and scopes of ONE account, in order,
+        all or nothing, in one transaction that takes ONE revision with one
+        `reason`. Each change sees the changes before it. A put of the value
+        already stored, a delete of a missing value, a lock of a locked value and
+        an unlock of an unlocked one are UNCHANGED and write nothing; when every
+        change is, no revision is taken. With `dry_run` nothing is written and the
+        answer says what each change would do and how effective values would
+        change (see ApplyChangesResponse.effects).
+        Errors: any error of the single calls (PutSetting, DeleteSetting,
+        LockSetting), for the first change that fails, with nothing written: its
+        message starts with `changes[i]:` and its ErrorInfo metadata holds `index`
+        (i, from 0); INVALID_ARGUMENT for no changes, more than 1,000, changes in
+        more than one account, or the same level, scope and key changed twice
+        (twice its value, or twice its lock).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SettingsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -313,6 +379,21 @@ def add_SettingsServiceServicer_to_server(servicer, server):
                     servicer.WatchSettings,
                     request_deserializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsRequest.FromString,
                     response_serializer=tierset_dot_v1_dot_settings__pb2.WatchSettingsResponse.SerializeToString,
+            ),
+            'LockSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.LockSetting,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.LockSettingRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.LockSettingResponse.SerializeToString,
+            ),
+            'UnlockSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockSetting,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.UnlockSettingRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.UnlockSettingResponse.SerializeToString,
+            ),
+            'ApplyChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplyChanges,
+                    request_deserializer=tierset_dot_v1_dot_settings__pb2.ApplyChangesRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_settings__pb2.ApplyChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -603,6 +684,87 @@ class SettingsService:
             '/tierset.v1.SettingsService/WatchSettings',
             tierset_dot_v1_dot_settings__pb2.WatchSettingsRequest.SerializeToString,
             tierset_dot_v1_dot_settings__pb2.WatchSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LockSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/LockSetting',
+            tierset_dot_v1_dot_settings__pb2.LockSettingRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.LockSettingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/UnlockSetting',
+            tierset_dot_v1_dot_settings__pb2.UnlockSettingRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.UnlockSettingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplyChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.SettingsService/ApplyChanges',
+            tierset_dot_v1_dot_settings__pb2.ApplyChangesRequest.SerializeToString,
+            tierset_dot_v1_dot_settings__pb2.ApplyChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

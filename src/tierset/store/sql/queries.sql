@@ -33,7 +33,9 @@ SELECT scope.account_id AS scope_account_id,
        eff.level::text AS level, eff.version, eff.update_time,
        coalesce(sum(eff.value_bytes) OVER (), 0) AS read_bytes,
        eff.create_revision, eff.mod_revision,
-       (SELECT revision FROM revision_counter) AS revision
+       (SELECT revision FROM revision_counter) AS revision,
+       eff.lock_revision, eff.lock_time, eff.lock_user_id, eff.lock_username,
+       eff.lock_credential_kind, eff.lock_credential_id, eff.lock_request_id
   FROM scope
   LEFT JOIN LATERAL (
       SELECT DISTINCT ON (s.key) s.*
@@ -68,8 +70,14 @@ SELECT 1;
 -- snapshot, though the upsert finds it: that case raises TS503 and the store
 -- runs the statement again. Nothing written (a stale or create-only write)
 -- raises TS409, so the counter bump rolls back with it: no revision is spent.
+-- A lock above (migration 0008's tierset_lock_above, called with the bumped
+-- revision so it runs after the bump, in a fresh snapshot) refuses the write
+-- with TS423, rolled back the same way; the store reads who locked it.
 WITH rev AS (
     UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision
+), locked AS (
+    SELECT l.level FROM rev CROSS JOIN LATERAL tierset_lock_above(
+        $1::text::setting_level, $2::bigint, $3::bigint, $4::text, rev.revision) l
 ), old AS (
     SELECT s.* FROM settings s
      WHERE (SELECT revision FROM rev) IS NOT NULL
@@ -80,8 +88,8 @@ WITH rev AS (
            (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
     SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb,
            rev.revision, rev.revision
-      FROM rev, (SELECT count(*) AS n FROM old) o
-     WHERE $7::bigint IS NULL OR $7 = 0 OR o.n > 0
+      FROM rev, (SELECT count(*) AS n FROM old) o, (SELECT count(*) AS n FROM locked) l
+     WHERE ($7::bigint IS NULL OR $7 = 0 OR o.n > 0) AND l.n = 0
     ON CONFLICT (level, scope_id, key) DO UPDATE
        SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
            update_time = now(), mod_revision = EXCLUDED.mod_revision
@@ -107,7 +115,8 @@ WITH rev AS (
 )
 SELECT up.id, up.version, up.create_revision, up.mod_revision, up.update_time,
        old.id IS NULL AS created, rev.revision,
-       CASE WHEN up.id IS NULL THEN tierset_refuse_change()
+       CASE WHEN EXISTS (SELECT 1 FROM locked) THEN tierset_refuse_locked()
+            WHEN up.id IS NULL THEN tierset_refuse_change()
             WHEN old.id IS NULL AND NOT up.inserted THEN tierset_retry_change()
        END AS refused,
        (SELECT count(*) FROM logged) AS logged
@@ -131,6 +140,7 @@ WITH rev AS (
      WHERE (SELECT revision FROM rev) IS NOT NULL
        AND s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
        AND ($5::bigint IS NULL OR s.version = $5)
+       AND s.lock_revision IS NULL  -- a locked value is unlocked first (0008)
     RETURNING s.*
 ), logged AS (
     INSERT INTO change_log
@@ -151,11 +161,6 @@ SELECT rev.revision, gone.id, gone.version,
        CASE WHEN gone.id IS NULL THEN tierset_refuse_change() END AS refused,
        (SELECT count(*) FROM logged) AS logged
   FROM rev LEFT JOIN gone ON true;
-
--- name: setting_version
--- The stored version of one setting, to explain a refused conditional write.
-SELECT version FROM settings
- WHERE level = $1::text::setting_level AND scope_id = coalesce($3, $2, 0) AND key = $4;
 
 -- name: scope_exists
 SELECT EXISTS (SELECT 1 FROM accounts  WHERE $1::text = 'ACCOUNT'  AND id = $2)
@@ -377,7 +382,9 @@ WITH scope AS (
       FROM levels l
      CROSS JOIN LATERAL (
          SELECT s.id, s.key, s.type, s.value, s.level, s.version, s.update_time,
-                s.create_revision, s.mod_revision, s.value_bytes
+                s.create_revision, s.mod_revision, s.value_bytes, s.lock_revision, s.lock_time,
+                s.lock_user_id, s.lock_username, s.lock_credential_kind, s.lock_credential_id,
+                s.lock_request_id
            FROM settings s
           WHERE s.level = l.level AND s.scope_id = l.scope_id
             AND s.key > $4::text AND s.key >= $5::text AND s.key < $6::text
@@ -394,7 +401,9 @@ WITH scope AS (
 SELECT counter.revision, counter.compacted_revision, scope.account_id AS scope_account_id,
        sized.id, sized.key, sized.type::text AS type, sized.value::text AS value,
        sized.level::text AS level, sized.version, sized.update_time,
-       sized.create_revision, sized.mod_revision, sized.page_rows
+       sized.create_revision, sized.mod_revision, sized.page_rows,
+       sized.lock_revision, sized.lock_time, sized.lock_user_id, sized.lock_username,
+       sized.lock_credential_kind, sized.lock_credential_id, sized.lock_request_id
   FROM scope
  CROSS JOIN revision_counter counter
   LEFT JOIN sized ON sized.n = 1 OR sized.before < $9::bigint
@@ -554,6 +563,8 @@ WITH scope AS (
       LEFT JOIN change_log last
         ON last.revision = s.mod_revision AND last.level = s.level
        AND last.scope_id = s.scope_id AND last.key = s.key
+       -- the value's change: a lock of it in the same revision (a changeset) is not
+       AND last.operation = 'PUT'
 )
 SELECT counter.revision, scope.account_id AS scope_account_id,
        found.id, found.key, found.type::text AS type, found.level::text AS level,
@@ -562,7 +573,9 @@ SELECT counter.revision, scope.account_id AS scope_account_id,
        coalesce(sum(found.value_bytes) OVER (), 0) AS read_bytes,
        found.version, found.update_time, found.create_revision, found.mod_revision,
        found.change_time, found.actor_user_id, found.actor_username, found.credential_kind,
-       found.credential_id, found.request_id, found.reason
+       found.credential_id, found.request_id, found.reason,
+       found.lock_revision, found.lock_time, found.lock_user_id, found.lock_username,
+       found.lock_credential_kind, found.lock_credential_id, found.lock_request_id
   FROM scope
  CROSS JOIN revision_counter counter
   LEFT JOIN found ON true
@@ -698,61 +711,6 @@ SELECT k.key,
   ) fc ON true
  ORDER BY k.n;
 
--- name: put_at_revision
--- One put of a multi-key change that already holds revision $7 (a restore):
--- put_setting without the counter, the log row numbered $8 within the revision.
--- $1..$6 as put_setting, $9..$13 the actor, $14 the reason.
-WITH old AS (
-    SELECT s.* FROM settings s
-     WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
-       FOR UPDATE
-), up AS (
-    INSERT INTO settings AS s
-           (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
-    SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb, $7, $7
-      FROM (SELECT count(*) AS n FROM old) o
-    ON CONFLICT (level, scope_id, key) DO UPDATE
-       SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
-           update_time = now(), mod_revision = EXCLUDED.mod_revision
-    RETURNING s.*
-)
-INSERT INTO change_log
-       (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
-        setting_id, old_type, old_value, old_version, old_create_revision,
-        old_mod_revision, old_update_time, new_type, new_value, new_version,
-        actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
-SELECT $7, $8, 'PUT', up.level, up.account_id, up.retailer_id,
-       CASE WHEN up.retailer_id IS NOT NULL
-            THEN (SELECT r.account_id FROM retailers r WHERE r.id = up.retailer_id)
-            ELSE up.account_id END,
-       up.key, up.id, old.type, old.value, old.version, old.create_revision,
-       old.mod_revision, old.update_time, up.type, up.value, up.version,
-       $9, $10, $11, $12, $13, $14
-  FROM up LEFT JOIN old ON true
-RETURNING setting_id;
-
--- name: delete_at_revision
--- One delete of a multi-key change that already holds revision $5 (a restore),
--- logged as row $6 of it; $1..$4 as delete_setting, $7..$11 the actor, $12 the reason.
-WITH gone AS (
-    DELETE FROM settings s
-     WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
-    RETURNING s.*
-)
-INSERT INTO change_log
-       (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
-        setting_id, old_type, old_value, old_version, old_create_revision,
-        old_mod_revision, old_update_time,
-        actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
-SELECT $5, $6, 'DELETE', gone.level, gone.account_id, gone.retailer_id,
-       CASE WHEN gone.retailer_id IS NOT NULL
-            THEN (SELECT r.account_id FROM retailers r WHERE r.id = gone.retailer_id)
-            ELSE gone.account_id END,
-       gone.key, gone.id, gone.type, gone.value, gone.version, gone.create_revision,
-       gone.mod_revision, gone.update_time, $7, $8, $9, $10, $11, $12
-  FROM gone
-RETURNING setting_id;
-
 -- name: current_revision
 -- The counter and the compacted revision, in one snapshot.
 SELECT revision, compacted_revision FROM revision_counter;
@@ -803,6 +761,8 @@ SELECT counter.revision AS current_revision, counter.compacted_revision,
            AS new_create_revision
   FROM revision_counter counter
   LEFT JOIN change_log c ON c.revision > $1::bigint AND c.revision <= $2::bigint
+       -- A lock or unlock changes no effective value (0008): Watch has nothing to say.
+       AND c.operation IN ('PUT', 'DELETE')
  ORDER BY c.revision, c.seq;
 
 -- name: watch_level_states
@@ -850,3 +810,235 @@ SELECT s.id, s.key, s.type::text AS type, s.value::text AS value, s.level::text 
    AND s.key >= $3::text AND s.key < $4::text
  ORDER BY s.key, s.level DESC
  LIMIT $5;
+
+-- Locks and changesets (migration 0008, src/tierset/store/changes.py). A changeset
+-- (and a lock or unlock, a changeset of one change) runs in ONE transaction that
+-- takes the counter first (changeset_take_revision) and holds it to the commit:
+-- every other writer waits for it, so each statement below, in READ COMMITTED,
+-- reads a snapshot taken after the bump that nothing else changes until the
+-- commit; each change sees the changes before it. A refused change makes the
+-- store raise, and the whole transaction, bump included, rolls back.
+
+-- name: changeset_take_revision
+-- As restore_take_revision: the counter, first, for the whole transaction.
+UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision;
+
+-- name: lock_above
+-- The lock a write at ($1 level, $2 account_id, $3 retailer_id) of key $4 would
+-- override (tierset_lock_above; $5 the revision held, or the current one), with
+-- who took it. No row: none.
+SELECT l.level::text AS level, l.scope_id, l.lock_revision, l.lock_time, l.lock_user_id,
+       l.lock_username
+  FROM tierset_lock_above($1::text::setting_level, $2::bigint, $3::bigint, $4::text,
+                          $5::bigint) l;
+
+-- name: changeset_put
+-- One put of a changeset holding revision $8, logged as row $9 of it: $1 level,
+-- $2 account_id, $3 retailer_id, $4 key, $5 type, $6 value (JSON text), $7
+-- expected version (NULL: any; 0: must not exist), $10..$14 the actor, $15 the
+-- reason. Writes only when no lock above refuses it, the version matches and
+-- the value differs from what is stored (the same text: `1.50` is not `1.5`);
+-- the verdict columns say which, and the store raises for a refusal.
+WITH locked AS (
+    SELECT * FROM tierset_lock_above($1::text::setting_level, $2::bigint, $3::bigint,
+                                     $4::text, $8::bigint)
+), old AS (
+    SELECT s.* FROM settings s
+     WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
+), verdict AS (
+    SELECT NOT EXISTS (SELECT 1 FROM locked) AS unlocked,
+           ($7::bigint IS NULL OR $7 = coalesce((SELECT version FROM old), 0)) AS version_ok,
+           NOT EXISTS (SELECT 1 FROM old
+                        WHERE old.type = $5::text::setting_type
+                          AND old.value::text = ($6::text::jsonb)::text) AS differs
+), up AS (
+    INSERT INTO settings AS s
+           (level, account_id, retailer_id, key, type, value, create_revision, mod_revision)
+    SELECT $1::text::setting_level, $2, $3, $4, $5::text::setting_type, $6::text::jsonb, $8, $8
+      FROM verdict WHERE verdict.unlocked AND verdict.version_ok AND verdict.differs
+    ON CONFLICT (level, scope_id, key) DO UPDATE
+       SET type = EXCLUDED.type, value = EXCLUDED.value, version = s.version + 1,
+           update_time = now(), mod_revision = EXCLUDED.mod_revision
+    RETURNING s.*
+), logged AS (
+    INSERT INTO change_log
+           (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+            setting_id, old_type, old_value, old_version, old_create_revision,
+            old_mod_revision, old_update_time, new_type, new_value, new_version,
+            actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+    SELECT $8, $9, 'PUT', up.level, up.account_id, up.retailer_id,
+           CASE WHEN up.retailer_id IS NOT NULL
+                THEN coalesce((SELECT r.account_id FROM retailers r WHERE r.id = up.retailer_id), 0)
+                ELSE up.account_id END,
+           up.key, up.id, old.type, old.value, old.version, old.create_revision,
+           old.mod_revision, old.update_time, up.type, up.value, up.version,
+           $10, $11, $12, $13, $14, $15
+      FROM up LEFT JOIN old ON true
+    RETURNING seq
+)
+SELECT verdict.unlocked, verdict.version_ok, verdict.differs,
+       old.id AS old_id, old.version AS old_version, up.id, up.version,
+       (SELECT count(*) FROM logged) AS logged
+  FROM verdict LEFT JOIN old ON true LEFT JOIN up ON true;
+
+-- name: changeset_delete
+-- One delete of a changeset holding revision $6, logged as row $7: $1 level,
+-- $2 account_id, $3 retailer_id, $4 key, $5 expected version, $8..$12 the actor,
+-- $13 the reason. Deletes only an unlocked value at the expected version; the
+-- verdict columns say why not (a missing value is no refusal: UNCHANGED).
+WITH old AS (
+    SELECT s.* FROM settings s
+     WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
+), verdict AS (
+    SELECT ($5::bigint IS NULL OR $5 = coalesce((SELECT version FROM old), 0)) AS version_ok,
+           NOT EXISTS (SELECT 1 FROM old WHERE old.lock_revision IS NOT NULL) AS unlocked
+), gone AS (
+    DELETE FROM settings s
+     USING verdict
+     WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4
+       AND verdict.version_ok AND verdict.unlocked
+    RETURNING s.*
+), logged AS (
+    INSERT INTO change_log
+           (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+            setting_id, old_type, old_value, old_version, old_create_revision,
+            old_mod_revision, old_update_time,
+            actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+    SELECT $6, $7, 'DELETE', gone.level, gone.account_id, gone.retailer_id,
+           CASE WHEN gone.retailer_id IS NOT NULL
+                THEN (SELECT r.account_id FROM retailers r WHERE r.id = gone.retailer_id)
+                ELSE gone.account_id END,
+           gone.key, gone.id, gone.type, gone.value, gone.version, gone.create_revision,
+           gone.mod_revision, gone.update_time, $8, $9, $10, $11, $12, $13
+      FROM gone
+    RETURNING seq
+)
+SELECT verdict.version_ok, verdict.unlocked, old.id AS old_id, old.version AS old_version,
+       old.lock_revision, old.lock_time, old.lock_user_id, old.lock_username,
+       gone.id AS gone_id, (SELECT count(*) FROM logged) AS logged
+  FROM verdict LEFT JOIN old ON true LEFT JOIN gone ON true;
+
+-- name: setting_for_lock
+-- The value a lock or unlock is of ($1 level, $2 account_id, $3 retailer_id, $4
+-- key), with its lock. No row: not set.
+SELECT s.id, s.key, s.type::text AS type, s.value::text AS value, s.level::text AS level,
+       s.version, s.update_time, s.create_revision, s.mod_revision, s.lock_revision,
+       s.lock_time, s.lock_user_id, s.lock_username, s.lock_credential_kind,
+       s.lock_credential_id, s.lock_request_id, s.scope_id
+  FROM settings s
+ WHERE s.level = $1::text::setting_level AND s.scope_id = coalesce($3, $2, 0) AND s.key = $4;
+
+-- name: lock_overrides
+-- The values below a ($1 'GLOBAL' or 'ACCOUNT') value of key $3 that would
+-- override it: for GLOBAL every ACCOUNT and RETAILER value of the key, for
+-- ACCOUNT $2 its retailers' values (settings_override_key serves both).
+SELECT s.level::text AS level, s.scope_id,
+       coalesce(s.account_id, (SELECT r.account_id FROM retailers r WHERE r.id = s.retailer_id))
+           AS owner_account_id
+  FROM settings s
+ WHERE s.key = $3::text
+   AND s.level <> 'GLOBAL'
+   AND ($1::text = 'GLOBAL'
+        OR (s.level = 'RETAILER'
+            AND s.retailer_id IN (SELECT r.id FROM retailers r WHERE r.account_id = $2::bigint)))
+ ORDER BY s.level, s.scope_id;
+
+-- name: delete_overrides_at_revision
+-- Deletes the values lock_overrides finds (same $1..$3) in revision $4, logged
+-- as rows $5, $5 + 1, ... in (level, scope) order; $6..$10 the actor, $11 the
+-- reason. Returns the deleted scopes.
+WITH gone AS (
+    DELETE FROM settings s
+     WHERE s.key = $3::text
+       AND s.level <> 'GLOBAL'
+       AND ($1::text = 'GLOBAL'
+            OR (s.level = 'RETAILER'
+                AND s.retailer_id IN (SELECT r.id FROM retailers r
+                                       WHERE r.account_id = $2::bigint)))
+    RETURNING s.*
+), numbered AS (
+    SELECT gone.*, row_number() OVER (ORDER BY gone.level, gone.scope_id) - 1 AS n FROM gone
+), logged AS (
+    INSERT INTO change_log
+           (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+            setting_id, old_type, old_value, old_version, old_create_revision,
+            old_mod_revision, old_update_time,
+            actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+    SELECT $4, $5 + n, 'DELETE', g.level, g.account_id, g.retailer_id,
+           CASE WHEN g.retailer_id IS NOT NULL
+                THEN (SELECT r.account_id FROM retailers r WHERE r.id = g.retailer_id)
+                ELSE g.account_id END,
+           g.key, g.id, g.type, g.value, g.version, g.create_revision,
+           g.mod_revision, g.update_time, $6, $7, $8, $9, $10, $11
+      FROM numbered g
+    RETURNING level, scope_id
+)
+SELECT level::text AS level, scope_id FROM logged ORDER BY level, scope_id;
+
+-- name: set_lock_at_revision
+-- Locks ($10 true) or unlocks ($10 false) setting $1 in revision $2, logged as
+-- row $3 (operation LOCK or UNLOCK; old and new side the unchanged value, so
+-- reads at a revision and Watch's states stay right); $4..$8 the actor, $9 the
+-- reason. The value's version and mod_revision are not touched.
+WITH old AS (
+    SELECT s.* FROM settings s WHERE s.id = $1::bigint
+), up AS (
+    UPDATE settings s
+       SET lock_revision = CASE WHEN $10::bool THEN $2::bigint END,
+           lock_time = CASE WHEN $10::bool THEN now() END,
+           lock_user_id = CASE WHEN $10::bool THEN $4::bigint END,
+           lock_username = CASE WHEN $10::bool THEN $5::text END,
+           lock_credential_kind = CASE WHEN $10::bool THEN $6::text END,
+           lock_credential_id = CASE WHEN $10::bool THEN $7::bigint END,
+           lock_request_id = CASE WHEN $10::bool THEN $8::text END
+     WHERE s.id = $1::bigint
+    RETURNING s.*
+), logged AS (
+    INSERT INTO change_log
+           (revision, seq, operation, level, account_id, retailer_id, owner_account_id, key,
+            setting_id, old_type, old_value, old_version, old_create_revision,
+            old_mod_revision, old_update_time, new_type, new_value, new_version,
+            actor_user_id, actor_username, credential_kind, credential_id, request_id, reason)
+    SELECT $2, $3, CASE WHEN $10::bool THEN 'LOCK' ELSE 'UNLOCK' END::change_operation,
+           up.level, up.account_id, up.retailer_id, up.account_id,
+           up.key, up.id, old.type, old.value, old.version, old.create_revision,
+           old.mod_revision, old.update_time, up.type, up.value, up.version,
+           $4, $5, $6, $7, $8, $9
+      FROM up JOIN old ON true
+    RETURNING seq
+)
+SELECT up.id, up.key, up.type::text AS type, up.value::text AS value, up.level::text AS level,
+       up.version, up.update_time, up.create_revision, up.mod_revision, up.lock_revision,
+       up.lock_time, up.lock_user_id, up.lock_username, up.lock_credential_kind,
+       up.lock_credential_id, up.lock_request_id, (SELECT count(*) FROM logged) AS logged
+  FROM up;
+
+-- name: retailers_of_accounts
+-- The first $2 retailers (by id) of each account in $1: the scopes a dry run
+-- looks at for an ACCOUNT change.
+SELECT a.id AS account_id, r.id AS retailer_id
+  FROM unnest($1::bigint[]) a (id)
+ CROSS JOIN LATERAL (SELECT id FROM retailers WHERE account_id = a.id ORDER BY id LIMIT $2) r;
+
+-- name: retailer_accounts
+-- The account of each retailer in $1 (a retailer that does not exist has no row).
+SELECT id, account_id FROM retailers WHERE id = ANY($1::bigint[]);
+
+-- name: effective_for_pairs
+-- Each (retailer $1[i] or NULL, account $2[i] or NULL, key $3[i]) pair's
+-- effective setting, now: the most specific of its RETAILER, ACCOUNT and GLOBAL
+-- values (both NULL: the GLOBAL value alone). One probe of the unique index per
+-- level and pair; the answer is keyed by i (`n`, from 1), no row when none is set.
+SELECT p.n, e.id, e.key, e.type::text AS type, e.value::text AS value, e.level::text AS level,
+       e.version, e.update_time, e.create_revision, e.mod_revision
+  FROM unnest($1::bigint[], $2::bigint[], $3::text[]) WITH ORDINALITY p (retailer_id, account_id, key, n)
+ CROSS JOIN LATERAL (
+      SELECT s.* FROM settings s
+       WHERE s.key = p.key
+         AND (   (s.level = 'RETAILER' AND s.scope_id = p.retailer_id)
+              OR (s.level = 'ACCOUNT'  AND s.scope_id = p.account_id)
+              OR (s.level = 'GLOBAL'   AND s.scope_id = 0))
+       ORDER BY s.level DESC
+       LIMIT 1
+  ) e
+ ORDER BY p.n;
