@@ -77,6 +77,8 @@ ROUTES: list[BaseRoute] = [
     Route(_SCOPE + "/put", actions.put, methods=["POST"]),
     Route(_SCOPE + "/inherit", actions.inherit, methods=["POST"]),
     Route(_SCOPE + "/restore", actions.restore, methods=["POST"]),
+    Route(_SCOPE + "/lock", actions.lock, methods=["POST"]),
+    Route(_SCOPE + "/unlock", actions.unlock, methods=["POST"]),
 ]
 
 

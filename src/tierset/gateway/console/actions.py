@@ -1,4 +1,5 @@
-"""The console's forms: sign in and out, and the writes (put, inherit, restore).
+"""The console's forms: sign in and out, and the writes (put, inherit, lock, unlock,
+restore).
 
 Every POST reads its form (bounded) and checks its CSRF token before anything else
 (csrf.py). A write is one API call as the signed-in user; when it succeeds the browser
@@ -157,6 +158,8 @@ async def _write(visit: Visit, call: str, fields: dict[str, str]) -> Response:
             else:
                 delete = settings_pb2.DeleteSettingRequest(scope=scope, key=key, reason=reason)
                 revision = (await stub.DeleteSetting(delete, **visit.options(delete))).revision
+        elif call in ("lock", "unlock"):
+            revision = await _lock(visit, call, scope, key, fields, reason)
         else:
             revision = await _restore(visit, fields, key, reason)
     except grpc.aio.AioRpcError as error:
@@ -184,6 +187,29 @@ async def _refused(
             raise
         # The key itself is bad: there is no key page to show the message on.
         raise FormRefused(status, text) from None
+
+
+async def _lock(
+    visit: Visit,
+    call: str,
+    scope: settings_pb2.Scope | None,
+    key: str,
+    fields: dict[str, str],
+    reason: str,
+) -> int:
+    """LockSetting or UnlockSetting of the GLOBAL (scope None) or the ACCOUNT value; a
+    retailer's level is sent as such and refused by the server (nothing is below it)."""
+    stub = backend(visit.request).settings
+    if call == "lock":
+        lock = settings_pb2.LockSettingRequest(
+            scope=scope,
+            key=key,
+            remove_overrides=fields.get("remove_overrides") == "true",
+            reason=reason,
+        )
+        return (await stub.LockSetting(lock, **visit.options(lock))).revision
+    unlock = settings_pb2.UnlockSettingRequest(scope=scope, key=key, reason=reason)
+    return (await stub.UnlockSetting(unlock, **visit.options(unlock))).revision
 
 
 async def _restore(visit: Visit, fields: dict[str, str], key: str, reason: str) -> int:
@@ -221,6 +247,18 @@ async def put(visit: Visit, fields: dict[str, str]) -> Response:
 async def inherit(visit: Visit, fields: dict[str, str]) -> Response:
     """POST .../inherit: DeleteSetting (DeleteGlobal for GLOBAL): the key inherits again."""
     return await _write(visit, "inherit", fields)
+
+
+@signed_in_form
+async def lock(visit: Visit, fields: dict[str, str]) -> Response:
+    """POST .../lock: LockSetting; levels below the value cannot override it."""
+    return await _write(visit, "lock", fields)
+
+
+@signed_in_form
+async def unlock(visit: Visit, fields: dict[str, str]) -> Response:
+    """POST .../unlock: UnlockSetting."""
+    return await _write(visit, "unlock", fields)
 
 
 @signed_in_form

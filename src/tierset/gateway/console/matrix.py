@@ -63,6 +63,13 @@ class Cell:
     username: str = ""
     changed: datetime | None = None
     reason: str = ""
+    # Set when the value is locked (LockSetting): who locked it and when.
+    locked_by: str | None = None
+    locked_at: datetime | None = None
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_by is not None
 
     @property
     def short(self) -> str:
@@ -85,6 +92,15 @@ class Row:
     @property
     def effective(self) -> Cell | None:
         return self.cells.get(self.winner)
+
+    def locked_above(self, level: str) -> Cell | None:
+        """The locked value of a less specific level than `level`, which refuses overrides
+        at `level` (the server's rule; the page only says so)."""
+        for above in LEVELS[: LEVELS.index(level)]:
+            cell = self.cells.get(above)
+            if cell is not None and cell.locked:
+                return cell
+        return None
 
 
 def row_of(explanation: settings_pb2.KeyExplanation) -> Row:
@@ -113,6 +129,8 @@ def row_of(explanation: settings_pb2.KeyExplanation) -> Row:
                 else None
             ),
             reason=level_value.last_reason,
+            locked_by=setting.lock.actor.username if setting.HasField("lock") else None,
+            locked_at=setting.lock.lock_time.ToDatetime() if setting.HasField("lock") else None,
         )
     return Row(key=explanation.key, cells=cells, winner=winner)
 
