@@ -85,7 +85,9 @@ async def test_a_lock_over_overrides_is_refused_unless_they_go(
     await page.goto(f"/console/accounts/{console_scope.account}/keys/{key}")
     account = page.locator('section[data-level="ACCOUNT"]')
     await account.get_by_role("button", name="Lock").click()
-    await expect(account.get_by_role("alert")).to_contain_text(f"below override it (retailer:{console_scope.retailer})")
+    await expect(account.get_by_role("alert")).to_contain_text(
+        f"below override it (retailer:{console_scope.retailer})"
+    )
     found = await _effective(settings_stub, console_scope.retailer, key)
     assert found.level == settings_pb2.SETTING_LEVEL_RETAILER
 
