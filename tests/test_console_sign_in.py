@@ -14,8 +14,10 @@ import pytest
 from playwright.async_api import expect
 
 from tierset.auth.credentials import CredentialStore
+from tierset.cli.bootstrap import console_client_env, write_credentials_file
 from tierset.core.authz import Role
 from tierset.gateway.console import CONTENT_SECURITY_POLICY
+from tierset.ops.config import Config, ConfigError, Secret
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -136,3 +138,35 @@ async def test_a_sign_in_without_its_csrf_token_is_refused(console, console_user
         )
     assert reply.status_code == 403
     assert "set-cookie" not in reply.headers
+
+
+def test_tierset_dev_gives_its_gateway_the_demo_client(tmp_path):
+    write_credentials_file(
+        tmp_path, {"TIERSET_CLIENT_ID": "demo-client", "TIERSET_CLIENT_SECRET": "s3cr'et $x"}
+    )
+    assert console_client_env(Config(), tmp_path) == {
+        "TIERSET_CONSOLE_CLIENT_ID": "demo-client",
+        "TIERSET_CONSOLE_CLIENT_SECRET": "s3cr'et $x",
+    }
+    # A console client configured by hand wins; no file, no client.
+    configured = Config(console_client_id="mine", console_client_secret=Secret("x"))
+    assert console_client_env(configured, tmp_path) == {}
+    assert console_client_env(Config(), tmp_path / "elsewhere") == {}
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"TIERSET_CONSOLE_CLIENT_ID": "console"}, {"TIERSET_CONSOLE_CLIENT_SECRET": "secret"}],
+)
+def test_the_console_client_needs_its_id_and_secret(env):
+    with pytest.raises(ConfigError, match="must be set together"):
+        Config.from_env(env)
+
+
+async def test_a_gateway_without_a_console_client_says_so(http):
+    reply = await http.get("/console/sign-in")
+    assert reply.status_code == 503
+    assert "TIERSET_CONSOLE_CLIENT_ID" in reply.text
+    assert "set-cookie" not in reply.headers
+    refused = await http.post("/console/sign-in", data={"username": "a", "password": "b"})
+    assert refused.status_code == 503
