@@ -54,7 +54,7 @@ def _json(value: object) -> pb.SettingValue:
 
 
 async def _seed(target: str, secrets: dict[str, str]) -> None:
-    """The README's demo settings: a default, account values and a retailer's overrides."""
+    """The README's demo settings: defaults, account values, a retailer's overrides, a lock."""
     admin = (("authorization", f"Bearer {secrets['TIERSET_TOKEN']}"),)
     platform = (("authorization", f"Bearer {secrets['TIERSET_PLATFORM_TOKEN']}"),)
     account, retailer = pb.Scope(account_id=1111), pb.Scope(retailer_id=2222)
@@ -87,6 +87,9 @@ async def _seed(target: str, secrets: dict[str, str]) -> None:
                 scope=scope, key=key, type=kind, value=_json(value), reason=reason
             )
             await stub.PutSetting(request, metadata=admin)
+        # A lock, so the picture shows one: the account's cart limit holds for its retailers.
+        lock = pb.LockSettingRequest(scope=account, key="CHECKOUT.MAX_ITEMS", reason="policy")
+        await stub.LockSetting(lock, metadata=admin)
 
 
 async def _photograph(base_url: str, secrets: dict[str, str]) -> None:
