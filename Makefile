@@ -12,7 +12,7 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/tierset/v1/*.proto)
 
-.PHONY: help install run test check lint typecheck imports proto proto-check buf-lint clean bench deploy-check soak
+.PHONY: help install run test check lint typecheck imports proto proto-check buf-lint clean bench deploy-check soak screenshot
 
 help:
 	@echo "make run          serve gRPC and REST (embedded PostgreSQL unless DATABASE_URL is set)"
@@ -22,6 +22,7 @@ help:
 	@echo "make deploy-check render deploy/overlays/*, validate against Kubernetes schemas, check policy"
 	@echo "make bench        measure reads and writes against gRPC, SQL and etcd (results/)"
 	@echo "make soak         load under every fault (PostgreSQL crash, server kill, ...); fails if anything is lost"
+	@echo "make screenshot   photograph the console's settings matrix (docs/console-matrix.png)"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,10 @@ soak: $(STAMP)
 	$(BIN)/python -m tierset.cli.soak --faults all --each --seconds 20 --workers 8 \
 		--outage-seconds 2 --budget-seconds 300
 
+# The README's picture of the console: a real `tierset dev` with the demo data, in chromium.
+screenshot: $(STAMP)
+	$(BIN)/python tools/console_screenshot.py
+
 # Generated code is committed so that an install needs no protoc; `proto-check`
 # fails when it no longer matches protos/.
 proto: $(STAMP)
@@ -94,8 +99,8 @@ buf-lint: $(BUF)
 	$(BUF) lint
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

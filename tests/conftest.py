@@ -36,6 +36,7 @@ import httpx
 import pytest
 import uvicorn
 from hypothesis import settings as hypothesis_settings
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tierset import client
 from tierset.api.server import App, start_app
@@ -43,7 +44,7 @@ from tierset.auth.credentials import CredentialStore, Kind
 from tierset.cli.soak.cluster import Cluster
 from tierset.core.authz import Role
 from tierset.gateway.serve import gateway_server
-from tierset.ops.config import Config
+from tierset.ops.config import Config, Secret
 from tierset.ops.embedded import EmbeddedPostgres
 from tierset.store.database import Store
 from tierset.v1 import (
@@ -466,6 +467,94 @@ def shop(
         admin = await make_caller(Role.ADMIN)
         return admin, admin.account_id, await new_retailer(admin.account_id)
 
+
+# --- The web console, in a real browser -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """A user who signs in to the console with a password, and its API caller."""
+
+    caller: Caller
+    password: str
+
+    @property
+    def username(self) -> str:
+        return self.caller.username
+
+
+@pytest.fixture(scope="session")
+async def console(server: App) -> AsyncIterator[str]:
+    """A gateway serving the console (its own OAuth client); its base URL.
+
+    It believes X-Forwarded-Proto from 127.0.0.1, as it would from a TLS-ending proxy, so
+    a test can see the cookie it sets for HTTPS.
+    """
+    client_id, client_secret = await CredentialStore(server.pool).create_oauth_client(
+        None, "Console"
+    )
+    config = Config(
+        http_address="127.0.0.1:0",
+        grpc_target=f"127.0.0.1:{server.port}",
+        shutdown_grace_seconds=1.0,
+        gateway_watch_seconds=60.0,
+        gateway_trusted_proxies=("127.0.0.1/32",),
+        console_client_id=client_id,
+        console_client_secret=Secret(client_secret),
+    )
+    async with running_gateway(config) as base_url:
+        yield base_url
+
+
+def chromium_path() -> str:
+    """Debian's chromium (apt-get install chromium; .ci/run installs it)."""
+    found = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if not found:
+        pytest.fail("the console's browser tests need chromium: apt-get install chromium")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless chromium for the session, driven by Playwright (never downloaded)."""
+    # Auto-waiting assertions wait this long at most: generous for a shared 2-core box.
+    expect.set_options(timeout=15_000)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium_path())
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def new_context(
+    browser: Browser, console: str
+) -> AsyncIterator[Callable[[], Awaitable[BrowserContext]]]:
+    """``await new_context()``: a fresh browser profile (its own cookies) on the console."""
+    opened: list[BrowserContext] = []
+
+    async def make() -> BrowserContext:
+        context = await browser.new_context(base_url=console)
+        context.set_default_timeout(15_000)
+        opened.append(context)
+        return context
+
+    yield make
+    for context in opened:
+        await context.close()
+
+
+MakeConsoleUser = Callable[..., Awaitable[ConsoleUser]]
+
+
+@pytest.fixture
+def console_user(server: App) -> MakeConsoleUser:
+    """``await console_user(Role.ADMIN, account_id=None)``: a user with a password."""
+
+    async def make(*roles: Role, account_id: int | None = None) -> ConsoleUser:
+        password = f"pw-{uuid.uuid4().hex}"
+        caller = await _make_caller(server.pool, frozenset(roles), account_id, password)
+        return ConsoleUser(caller, password)
+
     return make
 
 
@@ -547,3 +636,62 @@ def cli(server: App, platform_caller: Caller) -> Cli:
     return Cli(
         {"TIERSET_ADDRESS": f"127.0.0.1:{server.port}", "TIERSET_TOKEN": platform_caller.token}
     )
+
+
+@pytest.fixture
+def signed_in(
+    new_context: Callable[[], Awaitable[BrowserContext]],
+) -> Callable[[ConsoleUser], Awaitable[Page]]:
+    """``await signed_in(user)``: a page of a new browser profile, signed in as `user`."""
+
+    async def sign_in(user: ConsoleUser) -> Page:
+        return await sign_in_page(await new_context(), user.username, user.password)
+
+    return sign_in
+
+
+async def sign_in_page(context: BrowserContext, username: str, password: str) -> Page:
+    """A new page of `context`, signed in to the console through its form."""
+    page = await context.new_page()
+    await page.goto("/console/")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_test_id("who")).to_contain_text(username)
+    return page
+
+
+@dataclass(frozen=True)
+class ConsoleScope:
+    """An account with one retailer, and console pages signed in as its ADMIN and VIEWER."""
+
+    account: int
+    retailer: int
+    admin: Page
+    viewer: Page
+    admin_username: str
+
+
+@pytest.fixture(scope="module")
+async def console_scope(browser: Browser, console: str, server: App) -> AsyncIterator[ConsoleScope]:
+    """A ConsoleScope for the test module: its tests write keys of their own, so they can
+    share it (each sign-in costs a password hash)."""
+    store = Store(server.pool)
+    account = (await store.create_account(None, "Console account")).id
+    retailer = (await store.create_retailer(None, account, "Console retailer")).id
+    pages: list[Page] = []
+    usernames: list[str] = []
+    contexts: list[BrowserContext] = []
+    for role in (Role.ADMIN, Role.VIEWER):
+        password = f"pw-{uuid.uuid4().hex}"
+        user = await CredentialStore(server.pool).create_user(
+            account, f"{role.lower()}-{uuid.uuid4().hex[:8]}", password, frozenset({role})
+        )
+        context = await browser.new_context(base_url=console)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        pages.append(await sign_in_page(context, user.username, password))
+        usernames.append(user.username)
+    yield ConsoleScope(account, retailer, *pages, admin_username=usernames[0])
+    for context in contexts:
+        await context.close()

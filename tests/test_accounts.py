@@ -6,6 +6,7 @@ import grpc
 import pytest
 
 from tests.helpers import field_violations
+from tierset.core.authz import Role
 from tierset.v1 import accounts_pb2
 
 
@@ -92,4 +93,70 @@ async def test_unknown_ids_are_not_found(accounts_stub, next_id, call):
     )
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await getattr(accounts_stub, call)(request)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_list_accounts_pages_by_id(accounts_stub, new_account):
+    made = [await new_account() for _ in range(3)]
+    seen: list[int] = []
+    token = ""
+    while True:
+        page = await accounts_stub.ListAccounts(
+            accounts_pb2.ListAccountsRequest(page_size=2, page_token=token)
+        )
+        assert len(page.accounts) <= 2
+        seen.extend(account.id for account in page.accounts)
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    assert set(made) <= set(seen)
+
+
+async def test_list_retailers_of_an_account(accounts_stub, new_account, new_retailer, make_caller):
+    account, other = await new_account(), await new_account()
+    retailers = [await new_retailer(account) for _ in range(3)]
+    await new_retailer(other)
+    first = await accounts_stub.ListRetailers(
+        accounts_pb2.ListRetailersRequest(account_id=account, page_size=2)
+    )
+    rest = await accounts_stub.ListRetailers(
+        accounts_pb2.ListRetailersRequest(account_id=account, page_token=first.next_page_token)
+    )
+    assert [r.id for r in [*first.retailers, *rest.retailers]] == retailers
+    assert rest.next_page_token == ""
+    # The token continues only its own account's listing.
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await accounts_stub.ListRetailers(
+            accounts_pb2.ListRetailersRequest(account_id=other, page_token=first.next_page_token)
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in field_violations(raised.value)
+
+
+async def test_listing_is_confined_to_the_callers_account(
+    accounts_stub, new_account, new_retailer, make_caller, next_id
+):
+    viewer = await make_caller(Role.VIEWER)
+    own = await new_retailer(viewer.account_id)
+    listed = await accounts_stub.ListRetailers(
+        accounts_pb2.ListRetailersRequest(account_id=viewer.account_id), metadata=viewer.metadata
+    )
+    assert [r.id for r in listed.retailers] == [own]
+    refused = (
+        accounts_stub.ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=viewer.metadata),
+        accounts_stub.ListRetailers(
+            accounts_pb2.ListRetailersRequest(account_id=await new_account()),
+            metadata=viewer.metadata,
+        ),
+        accounts_stub.ListRetailers(
+            accounts_pb2.ListRetailersRequest(account_id=next_id()), metadata=viewer.metadata
+        ),
+    )
+    for call in refused:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await call
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await accounts_stub.ListRetailers(accounts_pb2.ListRetailersRequest(account_id=next_id()))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND

@@ -528,3 +528,32 @@ async def test_secrets_never_appear_in_logs_or_errors(
     assert caplog.records  # the attempts were logged, without their secrets
     for secret in secrets:
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("roles", "permissions"),
+    [
+        ((Role.VIEWER,), ["SETTINGS_VIEW"]),
+        (
+            (Role.ADMIN, Role.VIEWER),
+            ["INTEGRATIONS_MANAGE", "RETAILERS_MANAGE", "SETTINGS_EDIT", "SETTINGS_VIEW"],
+        ),
+    ],
+)
+async def test_get_caller_says_who_the_credentials_are(
+    anonymous_channel, make_caller, roles, permissions
+):
+    caller = await make_caller(*roles)
+    auth = auth_pb2_grpc.AuthServiceStub(anonymous_channel)
+    reply = await auth.GetCaller(auth_pb2.GetCallerRequest(), metadata=caller.metadata)
+    assert (reply.user_id, reply.username, reply.account_id) == (
+        caller.user_id,
+        caller.username,
+        caller.account_id,
+    )
+    assert list(reply.roles) == sorted(role.value for role in roles)
+    assert list(reply.permissions) == permissions
+    assert reply.credential_kind == "API_TOKEN"
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await auth.GetCaller(auth_pb2.GetCallerRequest())
+    assert raised.value.code() == UNAUTHENTICATED

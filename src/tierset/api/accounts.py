@@ -71,3 +71,23 @@ class AccountService(accounts_pb2_grpc.AccountServiceServicer):
     ) -> accounts_pb2.GetRetailerResponse:
         row = await self._accounts.get_retailer(authz.current_principal(), request.retailer_id)
         return accounts_pb2.GetRetailerResponse(retailer=retailer_to_proto(row))
+
+    async def ListAccounts(
+        self, request: accounts_pb2.ListAccountsRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.ListAccountsResponse:
+        rows, token = await self._accounts.list_accounts(
+            authz.current_principal(), request.page_size, request.page_token
+        )
+        return accounts_pb2.ListAccountsResponse(
+            accounts=[account_to_proto(row) for row in rows], next_page_token=token
+        )
+
+    async def ListRetailers(
+        self, request: accounts_pb2.ListRetailersRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.ListRetailersResponse:
+        rows, token = await self._accounts.list_retailers(
+            authz.current_principal(), request.account_id, request.page_size, request.page_token
+        )
+        return accounts_pb2.ListRetailersResponse(
+            retailers=[retailer_to_proto(row) for row in rows], next_page_token=token
+        )

@@ -1,4 +1,5 @@
-"""gRPC adapter of AuthService: OAuth 2.0 password and refresh-token grants.
+"""gRPC adapter of AuthService: OAuth 2.0 password and refresh-token grants, and GetCaller
+(who the call's credentials are; the pipeline has authenticated it like any other call).
 
 The grants themselves live in :class:`tierset.services.credentials.TokenService`;
 this converts the request and answers with the tokens.
@@ -22,6 +23,7 @@ from tierset.auth.authenticator import Authenticator
 from tierset.auth.credentials import CredentialStore
 from tierset.auth.hashing import PasswordHashing
 from tierset.auth.throttle import LoginThrottle
+from tierset.core import authz
 from tierset.ops.client_address import Network, client_address
 from tierset.services.credentials import TokenRequest, TokenService
 from tierset.v1 import auth_pb2, auth_pb2_grpc
@@ -75,4 +77,18 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             expires_in=grant.expires_in,
             scope=grant.scope,
             refresh_token=grant.refresh_token,
+        )
+
+    async def GetCaller(
+        self, request: auth_pb2.GetCallerRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetCallerResponse:
+        # The pipeline authenticated the call; this only says what it found.
+        caller = authz.current_principal()
+        return auth_pb2.GetCallerResponse(
+            user_id=caller.user_id,
+            username=caller.username,
+            account_id=caller.account_id,
+            roles=sorted(caller.roles),
+            permissions=sorted(caller.permissions),
+            credential_kind=caller.credential_kind,
         )

@@ -28,6 +28,7 @@ from tierset.auth.credentials import CredentialStore, Kind, new_secret
 from tierset.core import errors
 from tierset.core.authz import Role
 from tierset.core.reasons import Reason
+from tierset.ops.config import Config
 from tierset.store.database import Store, query
 
 DEMO_ACCOUNT_ID = 1111
@@ -116,6 +117,26 @@ async def _create_demo_credentials(
         "TIERSET_BASIC": basic,
         "TIERSET_CLIENT_ID": client_id,
         "TIERSET_CLIENT_SECRET": client_secret,
+    }
+
+
+def console_client_env(config: Config, data_dir: Path) -> dict[str, str]:
+    """The web console's OAuth client for `tierset dev`'s gateway: the demo client from the
+    credentials file, unless TIERSET_CONSOLE_CLIENT_ID is configured (or there is no file)."""
+    path = data_dir / CREDENTIALS_FILE
+    if config.console_client_id or not path.exists():
+        return {}
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            found[name] = value
+    if not (found.get("TIERSET_CLIENT_ID") and found.get("TIERSET_CLIENT_SECRET")):
+        return {}
+    return {
+        "TIERSET_CONSOLE_CLIENT_ID": found["TIERSET_CLIENT_ID"],
+        "TIERSET_CONSOLE_CLIENT_SECRET": found["TIERSET_CLIENT_SECRET"],
     }
 
 

@@ -25,7 +25,7 @@ import asyncpg
 
 from tierset.cli import admin
 from tierset.cli.api import run as api
-from tierset.cli.bootstrap import bootstrap_demo
+from tierset.cli.bootstrap import bootstrap_demo, console_client_env
 from tierset.ops import logs
 from tierset.ops.config import Config, ConfigError
 from tierset.ops.datadir import DATA_FOLDER, embedded_data_dir
@@ -202,7 +202,7 @@ def command_dev(config: Config) -> None:
                 f"tierset dev: preparing the database failed ({type(error).__name__}: {error});"
                 " nothing of the first start was kept, the next start tries again"
             ) from None
-        with gateway.gateway_child(config):
+        with gateway.gateway_child(config, console_client_env(config, data_dir)):
             _serve(config, dsn)
     finally:
         if embedded is not None:

@@ -16,8 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tierset.core.values import CLIENT_MAX_RECEIVE_BYTES
-from tierset.gateway import errors, fluentcart, fluentcommerce, oauth, openapi, probes, sse
+from tierset.gateway import console, errors, fluentcart, fluentcommerce, oauth, openapi, probes, sse
 from tierset.gateway.calls import Backend, request_id
+from tierset.gateway.console.session import Sealer
 from tierset.gateway.envelope import RequestEnvelope
 from tierset.ops.config import Config
 from tierset.ops.metrics import HttpMetricsMiddleware
@@ -135,8 +136,12 @@ def create_app(config: Config) -> Starlette:
             app.state.backend = Backend.over(channel, config)
             yield
 
+    secret = config.console_client_secret
+
     app = Starlette(
-        routes=ROUTES,
+        # The REST table (what openapi.json describes), then the web console's HTML pages
+        # with their own session (gateway/console).
+        routes=[*ROUTES, *console.mount()],
         # Metrics outermost, so every response counts, by route template (never raw path).
         middleware=[Middleware(HttpMetricsMiddleware), Middleware(RequestEnvelope)],
         exception_handlers={
@@ -146,6 +151,9 @@ def create_app(config: Config) -> Starlette:
         },
         lifespan=lifespan,
     )
+    # The console signs in as its OAuth client; without one it says it is not configured.
+    app.state.console_client = (config.console_client_id, secret.reveal() if secret else "")
+    app.state.console_sealer = Sealer(secret.reveal()) if secret else None
     # No redirects: Starlette's trailing-slash redirect builds its Location from the Host
     # header (an open redirect, and a POST of credentials replayed there). A path with a
     # slash too many is the family's 404 like any other unknown path.

@@ -40,7 +40,7 @@ from tierset.gateway.errors import (
 )
 from tierset.ops.client_address import CLIENT_ADDRESS_METADATA
 from tierset.ops.config import Config
-from tierset.v1 import auth_pb2_grpc, integrations_pb2_grpc, settings_pb2_grpc
+from tierset.v1 import accounts_pb2_grpc, auth_pb2_grpc, integrations_pb2_grpc, settings_pb2_grpc
 
 REQUEST_ID_HEADER = "x-request-id"
 # A client's request id is kept when it is short and plain enough to log and forward.
@@ -61,6 +61,7 @@ class Backend:
     settings: settings_pb2_grpc.SettingsServiceStub
     integrations: integrations_pb2_grpc.IntegrationServiceStub
     auth: auth_pb2_grpc.AuthServiceStub
+    accounts: accounts_pb2_grpc.AccountServiceStub
     health: health_pb2_grpc.HealthStub
     deadline_seconds: float
     max_body_bytes: int
@@ -76,6 +77,7 @@ class Backend:
             settings=settings_pb2_grpc.SettingsServiceStub(channel),
             integrations=integrations_pb2_grpc.IntegrationServiceStub(channel),
             auth=auth_pb2_grpc.AuthServiceStub(channel),
+            accounts=accounts_pb2_grpc.AccountServiceStub(channel),
             health=health_pb2_grpc.HealthStub(channel),
             deadline_seconds=config.gateway_deadline_seconds,
             max_body_bytes=config.http_max_body_bytes,
@@ -122,8 +124,14 @@ def _authorization(request: Request) -> str | None:
     return sent[0] if sent else None
 
 
-def call_options(request: Request, message: Message) -> dict[str, Any]:
-    """Keyword arguments for a stub call carrying `message`: the deadline and the metadata."""
+def call_options(
+    request: Request, message: Message, *, session_token: str | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for a stub call carrying `message`: the deadline and the metadata.
+
+    `session_token` is the console's (gateway/console): the bearer token of a signed-in
+    session, sent instead of any Authorization header the browser sent.
+    """
     limits = backend(request)
     if message.ByteSize() > limits.max_message_bytes:
         raise too_large(
@@ -135,7 +143,7 @@ def call_options(request: Request, message: Message) -> dict[str, Any]:
     metadata = [(REQUEST_ID_HEADER, request_id(request))]
     if request.client is not None and request.client.host:
         metadata.append((CLIENT_ADDRESS_METADATA, request.client.host))
-    authorization = _authorization(request)
+    authorization = _authorization(request) if session_token is None else f"Bearer {session_token}"
     if authorization is not None:
         if len(authorization) > limits.max_authorization_bytes:
             raise too_large(

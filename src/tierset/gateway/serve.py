@@ -93,8 +93,11 @@ def local_target(grpc_address: str) -> str:
 
 
 @contextlib.contextmanager
-def gateway_child(config: Config) -> Iterator[subprocess.Popen[bytes]]:
-    """Runs ``tierset gateway`` as a separate process calling this process's gRPC server.
+def gateway_child(
+    config: Config, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Runs ``tierset gateway`` as a separate process calling this process's gRPC server,
+    with `extra_env` added to its environment (the console's OAuth client, in `tierset dev`).
 
     It is stopped with SIGTERM (then killed after the grace period) when the block ends.
     """
@@ -106,6 +109,7 @@ def gateway_child(config: Config) -> Iterator[subprocess.Popen[bytes]]:
         if name != "DATABASE_URL" and not name.startswith("PG")
     }
     env["TIERSET_GRPC_TARGET"] = local_target(config.grpc_address)
+    env.update(extra_env or {})
     # The child dies with us even if we are killed outright and never reach the `finally`.
     child = subprocess.Popen(
         [sys.executable, "-m", "tierset.cli", "gateway"], env=env, preexec_fn=stop_with_parent

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from starlette.requests import Request
@@ -59,7 +60,8 @@ def _frame(message: settings_pb2.WatchSettingsResponse) -> str:
     return f"id: {message.revision}\nevent: {_KINDS[message.kind]}\ndata: {data}\n\n"
 
 
-def _start_revision(request: Request) -> int | None:
+def start_revision(request: Request) -> int | None:
+    """The revision to resume after, from the EventSource's ``Last-Event-ID``."""
     raw = request.headers.get("last-event-id")
     if raw is None or raw == "":
         return None
@@ -76,9 +78,16 @@ async def _watch(request: Request, kind: str, param: str) -> Response:
     message = settings_pb2.WatchSettingsRequest(
         scope=scope,
         keys=joined.split(",") if joined else [],
-        start_revision=_start_revision(request),
+        start_revision=start_revision(request),
     )
-    options = call_options(request, message)
+    return await event_stream(request, message, call_options(request, message))
+
+
+async def event_stream(
+    request: Request, message: settings_pb2.WatchSettingsRequest, options: dict[str, Any]
+) -> Response:
+    """WatchSettings(`message`) as a ``text/event-stream`` response (see the module); the
+    console's live pages use it too, with their session's credentials in `options`."""
     # A watch lasts up to TIERSET_GATEWAY_WATCH_SECONDS; the client then resumes.
     options["timeout"] = backend(request).watch_seconds
     call = backend(request).settings.WatchSettings(message, **options)

@@ -226,6 +226,7 @@ _UNCHECKED = frozenset(
         "access_log",
         "trusted_gateways",
         "gateway_trusted_proxies",
+        "console_client_secret",  # a Secret; its pairing with the id is a relation
     }
 )
 
@@ -297,6 +298,9 @@ _RULES: dict[str, Rule] = {
     # "keep 90 days" cannot be mistyped as seconds.
     "history_retention_days": _whole(0, 36_500),
     "history_compact_interval_seconds": _seconds(zero=False),
+    "console_client_id": lambda value: (
+        "must be at most 200 characters" if len(value) > 200 else None
+    ),
 }
 
 # The command-line options that set a field too, named next to its variable.
@@ -336,9 +340,19 @@ def _fixed_port(address_field: str, count_field: str) -> Callable[[Config], str 
     return relation
 
 
+def _console_client(config: Config) -> str | None:
+    if bool(config.console_client_id) == (config.console_client_secret is not None):
+        return None
+    return (
+        "TIERSET_CONSOLE_CLIENT_ID and TIERSET_CONSOLE_CLIENT_SECRET must be set together"
+        " (the console signs in as that OAuth client)"
+    )
+
+
 # Checked after every field's own rule, so each sees values of the right type and range.
 _RELATIONS: tuple[Callable[[Config], str | None], ...] = (
     _pool_bounds,
+    _console_client,
     _fixed_port("grpc_address", "processes"),
     _fixed_port("http_address", "gateway_processes"),
 )
@@ -478,6 +492,12 @@ class Config:
     # process tries to compact what is older (one process at a time, by an advisory lock).
     history_retention_days: int = 90
     history_compact_interval_seconds: float = 3600.0
+    # The web console (gateway/console): the OAuth client its password sign-ins are made
+    # as. Unset, the console answers that it is not configured. The secret also keys the
+    # session cookie's encryption, so every gateway process (and pod) with the same client
+    # reads the same cookies.
+    console_client_id: str = ""
+    console_client_secret: Secret | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -495,8 +515,10 @@ class Config:
         """
         env = os.environ if env is None else env
         url = env.get("DATABASE_URL") or None
+        console_secret = env.get("TIERSET_CONSOLE_CLIENT_SECRET") or None
         values: dict[str, Any] = {
             "database_url": Secret(url) if url else None,
+            "console_client_secret": Secret(console_secret) if console_secret else None,
             "database_from_pg_env": bool(env.get("PGHOST")),
             "data_dir": Path(env["TIERSET_DATA_DIR"]) if env.get("TIERSET_DATA_DIR") else None,
             "trusted_gateways": _networks(

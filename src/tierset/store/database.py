@@ -1003,6 +1003,16 @@ class Store(PoolClient):
             raise _scope_not_found(ScopeRef(Level.RETAILER, retailer_id))
         return RetailerRow(**dict(row))
 
+    async def list_accounts(self, after_id: int, limit: int) -> list[AccountRow]:
+        """Up to `limit` accounts with ids above `after_id`, by id."""
+        rows = await self._fetch(query("list_accounts"), after_id, limit)
+        return [AccountRow(**dict(row)) for row in rows]
+
+    async def list_retailers(self, account_id: int, after_id: int, limit: int) -> list[RetailerRow]:
+        """Up to `limit` of `account_id`'s retailers with ids above `after_id`, by id."""
+        rows = await self._fetch(query("list_retailers"), account_id, after_id, limit)
+        return [RetailerRow(**dict(row)) for row in rows]
+
     async def save_integration(
         self, account_id: int, name: str, config_json: str, integration_id: int
     ) -> IntegrationRow:

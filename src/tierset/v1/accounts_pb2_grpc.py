@@ -65,6 +65,16 @@ class AccountServiceStub:
                 request_serializer=tierset_dot_v1_dot_accounts__pb2.GetRetailerRequest.SerializeToString,
                 response_deserializer=tierset_dot_v1_dot_accounts__pb2.GetRetailerResponse.FromString,
                 _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/tierset.v1.AccountService/ListAccounts',
+                request_serializer=tierset_dot_v1_dot_accounts__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_accounts__pb2.ListAccountsResponse.FromString,
+                _registered_method=True)
+        self.ListRetailers = channel.unary_unary(
+                '/tierset.v1.AccountService/ListRetailers',
+                request_serializer=tierset_dot_v1_dot_accounts__pb2.ListRetailersRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_accounts__pb2.ListRetailersResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -112,6 +122,26 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccounts(self, request, context):
+        """Lists every account, ordered by id (PLATFORM only). Errors:
+        PERMISSION_DENIED for any other caller; INVALID_ARGUMENT for a bad page
+        size or page token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRetailers(self, request, context):
+        """Lists the retailers of one account, ordered by id, for callers who may
+        view that account's settings. Errors: INVALID_ARGUMENT for a bad account
+        id, page size or page token; PERMISSION_DENIED for another account (so
+        whether or not it exists); NOT_FOUND (PLATFORM callers) for an unknown
+        account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +164,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.GetRetailer,
                     request_deserializer=tierset_dot_v1_dot_accounts__pb2.GetRetailerRequest.FromString,
                     response_serializer=tierset_dot_v1_dot_accounts__pb2.GetRetailerResponse.SerializeToString,
+            ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=tierset_dot_v1_dot_accounts__pb2.ListAccountsRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_accounts__pb2.ListAccountsResponse.SerializeToString,
+            ),
+            'ListRetailers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRetailers,
+                    request_deserializer=tierset_dot_v1_dot_accounts__pb2.ListRetailersRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_accounts__pb2.ListRetailersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -255,6 +295,60 @@ class AccountService:
             '/tierset.v1.AccountService/GetRetailer',
             tierset_dot_v1_dot_accounts__pb2.GetRetailerRequest.SerializeToString,
             tierset_dot_v1_dot_accounts__pb2.GetRetailerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.AccountService/ListAccounts',
+            tierset_dot_v1_dot_accounts__pb2.ListAccountsRequest.SerializeToString,
+            tierset_dot_v1_dot_accounts__pb2.ListAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRetailers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.AccountService/ListRetailers',
+            tierset_dot_v1_dot_accounts__pb2.ListRetailersRequest.SerializeToString,
+            tierset_dot_v1_dot_accounts__pb2.ListRetailersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tierset/v1/auth.proto\x12\ntierset.v1\"\x9c\x01\n\x12\x43reateTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x15\n\rrefresh_token\x18\x07 \x01(\t\"y\n\x13\x43reateTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x15\n\rrefresh_token\x18\x05 \x01(\t2]\n\x0b\x41uthService\x12N\n\x0b\x43reateToken\x12\x1e.tierset.v1.CreateTokenRequest\x1a\x1f.tierset.v1.CreateTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15tierset/v1/auth.proto\x12\ntierset.v1\"\x9c\x01\n\x12\x43reateTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x15\n\rclient_secret\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x15\n\rrefresh_token\x18\x07 \x01(\t\"y\n\x13\x43reateTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\x12\x15\n\rrefresh_token\x18\x05 \x01(\t\"\x12\n\x10GetCallerRequest\"\x87\x01\n\x11GetCallerResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\x03\x12\r\n\x05roles\x18\x04 \x03(\t\x12\x13\n\x0bpermissions\x18\x05 \x03(\t\x12\x17\n\x0f\x63redential_kind\x18\x06 \x01(\t2\xa7\x01\n\x0b\x41uthService\x12N\n\x0b\x43reateToken\x12\x1e.tierset.v1.CreateTokenRequest\x1a\x1f.tierset.v1.CreateTokenResponse\x12H\n\tGetCaller\x12\x1c.tierset.v1.GetCallerRequest\x1a\x1d.tierset.v1.GetCallerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETOKENREQUEST']._serialized_end=194
   _globals['_CREATETOKENRESPONSE']._serialized_start=196
   _globals['_CREATETOKENRESPONSE']._serialized_end=317
-  _globals['_AUTHSERVICE']._serialized_start=319
-  _globals['_AUTHSERVICE']._serialized_end=412
+  _globals['_GETCALLERREQUEST']._serialized_start=319
+  _globals['_GETCALLERREQUEST']._serialized_end=337
+  _globals['_GETCALLERRESPONSE']._serialized_start=340
+  _globals['_GETCALLERRESPONSE']._serialized_end=475
+  _globals['_AUTHSERVICE']._serialized_start=478
+  _globals['_AUTHSERVICE']._serialized_end=645
 # @@protoc_insertion_point(module_scope)

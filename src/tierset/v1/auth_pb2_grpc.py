@@ -46,6 +46,11 @@ class AuthServiceStub:
                 request_serializer=tierset_dot_v1_dot_auth__pb2.CreateTokenRequest.SerializeToString,
                 response_deserializer=tierset_dot_v1_dot_auth__pb2.CreateTokenResponse.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/tierset.v1.AuthService/GetCaller',
+                request_serializer=tierset_dot_v1_dot_auth__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=tierset_dot_v1_dot_auth__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -90,6 +95,17 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """Says who the call's credentials authenticate as: the user, its account
+        and its roles, so a user interface (the web console) can show what the
+        caller may do. It grants nothing: every other call is still authorised
+        on its own. Errors: UNAUTHENTICATED as for any authenticated call (a
+        revoked or expired credential included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +113,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.CreateToken,
                     request_deserializer=tierset_dot_v1_dot_auth__pb2.CreateTokenRequest.FromString,
                     response_serializer=tierset_dot_v1_dot_auth__pb2.CreateTokenResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=tierset_dot_v1_dot_auth__pb2.GetCallerRequest.FromString,
+                    response_serializer=tierset_dot_v1_dot_auth__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +154,33 @@ class AuthService:
             '/tierset.v1.AuthService/CreateToken',
             tierset_dot_v1_dot_auth__pb2.CreateTokenRequest.SerializeToString,
             tierset_dot_v1_dot_auth__pb2.CreateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tierset.v1.AuthService/GetCaller',
+            tierset_dot_v1_dot_auth__pb2.GetCallerRequest.SerializeToString,
+            tierset_dot_v1_dot_auth__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,

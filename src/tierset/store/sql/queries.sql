@@ -195,6 +195,19 @@ RETURNING id, account_id, display_name, create_time;
 -- name: get_retailer
 SELECT id, account_id, display_name, create_time FROM retailers WHERE id = $1;
 
+-- name: list_accounts
+-- One page of accounts by id after $1 (0: from the start), $2 rows (one more than the
+-- page, so the caller knows whether another page follows). The primary key's order.
+SELECT id, display_name, create_time FROM accounts WHERE id > $1 ORDER BY id LIMIT $2;
+
+-- name: list_retailers
+-- One page of account $1's retailers by id after $2, $3 rows (as list_accounts).
+SELECT id, account_id, display_name, create_time
+  FROM retailers
+ WHERE account_id = $1 AND id > $2
+ ORDER BY id
+ LIMIT $3;
+
 -- name: upsert_integration_by_name
 -- Integrations belong to an account ($1): one configuration per (account, name).
 INSERT INTO integrations AS i (account_id, name, config)
