@@ -467,6 +467,88 @@ def shop(
         admin = await make_caller(Role.ADMIN)
         return admin, admin.account_id, await new_retailer(admin.account_id)
 
+    return make
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What a `tierset` command did: its exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass(frozen=True)
+class Cli:
+    """The `tierset` API commands against the session server, as one caller.
+
+    ``await cli(...)`` runs ``tierset.cli.main.main`` in a thread of this process (its own
+    event loop, so the session server keeps serving), with stdin, stdout and stderr
+    swapped for strings; ``await cli.process(...)`` runs the real command as a
+    subprocess (exit codes, signals, what a terminal would see). Neither sees the
+    TIERSET_* variables of the shell that runs the tests, only `env`.
+    """
+
+    env: dict[str, str]
+
+    def as_caller(self, caller: Caller, **env: str) -> Cli:
+        return Cli({**self.env, "TIERSET_TOKEN": caller.token, **env})
+
+    def with_env(self, **env: str) -> Cli:
+        return Cli({**self.env, **env})
+
+    async def __call__(self, *args: str, stdin: str = "") -> CliResult:
+        from tierset.cli.main import main
+
+        def run() -> CliResult:
+            out, err = io.StringIO(), io.StringIO()
+            saved = sys.stdin
+            sys.stdin = io.StringIO(stdin)
+            try:
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    try:
+                        main(list(args), self.env)
+                        code = 0
+                    except SystemExit as exit_:
+                        code = exit_.code if isinstance(exit_.code, int) else 1
+            finally:
+                sys.stdin = saved
+            return CliResult(code, out.getvalue(), err.getvalue())
+
+        return await asyncio.to_thread(run)
+
+    async def spawn(self, *args: str) -> asyncio.subprocess.Process:
+        """The command started, stdin/stdout/stderr piped: for a watch."""
+        outside = {k: v for k, v in os.environ.items() if not k.startswith("TIERSET_")}
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tierset.cli",
+            *args,
+            env={**outside, **self.env},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def process(self, *args: str, stdin: str = "") -> CliResult:
+        process = await self.spawn(*args)
+        out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
+        return CliResult(process.returncode or 0, out.decode(), err.decode())
+
+
+@pytest.fixture(scope="session")
+def cli(server: App, platform_caller: Caller) -> Cli:
+    """The `tierset` API commands, calling the session server as the PLATFORM caller
+    (``cli.as_caller(other)`` for another)."""
+    return Cli(
+        {"TIERSET_ADDRESS": f"127.0.0.1:{server.port}", "TIERSET_TOKEN": platform_caller.token}
+    )
+
 
 # --- The web console, in a real browser -------------------------------------------------
 
@@ -556,86 +638,6 @@ def console_user(server: App) -> MakeConsoleUser:
         return ConsoleUser(caller, password)
 
     return make
-
-
-@dataclass(frozen=True)
-class CliResult:
-    """What a `tierset` command did: its exit code, stdout and stderr."""
-
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@dataclass(frozen=True)
-class Cli:
-    """The `tierset` API commands against the session server, as one caller.
-
-    ``await cli(...)`` runs ``tierset.cli.main.main`` in a thread of this process (its own
-    event loop, so the session server keeps serving), with stdin, stdout and stderr
-    swapped for strings; ``await cli.process(...)`` runs the real command as a
-    subprocess (exit codes, signals, what a terminal would see). Neither sees the
-    TIERSET_* variables of the shell that runs the tests, only `env`.
-    """
-
-    env: dict[str, str]
-
-    def as_caller(self, caller: Caller, **env: str) -> Cli:
-        return Cli({**self.env, "TIERSET_TOKEN": caller.token, **env})
-
-    def with_env(self, **env: str) -> Cli:
-        return Cli({**self.env, **env})
-
-    async def __call__(self, *args: str, stdin: str = "") -> CliResult:
-        from tierset.cli.main import main
-
-        def run() -> CliResult:
-            out, err = io.StringIO(), io.StringIO()
-            saved = sys.stdin
-            sys.stdin = io.StringIO(stdin)
-            try:
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                    try:
-                        main(list(args), self.env)
-                        code = 0
-                    except SystemExit as exit_:
-                        code = exit_.code if isinstance(exit_.code, int) else 1
-            finally:
-                sys.stdin = saved
-            return CliResult(code, out.getvalue(), err.getvalue())
-
-        return await asyncio.to_thread(run)
-
-    async def spawn(self, *args: str) -> asyncio.subprocess.Process:
-        """The command started, stdin/stdout/stderr piped: for a watch."""
-        outside = {k: v for k, v in os.environ.items() if not k.startswith("TIERSET_")}
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tierset.cli",
-            *args,
-            env={**outside, **self.env},
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-
-    async def process(self, *args: str, stdin: str = "") -> CliResult:
-        process = await self.spawn(*args)
-        out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=60)
-        return CliResult(process.returncode or 0, out.decode(), err.decode())
-
-
-@pytest.fixture(scope="session")
-def cli(server: App, platform_caller: Caller) -> Cli:
-    """The `tierset` API commands, calling the session server as the PLATFORM caller
-    (``cli.as_caller(other)`` for another)."""
-    return Cli(
-        {"TIERSET_ADDRESS": f"127.0.0.1:{server.port}", "TIERSET_TOKEN": platform_caller.token}
-    )
 
 
 @pytest.fixture

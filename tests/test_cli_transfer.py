@@ -7,7 +7,9 @@ import json
 import pytest
 import yaml
 
+from tests.helpers import define_key
 from tierset.core.authz import Role
+from tierset.v1 import settings_pb2
 
 
 @pytest.fixture
@@ -188,3 +190,40 @@ async def test_another_accounts_scope_is_refused_in_one_line(cli, two_shops, mak
         assert result.code == 1
         (line,) = result.err.splitlines()
         assert line.startswith("error: PERMISSION_DENIED (PERMISSION_DENIED): ")
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.ADMIN])
+async def test_export_masks_secrets_unless_asked_and_import_refuses_a_masked_entry(
+    cli, settings_stub, shop, make_caller, unique_key, tmp_path, role
+):
+    admin, account, retailer = await shop()
+    prefix = unique_key("CLI.SECRET") + "."
+    await define_key(
+        settings_stub, prefix + "API_KEY", settings_pb2.SETTING_TYPE_STRING, secret=True
+    )
+    as_admin = cli.as_caller(admin)
+    await as_admin("put", "--account", str(account), prefix + "API_KEY", "--type", "STRING", "sk_9")
+    await as_admin("put", "--account", str(account), prefix + "NAME", "--type", "STRING", "Acme")
+    reader = cli.as_caller(
+        admin if role is Role.ADMIN else await make_caller(Role.VIEWER, account_id=account)
+    )
+
+    masked = await reader("export", "--retailer", str(retailer), "--prefix", prefix, "-o", "json")
+    shown = await reader(
+        "export", "--retailer", str(retailer), "--prefix", prefix, "--secrets", "-o", "json"
+    )
+
+    assert "sk_9" not in masked.out
+    assert masked.json()["settings"] == [
+        {"key": prefix + "API_KEY", "type": "STRING", "level": "ACCOUNT", "masked": True},
+        {"key": prefix + "NAME", "type": "STRING", "level": "ACCOUNT", "value": "Acme"},
+    ]
+    # --secrets writes what the server sends: the value for an ADMIN, still masked for a VIEWER.
+    assert ("sk_9" in shown.out) is (role is Role.ADMIN)
+    path = tmp_path / "export.json"
+    path.write_text(masked.out)
+    imported = await as_admin("import", str(path), "--account", str(account), "--yes")
+    assert imported.code == 2
+    assert "masked" in imported.err and prefix + "API_KEY" in imported.err
+    still = await as_admin("get", "--account", str(account), prefix + "API_KEY", "-o", "json")
+    assert "sk_9" in still.out

@@ -185,6 +185,11 @@ class _Resolver:
 
 
 def _put(entry: dict[str, Any], target: Target, where: str) -> pb.SettingChange:
+    if entry.get("masked"):
+        raise UsageError(
+            f"{where}: {entry.get('key')} is masked in this file (a secret): its value is not"
+            " there; remove the entry, or export it with --secrets"
+        )
     setting_type = entry.get("type")
     if setting_type not in values.TYPES or "value" not in entry:
         raise UsageError(

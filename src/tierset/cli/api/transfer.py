@@ -13,8 +13,11 @@ The export format (YAML by default, or the same document as JSON)::
 
 ``settings`` are the scope's effective settings (``--level-only``: only those set at
 its own level), ordered by key, each with its type and the level it comes from. Values
-are what the server answered for the caller: a value the server masks for this caller
-(a secret, for a VIEWER) is exported masked, exactly as sent. YAML is read and written
+are what the server answered for the caller, with secrets masked: a key whose definition
+says it is secret is written ``masked: true`` with no value, whether the server masked it
+(a VIEWER) or the caller may read it and did not ask (``--secrets`` writes what the
+server sends). ``import`` and ``apply`` refuse a masked entry: its value is not in the
+file, and writing a placeholder would overwrite the secret. YAML is read and written
 with PyYAML's safe loader and dumper only, so a file never builds Python objects.
 
 ``diff`` compares the effective settings of two scopes (or one scope at two
@@ -39,13 +42,30 @@ from tierset.v1 import settings_pb2 as pb
 FORMAT = "tierset/v1"
 
 
-def _entry(setting: pb.Setting) -> dict[str, Any]:
-    return {
+def _entry(setting: pb.Setting, secret_keys: frozenset[str]) -> dict[str, Any]:
+    entry = {
         "key": setting.key,
         "type": values.type_name(setting.type),
         "level": values.level_name(setting.level),
-        "value": values.plain(setting),
     }
+    if setting.value_masked or setting.key in secret_keys:
+        return entry | {"masked": True}
+    return entry | {"value": values.plain(setting)}
+
+
+async def _secret_keys(session: Session) -> frozenset[str]:
+    """The keys whose definitions say they are secret (every page of ListKeyDefinitions)."""
+    secret: set[str] = set()
+    token = ""
+    while True:
+        reply: Any = await session.call(
+            session.settings.ListKeyDefinitions,
+            pb.ListKeyDefinitionsRequest(page_size=500, page_token=token),
+        )
+        secret.update(d.key for d in reply.definitions if d.secret)
+        token = reply.next_page_token
+        if not token:
+            return frozenset(secret)
 
 
 def dump(document: dict[str, Any], as_json: bool) -> str:
@@ -61,11 +81,12 @@ async def export(args: argparse.Namespace, session: Session) -> int:
     settings, revision = await list_settings(
         session, target, prefix=args.prefix, level_only=args.level_only, revision=args.revision
     )
+    secret_keys = frozenset() if args.secrets else await _secret_keys(session)
     document = {
         "format": FORMAT,
         "scope": target.to_json(),
         "revision": revision,
-        "settings": [_entry(s) for s in settings],
+        "settings": [_entry(s, secret_keys) for s in settings],
     }
     print(dump(document, args.output == "json"), end="")
     output.note(f"exported {len(settings)} settings of {target.label()} at revision {revision}")
@@ -152,6 +173,11 @@ def add_commands(add: AddParser) -> None:
         "--level-only", action="store_true", help="only what is set at the scope's own level"
     )
     p.add_argument("--revision", type=revision_type, help="as it stood after this revision")
+    p.add_argument(
+        "--secrets",
+        action="store_true",
+        help="write secret values the caller may read (masked by default)",
+    )
 
     p = add(
         "diff", "compare the effective settings of two scopes, or of one at two revisions", diff
