@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 
 import asyncpg
 import grpc
@@ -21,7 +22,10 @@ GRACE_SECONDS = 5
 
 
 async def _until(condition, *, seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.05)):
+    """Polls `condition` until it holds, for `seconds` of wall time (however long each
+    poll takes on a loaded machine)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         if await condition():
             return
         await asyncio.sleep(0.05)
@@ -103,15 +107,16 @@ async def test_sigterm_drains_the_in_flight_call_and_refuses_new_ones(create_dat
                     accounts_pb2.GetAccountRequest(account_id=account_id), timeout=1
                 )
             except grpc.aio.AioRpcError as error:
-                if error.code() == grpc.StatusCode.CANCELLED:
+                if error.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
                     # A call that reached the server just as it began to stop can be
-                    # cancelled by gRPC's own shutdown instead; the next must be refused.
+                    # cancelled by gRPC's own shutdown instead, or outlive its 1 s on a
+                    # loaded machine; a later one must be refused, well inside the grace.
                     return False
                 assert error.code() == grpc.StatusCode.UNAVAILABLE, error
                 return True
             return False
 
-        await _until(new_calls_refused, seconds=2)
+        await _until(new_calls_refused, seconds=3)
         assert not in_flight.done()
 
         await lock.commit()  # the in-flight write may proceed now, inside the grace period
