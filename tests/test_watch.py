@@ -4,11 +4,17 @@ timings: the absence of an event is shown by the next message being a later one.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
 from tests.helpers import error_info
 from tests.watching import Response, delete, events, put, values, watching
+from tierset.core.values import Level, SettingType
+from tierset.services.watch import WatchHub, WatchSpec
+from tierset.store.database import ScopeRef, Store
+from tierset.store.watch import WatchStore
 from tierset.v1 import settings_pb2
 
 
@@ -227,3 +233,47 @@ async def test_a_compacted_or_future_start_is_refused(
             error = await s.error()
         assert error.code() is grpc.StatusCode.FAILED_PRECONDITION
         assert error_info(error).reason == "REVISION_COMPACTED"
+
+
+class _GatedWatchStore(WatchStore):
+    """The real store, but `current()` waits for the test's go-ahead: the hub's jump (it
+    has no watcher, so it skips to the current revision) is held in flight."""
+
+    def __init__(self, pool) -> None:
+        super().__init__(pool)
+        self.asked = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def current(self) -> tuple[int, int]:
+        self.asked.set()
+        await self.go.wait()
+        return await super().current()
+
+
+async def test_a_watcher_registering_while_the_idle_hub_jumps_misses_nothing(
+    db, new_account, unique_key
+):
+    """The hub with no watcher jumps to the current revision. A watcher registering while
+    that read is in flight must not be covered from the old revision: the jump would then
+    skip a change committed meanwhile, an event it is never offered (seen under load as a
+    stream hearing only PROGRESS after a write)."""
+    store = _GatedWatchStore(db)
+    hub = WatchHub(store, max_streams=10, buffer_messages=10)
+    account, key = await new_account(), unique_key()
+    jumping = asyncio.ensure_future(hub.catch_up())
+    await asyncio.wait_for(store.asked.wait(), 10)
+
+    watcher = hub.register(WatchSpec(None, account, frozenset({key}), None))
+    written = await Store(db).write(ScopeRef(Level.ACCOUNT, account), key, SettingType.INTEGER, "7")
+    store.go.set()
+    await asyncio.wait_for(jumping, 10)
+    await asyncio.wait_for(hub.catch_up(), 10)  # the write's doorbell
+
+    await asyncio.wait_for(watcher.covered.wait(), 10)
+    offered = await watcher.next(0)
+    # Either the stream's own start (a snapshot at or after `since`) holds the write, or
+    # the hub offers its event: never neither.
+    assert watcher.since >= written.revision or (
+        offered is not None and offered.revision == written.revision
+    ), (watcher.since, written.revision, offered)
+    hub.unregister(watcher)

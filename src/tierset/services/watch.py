@@ -331,8 +331,17 @@ class WatchHub:
         """Handles every revision committed so far, in windows, in order."""
         while True:
             if not self._groups:
-                # Nobody to tell: jump. A watcher registering later reads its own start.
-                self.revision = max(self.revision, (await self._store.current())[0])
+                # Nobody to tell: jump. A watcher registering while the jump is read waits
+                # for it as for a batch in flight (else it would be covered from the old
+                # revision, and the jump would skip what was committed meanwhile: events
+                # it is never offered); it is covered from where the hub lands.
+                self._reading = True
+                try:
+                    current = (await self._store.current())[0]
+                finally:
+                    self._reading = False
+                self.revision = max(self.revision, current)
+                self._release_waiting()
                 return
             if await self._one_batch():
                 return
