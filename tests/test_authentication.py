@@ -536,7 +536,13 @@ async def test_secrets_never_appear_in_logs_or_errors(
         ((Role.VIEWER,), ["SETTINGS_VIEW"]),
         (
             (Role.ADMIN, Role.VIEWER),
-            ["INTEGRATIONS_MANAGE", "RETAILERS_MANAGE", "SETTINGS_EDIT", "SETTINGS_VIEW"],
+            [
+                "INTEGRATIONS_MANAGE",
+                "RETAILERS_MANAGE",
+                "SECRETS_VIEW",
+                "SETTINGS_EDIT",
+                "SETTINGS_VIEW",
+            ],
         ),
     ],
 )
