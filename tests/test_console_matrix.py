@@ -9,7 +9,9 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
+from tests.helpers import define_key
 from tierset.core.authz import Role
+from tierset.gateway.console.matrix import MASKED
 from tierset.v1 import settings_pb2
 
 pytestmark = pytest.mark.timeout(120)
@@ -138,3 +140,18 @@ async def test_a_value_holding_markup_is_shown_as_text(viewer_page, settings_stu
         await expect(page.get_by_text(SCRIPT[:40]).first).to_be_visible()
         assert await page.evaluate("window.__pwned") is None
         assert await page.locator("main img, main script").count() == 0
+
+
+async def test_a_secret_is_shown_masked_to_a_viewer(viewer_page, settings_stub, unique_key):
+    page, account, retailer = viewer_page
+    key = unique_key("SECRET")
+    await define_key(settings_stub, key, settings_pb2.SETTING_TYPE_STRING, secret=True)
+    await put(settings_stub, "ACCOUNT", account, retailer, key, "sk_live_console")
+    for path in (
+        f"/console/retailers/{retailer}?prefix={key}",
+        f"/console/retailers/{retailer}/keys/{key}",
+        f"/console/accounts/{account}/history?key={key}",
+    ):
+        await page.goto(path)
+        await expect(page.get_by_text(MASKED).first).to_be_visible()
+        assert "sk_live_console" not in await page.content()

@@ -31,8 +31,15 @@ def type_name(setting_type: int) -> str:
     return settings_pb2.SettingType.Name(setting_type).removeprefix("SETTING_TYPE_")
 
 
+# What a secret value the caller may not see reads as (the server sent no value).
+MASKED = "•••••• (secret)"
+
+
 def value_text(setting: settings_pb2.Setting) -> str:
-    """A setting's value as a person reads it (JSON as its text, booleans as true/false)."""
+    """A setting's value as a person reads it (JSON as its text, booleans as true/false; a
+    secret the server masked for this caller as MASKED)."""
+    if setting.value_masked:
+        return MASKED
     kind = setting.value.WhichOneof("kind")
     if kind == "integer_value":
         return str(setting.value.integer_value)
