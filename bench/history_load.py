@@ -8,8 +8,9 @@ after ``spec["warmup_seconds"]``:
   slice of the keys seeded for deletion (run.py's ``seed_history``), so a delete never
   finds its key already gone.
 * ``raw-put`` / ``raw-delete``: the same upsert (or delete), change-log insert and counter
-  bump, as one statement from a bare asyncpg pool of a server's size: the database's
-  limit for a logged write, with nothing of tierset's in the way.
+  bump (and, for a delete, the read of what the scope now inherits), as one statement
+  from a bare asyncpg pool of a server's size: the database's limit for a logged write,
+  with nothing of tierset's in the way.
 * ``changes``: ListChanges, newest first, a page of 100 of one account's history.
 * ``at-revision``: GetSettings of 10 keys of a retailer at a random retained revision.
 """
@@ -47,17 +48,28 @@ INSERT INTO change_log (revision, seq, operation, level, account_id, owner_accou
 SELECT rev.revision, 0, 'PUT', 'ACCOUNT', $1, $1, $2, up.id, up.type, up.value, up.version
   FROM rev, up
 """
+# A delete answers with what the scope now inherits (for these ACCOUNT deletes, the key's
+# GLOBAL value), so the baseline reads it too, in the same statement as DeleteSetting
+# does (migration 0009): the database's limit for the whole of what a delete needs.
 RAW_DELETE = """
 WITH rev AS (
     UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision
 ), gone AS (
     DELETE FROM settings WHERE level = 'ACCOUNT' AND scope_id = $1 AND key = $2 RETURNING *
+), logged AS (
+    INSERT INTO change_log (revision, seq, operation, level, account_id, owner_account_id, key,
+                            setting_id, old_type, old_value, old_version)
+    SELECT rev.revision, 0, 'DELETE', 'ACCOUNT', $1, $1, $2, gone.id, gone.type, gone.value,
+           gone.version
+      FROM rev, gone
+    RETURNING revision
 )
-INSERT INTO change_log (revision, seq, operation, level, account_id, owner_account_id, key,
-                        setting_id, old_type, old_value, old_version)
-SELECT rev.revision, 0, 'DELETE', 'ACCOUNT', $1, $1, $2, gone.id, gone.type, gone.value,
-       gone.version
-  FROM rev, gone
+SELECT rev.revision, gone.id AS deleted_id, (SELECT count(*) FROM logged) AS logged,
+       eff.id, eff.type::text AS type, eff.value::text AS value, eff.version
+  FROM rev LEFT JOIN gone ON true
+  LEFT JOIN LATERAL (
+      SELECT s.* FROM settings s WHERE s.level = 'GLOBAL' AND s.scope_id = 0 AND s.key = $2
+  ) eff ON true
 """
 
 
@@ -123,7 +135,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             )
         if mode == "raw-delete":
             assert pool is not None
-            return lambda n: pool.execute(RAW_DELETE, *slice_[n])
+            return lambda n: pool.fetchrow(RAW_DELETE, *slice_[n])
         if mode == "changes":
             assert stub is not None
             return lambda n: stub.ListChanges(

@@ -725,7 +725,8 @@ def workloads(bench: Bench) -> list[Workload]:
             ["GetSettings 10 keys retailer, uncached, 10k settings"],
         ),
     ]
-    raw_put, raw_delete = "raw SQL upsert + log + counter", "raw SQL delete + log + counter"
+    raw_put = "raw SQL upsert + log + counter"
+    raw_delete = "raw SQL delete + log + counter + inherited read"
     changes_10k = "ListChanges 100 of an account, 10k log rows"
     at_10k = "GetSettings 10 keys at_revision, 10k log rows"
     made += [

@@ -1,7 +1,9 @@
-"""Small helpers shared by tests: building values and reading rich errors."""
+"""Small helpers shared by tests: building values, reading rich errors, waiting for lock
+waiters."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from typing import Any
@@ -113,3 +115,17 @@ async def define_key(
         ),
         metadata=metadata,
     )
+
+
+async def until_waiting_for_locks(db: Any, count: int = 1) -> None:
+    """Until `count` sessions of this database wait for a lock (at most 10 s): a writer
+    queued for the revision counter, say."""
+    for _ in range(1000):
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        )
+        if waiting >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} sessions never queued for a lock")

@@ -15,9 +15,10 @@ import time
 import asyncpg
 import pytest
 
+from tests.helpers import until_waiting_for_locks
 from tierset.core.errors import Code, TiersetError
 from tierset.core.values import Level, SettingType
-from tierset.store.database import ScopeRef, Store
+from tierset.store.database import ScopeRef, Store, query
 from tierset.store.migrate import available_migrations, migrate
 from tierset.store.revisions import Actor
 
@@ -101,6 +102,38 @@ async def test_a_tailing_reader_sees_every_change_once_in_commit_order(store, ne
         )
         assert change.reason == ("d" if operation == "DELETE" else "p") + str(writer_n)
         assert change.owner_account_id == scope.id
+
+
+async def test_a_delete_waiting_for_the_counter_inherits_a_value_committed_meanwhile(
+    store, db, next_id
+):
+    """A GLOBAL value put while an ACCOUNT delete of the same key waits for the revision
+    counter: the delete's one statement (0009) began before that put committed, and still
+    it answers with the GLOBAL value it now inherits, at the next revision."""
+    scope = await _account(store, next_id)
+    key = f"LOG.RACE.{next_id()}"
+    await store.write(scope, key, SettingType.INTEGER, "1")
+    async with db.acquire() as holder:
+        async with holder.transaction():
+            put = await holder.fetchrow(
+                query("put_setting"),
+                "GLOBAL",
+                None,
+                None,
+                key,
+                "INTEGER",
+                "2",
+                None,
+                *Actor().columns(),
+                "",
+                None,
+            )
+            deleting = asyncio.ensure_future(store.delete(scope, key))
+            await until_waiting_for_locks(db)
+        deleted = await deleting
+    assert deleted.revision == put["revision"] + 1
+    assert deleted.effective is not None
+    assert (deleted.effective.level, deleted.effective.value) == (Level.GLOBAL, "2")
 
 
 async def test_each_write_and_delete_logs_its_whole_old_and_new_side(store, next_id):

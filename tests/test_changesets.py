@@ -10,7 +10,7 @@ import asyncio
 import grpc
 import pytest
 
-from tests.helpers import define_key, error_info, field_violations
+from tests.helpers import define_key, error_info, field_violations, until_waiting_for_locks
 from tests.watching import Response, watching
 from tierset.core.authz import Role
 from tierset.v1 import settings_pb2 as pb
@@ -391,25 +391,12 @@ async def test_a_single_put_waiting_for_the_counter_sees_a_lock_committed_meanwh
                     pb.ApplyChangesRequest(changes=[put(key, 1), other(LOCK, key)])
                 )
             )
-            await _until_waiting(db, 1)
+            await until_waiting_for_locks(db, 1)
             single = asyncio.ensure_future(single_put(settings_stub, account, key, 2))
-            await _until_waiting(db, 2)
+            await until_waiting_for_locks(db, 2)
         await changeset
         error = await _refusal(single)
         assert error_info(error).reason == "KEY_LOCKED"
-
-
-async def _until_waiting(db, count: int) -> None:
-    """Until `count` sessions wait for a lock (at most 10 s)."""
-    for _ in range(1000):
-        waiting = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database()"
-        )
-        if waiting >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{count} sessions never queued for the revision counter")
 
 
 async def test_changesets_racing_single_writes_keep_revisions_in_commit_order(

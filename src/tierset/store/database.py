@@ -599,39 +599,28 @@ class Store(PoolClient):
         """Removes one setting so the key inherits again; `scope` None means GLOBAL.
 
         Raises NOT_FOUND when the scope or the setting does not exist, ABORTED when
-        `expected_version` is given and differs. The delete (``delete_setting``) and the
-        read of what the scope now inherits run in one transaction, which holds the
-        counter until it commits: the inherited setting is exactly the one after this
-        revision. For GLOBAL, nothing is inherited.
+        `expected_version` is given and differs. The delete, its log row and the read of
+        what the scope now inherits are ONE statement (``delete_setting``) in autocommit,
+        so the revision counter, which every writer queues on, is held for one round trip
+        and the commit, as a put holds it; the inherited setting is exactly the one after
+        this revision (migration 0009). For GLOBAL, nothing is inherited.
         """
         level = Level.GLOBAL if scope is None else scope.level
         account_id, retailer_id = (None, None) if scope is None else scope.owner_columns()
         async with self._acquire() as connection:
             try:
-                async with connection.transaction():
-                    row = await connection.fetchrow(
-                        query("delete_setting"),
-                        level.value,
-                        account_id,
-                        retailer_id,
-                        key,
-                        expected_version,
-                        *actor.columns(),
-                        reason,
-                    )
-                    effective = None
-                    if scope is not None:
-                        rows = await connection.fetch(
-                            query("effective_settings"),
-                            scope.level.value,
-                            scope.id,
-                            [key],
-                            None,
-                            MAX_READ_BYTES,
-                        )
-                        found = _settings_from_rows(rows)
-                        effective = found[0] if found else None
-                    return DeleteResult(row["revision"], effective)
+                row = await connection.fetchrow(
+                    query("delete_setting"),
+                    level.value,
+                    account_id,
+                    retailer_id,
+                    key,
+                    expected_version,
+                    *actor.columns(),
+                    reason,
+                )
+                effective = None if row["key"] is None else setting_from_row(row)
+                return DeleteResult(row["revision"], effective)
             except asyncpg.PostgresError as error:
                 if error.sqlstate != _REFUSED:
                     raise

@@ -143,8 +143,11 @@ SELECT up.id, up.version, up.create_revision, up.mod_revision, up.update_time,
 -- such setting, a stale version) raises TS409, rolling the bump back. A row
 -- created while this statement waited for the counter is invisible to it, so
 -- the delete answers NOT_FOUND: it overlapped that create and is ordered
--- before it, which is as correct (linearisable) as after. Run in
--- a transaction with the read of what is now effective (see Store.delete).
+-- before it, which is as correct (linearisable) as after. Run in autocommit,
+-- like put_setting: the counter is held for this one statement and its commit.
+-- The same statement answers what the scope now inherits (`eff`, NULL columns:
+-- nothing, or a GLOBAL delete): 0009's tierset_inherited_setting, called with
+-- the bumped revision so that it reads in a snapshot taken after the bump.
 -- $1 level, $2 account_id, $3 retailer_id, $4 key, $6..$10 the actor, $11 the reason.
 WITH rev AS (
     UPDATE revision_counter SET revision = revision + 1 WHERE only_row = true RETURNING revision
@@ -170,10 +173,18 @@ WITH rev AS (
       FROM rev JOIN gone ON true
     RETURNING revision
 )
-SELECT rev.revision, gone.id, gone.version,
+SELECT rev.revision, gone.id AS deleted_id,
        CASE WHEN gone.id IS NULL THEN tierset_refuse_change() END AS refused,
-       (SELECT count(*) FROM logged) AS logged
-  FROM rev LEFT JOIN gone ON true;
+       (SELECT count(*) FROM logged) AS logged,
+       -- One value is far below MAX_READ_BYTES (values.py), so no read budget here.
+       eff.id, eff.key, eff.type::text AS type, eff.value::text AS value,
+       eff.level::text AS level, eff.version, eff.update_time, eff.create_revision,
+       eff.mod_revision, eff.lock_revision, eff.lock_time, eff.lock_user_id,
+       eff.lock_username, eff.lock_credential_kind, eff.lock_credential_id,
+       eff.lock_request_id
+  FROM rev LEFT JOIN gone ON true
+  LEFT JOIN LATERAL tierset_inherited_setting($1::text::setting_level, $2::bigint, $3::bigint,
+                                              $4::text, rev.revision) eff ON true;
 
 -- name: scope_exists
 SELECT EXISTS (SELECT 1 FROM accounts  WHERE $1::text = 'ACCOUNT'  AND id = $2)
