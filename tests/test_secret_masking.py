@@ -164,6 +164,8 @@ async def _watch_lock(stub, s, role):
             )
         )
         message = await stream.next()
+    # Unlocked again, so that the next read of this path locks (and is heard) too.
+    await stub.UnlockSetting(settings_pb2.UnlockSettingRequest(scope=_account(s), key=s.secret_key))
     (event,) = message.events
     assert event.setting.HasField("lock") and not event.previous.HasField("lock")
     return [event.setting, event.previous], message.SerializeToString()

@@ -12,6 +12,9 @@ import pytest
 from tests.watching import Response, watching
 from tierset.v1 import settings_pb2 as pb
 
+# A missed event would otherwise show as a stream of PROGRESS messages read for ever.
+pytestmark = pytest.mark.timeout(90)
+
 
 def _int(n: int) -> pb.SettingValue:
     return pb.SettingValue(integer_value=n)
