@@ -452,14 +452,19 @@ async def test_watch_sees_a_changeset_as_one_message_at_its_revision(
         after = await settings_stub.ApplyChanges(
             pb.ApplyChangesRequest(changes=[put(second, 4, retailer)])
         )
+        lock = await stream.next()
         following = await stream.next()
 
     assert (message.kind, message.revision) == (Response.KIND_EVENTS, applied.revision)
     assert [(e.key, e.setting.value.integer_value) for e in message.events] == sorted(
         [(first, 1), (second, 2)]
     )
-    # The lock changed no effective value: no event for it; the next message is the next put.
-    assert locked.revision < after.revision == following.revision
+    # The lock changed no value, but the retailer hears it (the ACCOUNT value it inherits).
+    assert lock.revision == locked.revision
+    assert [(e.key, e.setting.lock.revision, e.previous.HasField("lock")) for e in lock.events] == [
+        (first, locked.revision, False)
+    ]
+    assert after.revision == following.revision
 
 
 async def test_the_read_cache_sees_a_changeset(settings_stub, family, unique_key):

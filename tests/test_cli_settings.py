@@ -295,6 +295,20 @@ async def test_watch_prints_a_line_per_change_and_ctrl_c_ends_it_quietly(
             assert event["previous"] is None
         else:
             assert line.split() == [str(put.json()["revision"]), key, "42", "(ACCOUNT)"]
+        # A lock and an unlock change no value but what the retailer may do: a line each.
+        for verb in ("lock", "unlock"):
+            done = await as_admin(verb, "--account", str(account), key, "-o", "json")
+            line = await _line(process.stdout)
+            if output == "json":
+                event = json.loads(line)
+                assert event["revision"] == done.json()["revision"]
+                locked = event["setting"]["locked"]
+                assert (locked or {}).get("revision") == (
+                    done.json()["revision"] if verb == "lock" else None
+                )
+            else:
+                shown = ["(ACCOUNT", "(locked))"] if verb == "lock" else ["(ACCOUNT)"]
+                assert line.split() == [str(done.json()["revision"]), key, "42", *shown]
         await as_admin("delete", "--account", str(account), key)
         gone = await _line(process.stdout)
         if output == "json":

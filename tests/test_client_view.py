@@ -22,6 +22,7 @@ from tierset.api.server import App, start_app
 from tierset.core.authz import Role
 from tierset.ops.config import Config
 from tierset.store.database import Store
+from tierset.v1 import settings_pb2 as pb
 
 DEADLINE = 30.0
 
@@ -225,4 +226,53 @@ async def test_typed_getters_defaults_and_type_errors(
         with pytest.raises(TypeError, match="I is a INTEGER setting"):
             view.get_str("I")
         assert view.age_seconds < 3600
+        await view.close()
+
+
+async def test_a_view_exposes_locks_and_keeps_them_in_its_file(
+    server: App,
+    platform_caller: Caller,
+    settings_stub,
+    new_account: Callable[[], Awaitable[int]],
+    new_retailer: Callable[[int], Awaitable[int]],
+    unique_key: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    account_id = await new_account()
+    retailer = tc.Scope.retailer(await new_retailer(account_id))
+    key = unique_key("VL")
+    saved = tmp_path / "settings.json"
+    async with tc.Client(f"127.0.0.1:{server.port}", tc.ApiToken(platform_caller.token)) as c:
+        await c.put(tc.Scope.account(account_id), key, 5)
+        view = await c.view(retailer, keys=[key], last_known_good=saved)
+        recorded = Revisions()
+        view.on_change(recorded)
+        assert view.setting(key).lock is None
+        account = pb.Scope(account_id=account_id)
+        locked = await settings_stub.LockSetting(pb.LockSettingRequest(scope=account, key=key))
+        await until(lambda: view.revision == locked.revision)
+        lock = view.setting(key).lock
+        assert lock == tc.Lock(
+            locked.revision,
+            locked.setting.lock.lock_time.ToJsonString(),
+            locked.setting.lock.actor.username,
+        )
+        assert view.get_int(key) == 5  # the value is unchanged
+        assert [(e.setting.lock, e.previous.lock) for e in recorded.events] == [(lock, None)]
+
+        def saved_lock() -> object:
+            if not saved.exists():
+                return None
+            return json.loads(saved.read_text())["settings"][0].get("lock")
+
+        await until(lambda: saved_lock() is not None)
+        assert tc.Setting.from_json(json.loads(saved.read_text())["settings"][0]) == view.setting(
+            key
+        )
+        unlocked = await settings_stub.UnlockSetting(
+            pb.UnlockSettingRequest(scope=account, key=key)
+        )
+        await until(lambda: view.revision == unlocked.revision)
+        assert view.setting(key).lock is None
+        assert recorded.seen == [locked.revision, unlocked.revision]
         await view.close()

@@ -64,3 +64,20 @@ async def test_a_change_over_grpc_and_a_new_key_reach_the_open_matrix(
     await expect(
         page.locator(f'tr[data-key="{second}"] td[data-level="RETAILER"]')
     ).to_contain_text("new")
+
+
+async def test_a_lock_over_grpc_reaches_the_open_matrix(console_scope, settings_stub, unique_key):
+    """A lock changes no value, but Watch reports it: the matrix shows it, then drops it."""
+    key = unique_key("LIVE")
+    account = settings_pb2.Scope(account_id=console_scope.account)
+    await settings_stub.PutSetting(_put(account, key, "held"))
+    page = console_scope.viewer
+    await page.goto(f"/console/retailers/{console_scope.retailer}?prefix={key}")
+    await expect(page.locator("#matrix")).to_have_attribute("data-live", "open")
+    badge = page.locator(f'tr[data-key="{key}"] td[data-level="ACCOUNT"] .badge.lock')
+    await expect(badge).to_have_count(0)
+
+    await settings_stub.LockSetting(settings_pb2.LockSettingRequest(scope=account, key=key))
+    await expect(badge).to_have_text("locked")  # no reload: the watch brought it
+    await settings_stub.UnlockSetting(settings_pb2.UnlockSettingRequest(scope=account, key=key))
+    await expect(badge).to_have_count(0)

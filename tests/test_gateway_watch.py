@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from tests.watching import put
+from tierset.v1 import settings_pb2
 
 
 async def _frames(lines, count: int) -> list[dict]:
@@ -52,6 +53,35 @@ async def test_sse_sends_the_snapshot_then_events_and_resumes_from_last_event_id
     async with http.stream("GET", path, headers=headers) as response:
         (replayed,) = await _frames(response.aiter_lines(), 1)
     assert replayed["id"] == event["id"] and replayed["data"] == event["data"]
+
+
+async def test_sse_carries_a_lock_in_the_snapshot_and_as_events(
+    http, rest_auth_headers, settings_stub, new_account, unique_key
+):
+    account = await new_account()
+    key = unique_key("S")
+    await put(settings_stub, "ACCOUNT", key, 1, account=account)
+    scope = settings_pb2.Scope(account_id=account)
+    first = await settings_stub.LockSetting(settings_pb2.LockSettingRequest(scope=scope, key=key))
+    path = f"/api/v4.1/settings/account/{account}/{key}/watch"
+    async with http.stream("GET", path, headers=rest_auth_headers) as response:
+        lines = response.aiter_lines()
+        (snapshot,) = await _frames(lines, 1)
+        unlocked = await settings_stub.UnlockSetting(
+            settings_pb2.UnlockSettingRequest(scope=scope, key=key)
+        )
+        (event,) = await _frames(lines, 1)
+    lock = first.setting.lock
+    shown = {
+        "revision": first.revision,
+        "time": lock.lock_time.ToJsonString(),
+        "username": lock.actor.username,
+    }
+    assert snapshot["data"]["settings"][0]["lock"] == shown
+    assert int(event["id"]) == unlocked.revision
+    (change,) = event["data"]["events"]
+    assert "lock" not in change["setting"] and change["previous"]["lock"] == shown
+    assert change["setting"]["value"] == change["previous"]["value"] == 1
 
 
 async def test_sse_refusals_have_the_gets_status_and_body(http, rest_auth_headers, new_account):

@@ -375,7 +375,7 @@ async def test_an_unlock_then_a_delete_in_one_changeset_removes_a_locked_value(
     assert await db.fetchval("SELECT count(*) FROM settings WHERE key = $1", key) == 0
 
 
-async def test_watch_hears_the_overrides_a_lock_removes_and_nothing_for_the_lock(
+async def test_watch_hears_the_overrides_a_lock_removes_with_the_lock_in_one_message(
     settings_stub, family, unique_key
 ):
     _, retailer = family
@@ -391,12 +391,17 @@ async def test_watch_hears_the_overrides_a_lock_removes_and_nothing_for_the_lock
             pb.LockSettingRequest(key=overridden, remove_overrides=True)
         )
         removal = await stream.next()
-        await settings_stub.LockSetting(pb.LockSettingRequest(key=plain))  # no event
-        later = await _set_global(settings_stub, plain, 2)
-        following = await stream.next()
+        locking = await settings_stub.LockSetting(pb.LockSettingRequest(key=plain))
+        lock = await stream.next()
 
     assert removal.revision == removing.revision
     [event] = removal.events
     assert (event.key, event.previous.value.integer_value) == (overridden, 5)
     assert (event.setting.level, event.setting.value.integer_value) == (pb.SETTING_LEVEL_GLOBAL, 1)
-    assert following.revision == later.revision  # the lock of `plain` sent nothing
+    assert event.setting.lock.revision == removing.revision
+    assert not event.previous.HasField("lock")
+    # The lock of `plain` changed no value but what the retailer may do: heard at its revision.
+    assert lock.revision == locking.revision
+    [event] = lock.events
+    assert event.setting.lock == locking.setting.lock
+    assert event.setting.value.integer_value == event.previous.value.integer_value == 1

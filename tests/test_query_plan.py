@@ -203,6 +203,9 @@ async def test_the_watch_hubs_log_read_and_re_resolution_read_through_indexes(hi
     _no_seq_scan(log, "change_log")
     _no_seq_scan(states, "change_log", "settings")
     _no_seq_scan(ranged, "settings")
+    # A setting's lock at a revision: found among lock, unlock and delete rows only (0009),
+    # not by walking every put of the key.
+    assert "change_log_lock_rows" in {n.get("Index Name") for n in states}
 
 
 @pytest.mark.parametrize("level", ["GLOBAL", "ACCOUNT"])

@@ -155,6 +155,22 @@ async def _watch_events(stub, s, role):
     return [event.setting, event.previous], message.SerializeToString()
 
 
+async def _watch_lock(stub, s, role):
+    async with watching(stub, s.metadata(role), scope=_account(s), keys=[s.secret_key]) as stream:
+        await stream.next()
+        await stub.LockSetting(
+            settings_pb2.LockSettingRequest(
+                scope=_account(s), key=s.secret_key, remove_overrides=True
+            )
+        )
+        message = await stream.next()
+    # Unlocked again, so that the next read of this path locks (and is heard) too.
+    await stub.UnlockSetting(settings_pb2.UnlockSettingRequest(scope=_account(s), key=s.secret_key))
+    (event,) = message.events
+    assert event.setting.HasField("lock") and not event.previous.HasField("lock")
+    return [event.setting, event.previous], message.SerializeToString()
+
+
 PATHS = {
     "GetSettings(retailer)": _get_retailer,
     "GetSettings(account)": _get_account,
@@ -164,6 +180,7 @@ PATHS = {
     "ListChanges": _changes,
     "WatchSettings(snapshot)": _watch_snapshot,
     "WatchSettings(events)": _watch_events,
+    "WatchSettings(lock)": _watch_lock,
 }
 
 

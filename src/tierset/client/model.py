@@ -62,8 +62,23 @@ def _level_name(value: int) -> str:
 
 
 @dataclass(frozen=True)
+class Lock:
+    """A lock on a value (no account or retailer below may override it): the revision that
+    took it, when (``time``: RFC 3339, UTC) and by whom."""
+
+    revision: int
+    time: str
+    username: str
+
+    @classmethod
+    def from_proto(cls, message: settings_pb2.SettingLock) -> Lock:
+        return cls(message.revision, message.lock_time.ToJsonString(), message.actor.username)
+
+
+@dataclass(frozen=True)
 class Setting:
-    """One effective (or level) setting as the server resolved it."""
+    """One effective (or level) setting as the server resolved it; ``lock`` is set while
+    its value is locked (a view hears a lock and an unlock as events)."""
 
     key: str
     type: str
@@ -72,6 +87,7 @@ class Setting:
     version: int
     mod_revision: int = 0
     create_revision: int = 0
+    lock: Lock | None = None
 
     @classmethod
     def from_proto(cls, message: settings_pb2.Setting) -> Setting:
@@ -83,10 +99,11 @@ class Setting:
             version=message.version,
             mod_revision=message.mod_revision,
             create_revision=message.create_revision,
+            lock=Lock.from_proto(message.lock) if message.HasField("lock") else None,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "key": self.key,
             "type": self.type,
             "value": self.value,
@@ -95,10 +112,19 @@ class Setting:
             "mod_revision": self.mod_revision,
             "create_revision": self.create_revision,
         }
+        if self.lock is not None:
+            data["lock"] = {
+                "revision": self.lock.revision,
+                "time": self.lock.time,
+                "username": self.lock.username,
+            }
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Setting:
-        return cls(**data)
+        # A file written before locks were kept has no "lock".
+        lock = data.get("lock")
+        return cls(**{**data, "lock": None if lock is None else Lock(**lock)})
 
 
 def decode_value(setting_type: int, value: settings_pb2.SettingValue) -> Any:

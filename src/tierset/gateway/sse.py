@@ -7,7 +7,9 @@ browser's EventSource resumes by itself: it sends the last id as ``Last-Event-ID
 which becomes ``start_revision`` (the stream then replays every change after it and
 goes live). Event names are ``snapshot``, ``events`` and ``progress``; the data is JSON:
 ``{"revision", "settings": [...]}`` or ``{"revision", "events": [{"key", "setting",
-"previous"}]}``, each setting shaped as the GET answers it (null: not set).
+"previous"}]}``, each setting shaped as the GET answers it (null: not set), plus, when
+its value is locked, ``"lock": {"revision", "time", "username"}`` (a lock or unlock is an
+``events`` event of its own: the GET shape has no lock, the Fluent Commerce contract's).
 
 The gateway translates, it does not decide: the first message is awaited before the
 response starts, so a refusal (bad key, unknown scope, no credentials, a compacted
@@ -44,18 +46,31 @@ _KINDS = {
 }
 
 
+def _setting_json(setting: settings_pb2.Setting) -> str:
+    """A setting as the GET shows it, with its lock when it has one."""
+    entry = _entry_json(setting)
+    if not setting.HasField("lock"):
+        return entry
+    lock = setting.lock
+    fields = (
+        f'"revision":{lock.revision},"time":{json.dumps(lock.lock_time.ToJsonString())},'
+        f'"username":{json.dumps(lock.actor.username, ensure_ascii=False)}'
+    )
+    return f'{entry[:-1]},"lock":{{{fields}}}}}'
+
+
 def _frame(message: settings_pb2.WatchSettingsResponse) -> str:
     if message.kind == settings_pb2.WatchSettingsResponse.KIND_EVENTS:
         entries = []
         for event in message.events:
-            setting = _entry_json(event.setting) if event.HasField("setting") else "null"
-            previous = _entry_json(event.previous) if event.HasField("previous") else "null"
+            setting = _setting_json(event.setting) if event.HasField("setting") else "null"
+            previous = _setting_json(event.previous) if event.HasField("previous") else "null"
             entries.append(
                 f'{{"key":{json.dumps(event.key)},"setting":{setting},"previous":{previous}}}'
             )
         data = f'{{"revision":{message.revision},"events":[{",".join(entries)}]}}'
     else:
-        settings = ",".join(_entry_json(s) for s in message.settings)
+        settings = ",".join(_setting_json(s) for s in message.settings)
         data = f'{{"revision":{message.revision},"settings":[{settings}]}}'
     return f"id: {message.revision}\nevent: {_KINDS[message.kind]}\ndata: {data}\n\n"
 

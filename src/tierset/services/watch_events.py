@@ -13,6 +13,14 @@ and an event is sent only where the pair's effective setting actually changed: a
 GLOBAL change shadowed by an override, or an ACCOUNT change shadowed by a retailer's
 value, changes nothing for that scope and sends nothing.
 
+A setting's lock is part of it (``StoredSetting.lock``): a lock or unlock row (0008)
+keeps the value and changes its lock, so a scope whose effective value it is hears an
+event with ``setting`` locked (or unlocked) and ``previous`` as it was. A lock can only
+ever be of a value effective for every scope below it (locking over overrides is refused
+unless ``remove_overrides`` deletes them, in the same revision, and nothing may override
+a locked value), so a lock is never shadowed: an ACCOUNT lock over a retailer's override
+is heard by that retailer as one event, the override replaced by the locked value.
+
 :func:`replay` walks a batch forward: from each triple's state after the batch's first
 revision minus one (the store resolves it from the log, in the same snapshot), applying
 each revision's rows in order, so a batch of many revisions yields each revision's own
@@ -24,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tierset.core.values import Level
@@ -85,6 +93,24 @@ def reaches(change: LoggedChange, retailer_id: int | None, account_id: int) -> b
     return retailer_id is not None and change.scope_id == retailer_id
 
 
+def _apply(states: dict[Triple, StoredSetting | None], row: LoggedChange) -> None:
+    """The triple's state after `row`: a lock or unlock keeps the value and sets its lock;
+    a put keeps the lock of the row it updates (a new row, after a delete, has none)."""
+    current = states.get(row.triple)
+    if row.relock:
+        base = current if current is not None else row.after
+        states[row.triple] = None if base is None else replace(base, lock=row.lock)
+    elif (
+        current is not None  # only values ever locked pay for the check below
+        and current.lock is not None
+        and row.after is not None
+        and row.after.id == current.id
+    ):
+        states[row.triple] = replace(row.after, lock=current.lock)
+    else:
+        states[row.triple] = row.after
+
+
 def replay(
     changes: Iterable[LoggedChange],
     pairs_of: dict[Triple, list[Pair]],
@@ -105,11 +131,11 @@ def replay(
         touched = {pair for row in rows for pair in pairs_of.get(row.triple, ())}
         if not touched:
             for row in rows:
-                states[row.triple] = row.after
+                _apply(states, row)
             continue
         before = {pair: effective(states, pair) for pair in touched}
         for row in rows:
-            states[row.triple] = row.after
+            _apply(states, row)
         events: dict[Pair, Event] = {}
         for pair in touched:
             after = effective(states, pair)

@@ -95,7 +95,7 @@ class SettingLock:
 @dataclass(frozen=True)
 class StoredSetting:
     """A setting as resolved for a scope; `value` is its JSON text; `lock` is set when the
-    value is locked (and the read knows: reads at a revision and Watch do not)."""
+    value is locked (and the read knows: reads at a revision do not; Watch does)."""
 
     id: int
     key: str

@@ -13,13 +13,14 @@ The statements (``watch_log``, ``watch_level_states``, ``watch_range_levels`` in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tierset.core.values import Level, SettingType, compact_json
-from tierset.store.database import PoolClient, StoredSetting, query
-from tierset.store.revisions import key_range
+from tierset.store.database import PoolClient, SettingLock, StoredSetting, lock_from_row, query
+from tierset.store.revisions import Actor, key_range
 
 # (level, scope_id, key): one stored setting's address; scope_id is 0 for GLOBAL.
 Triple = tuple[Level, int, str]
@@ -28,7 +29,8 @@ Triple = tuple[Level, int, str]
 @dataclass(frozen=True)
 class LoggedChange:
     """One log row as Watch needs it: where, at which revision, and the setting after it
-    (None: deleted)."""
+    (None: deleted). A lock or unlock row (`relock`) changes no value: `lock` is the lock
+    it set (None: it unlocked), and the service keeps the value as it stood."""
 
     revision: int
     level: Level
@@ -36,6 +38,8 @@ class LoggedChange:
     owner_account_id: int | None
     key: str
     after: StoredSetting | None
+    relock: bool = False
+    lock: SettingLock | None = None
 
     @property
     def triple(self) -> Triple:
@@ -69,6 +73,7 @@ def _setting(row: Any, level: Level, key: str) -> StoredSetting | None:
         update_time=row["update_time"],
         create_revision=row["create_revision"],
         mod_revision=row["mod_revision"],
+        lock=lock_from_row(row),
     )
 
 
@@ -89,8 +94,30 @@ def _change(row: Any) -> LoggedChange:
             create_revision=row["new_create_revision"],
             mod_revision=row["revision"],
         )
+    relock, lock = False, None
+    if row["lock_change"] is not None:
+        relock, change = True, json.loads(row["lock_change"])
+        if change["locked"]:
+            lock = SettingLock(
+                row["revision"],
+                row["change_time"],
+                Actor(
+                    change["user_id"],
+                    change["username"],
+                    change["credential_kind"],
+                    change["credential_id"],
+                    change["request_id"],
+                ),
+            )
     return LoggedChange(
-        row["revision"], level, row["scope_id"], row["owner_account_id"], row["key"], after
+        row["revision"],
+        level,
+        row["scope_id"],
+        row["owner_account_id"],
+        row["key"],
+        after,
+        relock,
+        lock,
     )
 
 

@@ -314,7 +314,9 @@ class SettingsServiceServicer:
         An event is a change of the *effective* value for the watched scope: a
         GLOBAL change reaches only scopes that do not override the key; an
         ACCOUNT change reaches the account's retailers without their own value;
-        deleting an override sends the value now inherited. PROGRESS messages
+        deleting an override sends the value now inherited. A lock or unlock of
+        the value the scope resolves is an event too: the same value with its
+        `lock` set or cleared. PROGRESS messages
         carry the current revision when nothing changed for a while
         (TIERSET_WATCH_PROGRESS_SECONDS), so an idle watcher can resume cheaply.
         Authorised like GetSettings; a revoked or expired credential ends the
@@ -343,8 +345,9 @@ class SettingsServiceServicer:
         naming the level that locked it, who and when). The locked level itself
         may still change the value; a locked value cannot be deleted (unlock it
         first). One new revision, logged as a LOCK change; locking a locked value
-        changes nothing (revision 0). A lock changes no effective value, so
-        WatchSettings sends no event for it (overrides it removes do send theirs).
+        changes nothing (revision 0). A lock changes no value, but WatchSettings
+        reports it: an event at its revision, `setting.lock` set (overrides it
+        removes are in the same message).
         Errors: INVALID_ARGUMENT for a bad key or a retailer scope (nothing is
         below a retailer); NOT_FOUND (SETTING_NOT_FOUND) when the level has no
         value for the key; ABORTED (VERSION_MISMATCH) for a stale

@@ -434,7 +434,8 @@ async def watch(args: argparse.Namespace, session: Session) -> int:
                     )
                 else:
                     now = (
-                        f"{output.value_cell(setting)} ({values.level_name(setting.level)})"
+                        # "(ACCOUNT (locked))": a lock or unlock is a line of its own.
+                        f"{output.value_cell(setting)} ({output.level_cell(setting)})"
                         if setting is not None
                         else "unset"
                     )

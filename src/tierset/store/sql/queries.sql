@@ -778,16 +778,25 @@ RETURNING compacted_revision;
 -- compacted one, so a window never splits one), with the counter as this
 -- snapshot sees it. One row with NULL columns when the window holds nothing.
 -- The new side is the setting after the change, as a resolved read shows it.
+-- A lock or unlock (0008) changes no value but what a scope may do: its row
+-- comes too, `lock_change` (one JSON column, NULL for a put or delete, so rows
+-- of values never locked cost nothing more) saying which and who; the lock's
+-- time and revision are the row's.
 SELECT counter.revision AS current_revision, counter.compacted_revision,
        c.revision, c.seq, c.change_time, c.level::text AS level, c.scope_id,
        c.owner_account_id, c.key, c.setting_id, c.new_type::text AS new_type,
        c.new_value::text AS new_value, c.new_version,
        CASE WHEN c.old_version IS NULL THEN c.revision ELSE c.old_create_revision END
-           AS new_create_revision
+           AS new_create_revision,
+       CASE WHEN c.operation IN ('LOCK', 'UNLOCK') THEN
+           json_build_object('locked', c.operation = 'LOCK', 'user_id', c.actor_user_id,
+                             'username', c.actor_username,
+                             'credential_kind', c.credential_kind,
+                             'credential_id', c.credential_id,
+                             'request_id', c.request_id)::text
+       END AS lock_change
   FROM revision_counter counter
   LEFT JOIN change_log c ON c.revision > $1::bigint AND c.revision <= $2::bigint
-       -- A lock or unlock changes no effective value (0008): Watch has nothing to say.
-       AND c.operation IN ('PUT', 'DELETE')
  ORDER BY c.revision, c.seq;
 
 -- name: watch_level_states
@@ -798,7 +807,33 @@ SELECT counter.revision AS current_revision, counter.compacted_revision,
 -- precedence and each revision's changes from them and the log it just read.
 -- Each triple is one probe of settings' unique (level, scope_id, key) index
 -- and one of change_log_setting_revision.
+--
+-- Its lock after $4 (0008), from the log as well: with no lock, unlock or
+-- delete of the triple after $4 (`nl`), the current row's lock (a put keeps
+-- the lock of the row it updates); else the last lock, unlock or delete at or
+-- before $4 (`pl`, probed only then) says: a LOCK row is the lock (its time,
+-- revision and actor). When `pl` was compacted away and `nl` is an UNLOCK, the
+-- value was locked but who and when are lost: revision 0, the epoch, no actor.
+-- Both lock probes go through change_log_lock_rows (0009), which holds only
+-- those rows: one descent each, however many puts the key has.
 SELECT t.n, t.level, t.scope_id, t.key,
+       CASE WHEN nl.revision IS NULL THEN s.lock_revision
+            WHEN pl.operation = 'LOCK' THEN pl.revision
+            WHEN pl.revision IS NULL AND nl.operation = 'UNLOCK' THEN 0 END AS lock_revision,
+       CASE WHEN nl.revision IS NULL THEN s.lock_time
+            WHEN pl.operation = 'LOCK' THEN pl.change_time
+            WHEN pl.revision IS NULL AND nl.operation = 'UNLOCK' THEN 'epoch'::timestamptz
+       END AS lock_time,
+       CASE WHEN nl.revision IS NULL THEN s.lock_user_id
+            WHEN pl.operation = 'LOCK' THEN pl.actor_user_id END AS lock_user_id,
+       CASE WHEN nl.revision IS NULL THEN s.lock_username
+            WHEN pl.operation = 'LOCK' THEN pl.actor_username END AS lock_username,
+       CASE WHEN nl.revision IS NULL THEN s.lock_credential_kind
+            WHEN pl.operation = 'LOCK' THEN pl.credential_kind END AS lock_credential_kind,
+       CASE WHEN nl.revision IS NULL THEN s.lock_credential_id
+            WHEN pl.operation = 'LOCK' THEN pl.credential_id END AS lock_credential_id,
+       CASE WHEN nl.revision IS NULL THEN s.lock_request_id
+            WHEN pl.operation = 'LOCK' THEN pl.request_id END AS lock_request_id,
        CASE WHEN fc.revision IS NULL THEN s.id ELSE fc.setting_id END AS id,
        CASE WHEN fc.revision IS NULL THEN s.type ELSE fc.old_type END::text AS type,
        CASE WHEN fc.revision IS NULL THEN s.value ELSE fc.old_value END::text AS value,
@@ -817,6 +852,23 @@ SELECT t.n, t.level, t.scope_id, t.key,
        ORDER BY c.revision, c.seq
        LIMIT 1
   ) fc ON true
+  LEFT JOIN LATERAL (
+      SELECT c.revision, c.operation FROM change_log c
+       WHERE c.level = t.level::setting_level AND c.scope_id = t.scope_id AND c.key = t.key
+         AND c.revision > $4::bigint AND c.operation IN ('LOCK', 'UNLOCK', 'DELETE')
+       ORDER BY c.revision, c.seq
+       LIMIT 1
+  ) nl ON true
+  LEFT JOIN LATERAL (
+      SELECT c.revision, c.operation, c.change_time, c.actor_user_id, c.actor_username,
+             c.credential_kind, c.credential_id, c.request_id
+        FROM change_log c
+       WHERE nl.revision IS NOT NULL
+         AND c.level = t.level::setting_level AND c.scope_id = t.scope_id AND c.key = t.key
+         AND c.revision <= $4::bigint AND c.operation IN ('LOCK', 'UNLOCK', 'DELETE')
+       ORDER BY c.revision DESC, c.seq DESC
+       LIMIT 1
+  ) pl ON true
   LEFT JOIN settings s
     ON s.level = t.level::setting_level AND s.scope_id = t.scope_id AND s.key = t.key
  ORDER BY t.n;
@@ -827,7 +879,9 @@ SELECT t.n, t.level, t.scope_id, t.key,
 -- $2; GLOBAL), current. Precedence is resolved by the caller, with the counter
 -- read in the same snapshot.
 SELECT s.id, s.key, s.type::text AS type, s.value::text AS value, s.level::text AS level,
-       s.scope_id, s.version, s.update_time, s.create_revision, s.mod_revision
+       s.scope_id, s.version, s.update_time, s.create_revision, s.mod_revision,
+       s.lock_revision, s.lock_time, s.lock_user_id, s.lock_username,
+       s.lock_credential_kind, s.lock_credential_id, s.lock_request_id
   FROM settings s
  WHERE (   (s.level = 'RETAILER' AND s.scope_id = $1::bigint)
         OR (s.level = 'ACCOUNT'  AND s.scope_id = $2::bigint)
