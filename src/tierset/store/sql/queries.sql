@@ -814,7 +814,7 @@ SELECT counter.revision AS current_revision, counter.compacted_revision,
 -- before $4 (`pl`, probed only then) says: a LOCK row is the lock (its time,
 -- revision and actor). When `pl` was compacted away and `nl` is an UNLOCK, the
 -- value was locked but who and when are lost: revision 0, the epoch, no actor.
--- Both lock probes go through change_log_lock_rows (0009), which holds only
+-- Both lock probes go through change_log_lock_rows (0010), which holds only
 -- those rows: one descent each, however many puts the key has.
 SELECT t.n, t.level, t.scope_id, t.key,
        CASE WHEN nl.revision IS NULL THEN s.lock_revision
