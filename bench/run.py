@@ -132,8 +132,11 @@ async def seed_main(dsn: str) -> int:
             ACCOUNTS,
             RETAILERS,
         )
+        # One type per key (migration 0007): every level holds these keys as STRING, so the
+        # bench's puts (STRING) are accepted at any level.
         rows: list[tuple[Any, ...]] = [
-            ("GLOBAL", None, None, key_name(k), "INTEGER", str(k)) for k in range(1, GLOBALS + 1)
+            ("GLOBAL", None, None, key_name(k), "STRING", json.dumps(f"default {k}"))
+            for k in range(1, GLOBALS + 1)
         ]
         rows += [
             ("ACCOUNT", a, None, key_name(k), "STRING", json.dumps(f"account {a} value {k}"))
@@ -141,7 +144,7 @@ async def seed_main(dsn: str) -> int:
             for k in range(1, KEYS_PER_ACCOUNT + 1)
         ]
         rows += [
-            ("RETAILER", None, r, key_name(k), "JSON", json.dumps({"retailer": r, "key": k}))
+            ("RETAILER", None, r, key_name(k), "STRING", json.dumps(f"retailer {r} key {k}"))
             for r in range(OVERRIDING_EVERY, RETAILERS + 1, OVERRIDING_EVERY)
             for k in range(1, OVERRIDDEN_KEYS + 1)
         ]
