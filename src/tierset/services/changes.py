@@ -247,7 +247,7 @@ class ChangesService:
             if change.value is None:
                 raise errors.bad_field("value", "a PUT needs a value")
             prepared = await self._settings.prepare_put(
-                principal, change.scope, change.key, change.type_number, change.value
+                change.key, change.type_number, change.value
             )
             return PlannedChange(
                 Operation.PUT,

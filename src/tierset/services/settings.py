@@ -149,7 +149,7 @@ class SettingsService:
         reason: str,
     ) -> WriteResult:
         reason = check_reason(reason)
-        prepared = await self.prepare_put(principal, scope, key, type_number, value)
+        prepared = await self.prepare_put(key, type_number, value)
         level = Level.GLOBAL if scope is None else scope.level
         expected = _expected_version(expected_version)
         actor = actor_of(principal)
@@ -169,15 +169,9 @@ class SettingsService:
 
         return await self.under_definitions(principal, write)
 
-    async def prepare_put(
-        self,
-        principal: Principal,
-        scope: ScopeRef | None,
-        key: str,
-        type_number: int,
-        value: IncomingValue,
-    ) -> PreparedPut:
-        """THE check of one put's key, type and value (`scope` None: GLOBAL), for a single
+    @staticmethod
+    async def prepare_put(key: str, type_number: int, value: IncomingValue) -> PreparedPut:
+        """THE check of one put's key, type and value, for a single
         put and for every put of a changeset (services.changes) alike, so a rule added
         here holds for both. The caller has authorised the scope already. What must be
         checked against the stored state, race-free, is the store's, under the revision
