@@ -17,6 +17,8 @@ import logging
 import os
 import sys
 import threading
+import traceback
+from pathlib import Path
 
 from tierset.cli.soak.cluster import ChildFailed, Cluster
 from tierset.cli.soak.faults import FAULTS
@@ -58,7 +60,13 @@ async def soak(runs: list[Spec], cluster: Cluster) -> list[Result]:
                 result = await run(cluster, spec)
             except Exception as error:  # a run cut short fails; the next ones may still tell
                 result = Result(spec, failures={"runs that did not complete": 1})
-                result.notes.append(f"did not complete: {type(error).__name__}: {error}")
+                # The soak's own frame nearest the failure, not gRPC's or asyncio's.
+                frames = traceback.extract_tb(error.__traceback__)
+                where = [f for f in frames if "/soak/" in f.filename][-1]
+                result.notes.append(
+                    f"did not complete: {type(error).__name__}: {error}"
+                    f" (at {Path(where.filename).name}:{where.lineno} in {where.name})"
+                )
             results.append(result)
             print(f"soak: run {spec.label} {'ok' if result.ok else 'FAILED'}", flush=True)
             if not result.ok:

@@ -85,16 +85,21 @@ Tamper = Callable[[Cluster, ScopeKey, ScopeKey], Awaitable[None]]
 
 
 async def _scopes(cluster: Cluster) -> tuple[ScopeKey, ScopeKey]:
+    # The run's own set-up, before any load or fault: it waits for a connection
+    # (wait_for_ready) rather than fail on one refused while a restarted server settles.
     async with grpc_channel(_plan(cluster, ("account", 0), ("retailer", 0))) as channel:
         stub = accounts_pb2_grpc.AccountServiceStub(channel)
         account = await stub.CreateAccount(
-            accounts_pb2.CreateAccountRequest(display_name="soak"), timeout=CALL_TIMEOUT_SECONDS
+            accounts_pb2.CreateAccountRequest(display_name="soak"),
+            timeout=CALL_TIMEOUT_SECONDS,
+            wait_for_ready=True,
         )
         retailer = await stub.CreateRetailer(
             accounts_pb2.CreateRetailerRequest(
                 account_id=account.account.id, display_name="soak retailer"
             ),
             timeout=CALL_TIMEOUT_SECONDS,
+            wait_for_ready=True,
         )
     return ("account", account.account.id), ("retailer", retailer.retailer.id)
 
@@ -110,6 +115,7 @@ async def run(
 
     `tamper`, for the tests that prove the checks can fail, is called after the load
     stopped and before the database is read."""
+    await cluster.serving()  # the run before may have ended just after a restart
     account, retailer = await _scopes(cluster)
     plan = _plan(cluster, account, retailer)
     parents = {retailer: account}
