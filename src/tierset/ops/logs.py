@@ -69,18 +69,20 @@ _HEADER_VALUE = re.compile(
     r"(?i)((?:proxy-)?authorization|x-api-key|api[_-]key|password)"
     r"(['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic)\s+)?([^\s'\",;}]+)"
 )
-# What every match of _HEADER_VALUE contains, in lower case: text (ASCII) holding none of
-# these is left as it is without running the pattern, as most log text is. Only ASCII
+# What every match of _HEADER_VALUE contains, in lower case (x-api-key holds api-key): text
+# (ASCII) holding none of these is left as it is without running the pattern, as most log text is. Only ASCII
 # text takes that shortcut: the pattern's case-insensitive match also finds names spelt
 # with letters outside ASCII ("PAſSWORD", the long s; "X-API-KEY" with the Kelvin sign).
-_CREDENTIAL_NAMES = ("authorization", "api-key", "api_key", "password")
-
-
 def _may_name_a_credential(text: str) -> bool:
     if not text.isascii():
         return True
     lowered = text.lower()
-    return any(name in lowered for name in _CREDENTIAL_NAMES)
+    return (
+        "authorization" in lowered
+        or "password" in lowered
+        or "api-key" in lowered
+        or "api_key" in lowered
+    )
 
 
 
@@ -190,6 +192,14 @@ def configure(config: Config, stream: TextIO | None = None) -> None:
     """Sends every log record of the process, as JSON lines, to `stream` (default stderr)."""
     for secret in database_secrets(config):
         REDACTOR.add(secret)
+    # What a line never shows (JsonFormatter leaves a record's own attributes out): the
+    # source file and line, found by walking the stack, and the process's and thread's
+    # ids and names, each looked up for every record. Not collecting them is the logging
+    # HOWTO's "Optimization"; the gateway writes a line for every request.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     logging.basicConfig(
         level=config.log_level, handlers=[json_handler(stream or sys.stderr)], force=True
     )
