@@ -69,11 +69,13 @@ _HEADER_VALUE = re.compile(
     r"(?i)((?:proxy-)?authorization|x-api-key|api[_-]key|password)"
     r"(['\"]?\s*[:=]\s*['\"]?)((?:bearer|basic)\s+)?([^\s'\",;}]+)"
 )
-# What every match of _HEADER_VALUE contains, in lower case (x-api-key holds api-key): text
-# (ASCII) holding none of these is left as it is without running the pattern, as most log text is. Only ASCII
-# text takes that shortcut: the pattern's case-insensitive match also finds names spelt
-# with letters outside ASCII ("PAſSWORD", the long s; "X-API-KEY" with the Kelvin sign).
+
+
 def _may_name_a_credential(text: str) -> bool:
+    """False only when _HEADER_VALUE cannot match `text`: ASCII text without the lower-case
+    name every match holds (x-api-key holds api-key), as most log text is. Text beyond
+    ASCII always goes to the pattern, whose case-insensitive match also finds names spelt
+    with letters outside ASCII (PASSWORD with the long s, U+017F)."""
     if not text.isascii():
         return True
     lowered = text.lower()
@@ -83,7 +85,6 @@ def _may_name_a_credential(text: str) -> bool:
         or "api-key" in lowered
         or "api_key" in lowered
     )
-
 
 
 class Redactor:
