@@ -194,10 +194,9 @@ def configure(config: Config, stream: TextIO | None = None) -> None:
     for secret in database_secrets(config):
         REDACTOR.add(secret)
     # What a line never shows (JsonFormatter leaves a record's own attributes out): the
-    # source file and line, found by walking the stack, and the process's and thread's
-    # ids and names, each looked up for every record. Not collecting them is the logging
-    # HOWTO's "Optimization"; the gateway writes a line for every request.
-    logging._srcfile = None
+    # process's and thread's ids and names, each looked up for every record. Not collecting
+    # them is the logging HOWTO's "Optimization"; the gateway writes a line per request.
+    # (The caller's file and line are still found: without them `stack_info` is lost too.)
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
