@@ -576,6 +576,10 @@ def captured_log() -> Iterator[Callable[[], list[dict[str, object]]]]:
         ("call", (), {"metadata": [("authorization", f"Basic {TOKEN}")]}),
         ("call", (), {"api_key": TOKEN}),
         ("password is %s", (PASSWORD,), {}),
+        # Names in any case, and spelt with a letter outside ASCII that matches
+        # case-insensitively (the long s): the shortcut for ASCII text must not skip them.
+        ("X-Api-Key: %s", (TOKEN,), {}),
+        ("PA\u017fSWORD=%s", (TOKEN,), {}),
     ],
 )
 async def test_redaction_masks_secrets(captured_log, message, args, extra):

@@ -107,7 +107,8 @@ def request_id(request: Request) -> str:
 
 
 def _printable_ascii(value: str) -> bool:
-    return all(" " <= character <= "~" for character in value)
+    # " " to "~": in ASCII, what isprintable() allows (it refuses the controls and DEL).
+    return value.isascii() and value.isprintable()
 
 
 def _authorization(request: Request) -> str | None:
