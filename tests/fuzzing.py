@@ -4,9 +4,15 @@ bytes a client could send, and what an answer must never hold."""
 
 from __future__ import annotations
 
+from typing import TypeVar
 from urllib.parse import quote
 
+import httpx
 from hypothesis import strategies as st
+
+from tests.conftest import ConsoleSession
+
+T = TypeVar("T")
 
 # What a client may never see: a Python traceback, an exception's repr or a gRPC status
 # the gateway should have translated.
@@ -86,3 +92,38 @@ def pairs_text(
         name.map(escaped),
     )
     return st.lists(piece, max_size=max_size).map("&".join)
+
+
+def often(good: st.SearchStrategy[T], bad: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
+    """`good` seven times in ten, else `bad`: most examples get past the checks in front
+    (credentials, a token, a well-formed path) to the handler; the rest test those checks."""
+    return st.integers(0, 9).flatmap(lambda i: good if i < 7 else bad)
+
+
+def check_answer(response: httpx.Response) -> None:
+    """What no console answer may be, whatever it was sent."""
+    assert response.status_code < 500, (response.status_code, response.text[:2000])
+    for leak in LEAKS:
+        assert leak not in response.text, (leak, response.text[:2000])
+    if response.is_redirect:
+        location = response.headers["location"]
+        assert location.startswith("/console") and not location.startswith("//"), location
+
+
+def cookies(session: ConsoleSession, other: int) -> st.SearchStrategy[str | None]:
+    """Mostly the signed-in session's cookie; sometimes none, a forged one or a cut one."""
+    return often(
+        st.just(session.cookie),
+        st.sampled_from([None, "", "junk", session.cookie[:-4], str(other)]),
+    )
+
+
+def scope_paths(session: ConsoleSession, other: int) -> st.SearchStrategy[str]:
+    """``/{kind}/{id}``: the session's account and retailer (mostly), another account, junk."""
+    real = st.sampled_from([f"/accounts/{session.account}", f"/retailers/{session.retailer}"])
+    made = st.tuples(
+        segments("accounts", "retailers"),
+        segments(str(session.account), str(session.retailer), str(other)),
+    ).map(lambda p: f"/{p[0]}/{p[1]}")
+    wrong = st.sampled_from([f"/accounts/{other}", f"/retailers/{session.account}"])
+    return often(real, made | wrong)

@@ -16,7 +16,6 @@ failure must reproduce on the next run; a new strategy is what widens the search
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -25,7 +24,17 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 
 from tests.conftest import ConsoleSession
-from tests.fuzzing import LEAKS, escaped, pairs_text, raw_bytes, segments, texts
+from tests.fuzzing import (
+    check_answer,
+    cookies,
+    escaped,
+    often,
+    pairs_text,
+    raw_bytes,
+    scope_paths,
+    segments,
+    texts,
+)
 from tierset.gateway.console import ROUTES
 from tierset.gateway.console.matrix import TYPES
 from tierset.gateway.console.session import COOKIE_NAME
@@ -33,7 +42,6 @@ from tierset.store.database import Store
 from tierset.v1 import settings_pb2
 
 pytestmark = pytest.mark.timeout(300)
-T = TypeVar("T")
 
 FUZZ = settings(
     max_examples=25,
@@ -91,41 +99,6 @@ async def other_account(server) -> int:
 async def revision(settings_stub) -> int:
     probe = settings_pb2.ListChangesRequest(newest_first=True, page_size=1)
     return int((await settings_stub.ListChanges(probe)).revision)
-
-
-def check_answer(response: httpx.Response) -> None:
-    """What no console answer may be, whatever it was sent."""
-    assert response.status_code < 500, (response.status_code, response.text[:2000])
-    for leak in LEAKS:
-        assert leak not in response.text, (leak, response.text[:2000])
-    if response.is_redirect:
-        location = response.headers["location"]
-        assert location.startswith("/console") and not location.startswith("//"), location
-
-
-def cookies(session: ConsoleSession, other: int) -> st.SearchStrategy[str | None]:
-    """Mostly the signed-in session's cookie; sometimes none, a forged one or a cut one."""
-    return often(
-        st.just(session.cookie),
-        st.sampled_from([None, "", "junk", session.cookie[:-4], str(other)]),
-    )
-
-
-def often(good: st.SearchStrategy[T], bad: st.SearchStrategy[T]) -> st.SearchStrategy[T]:
-    """`good` seven times in ten, else `bad`: most examples get past the checks in front
-    (a session, a token, a form) to the handler, the rest test those checks."""
-    return st.integers(0, 9).flatmap(lambda i: good if i < 7 else bad)
-
-
-def scope_paths(session: ConsoleSession, other: int) -> st.SearchStrategy[str]:
-    """``/{kind}/{id}``: the session's account and retailer (mostly), another account, junk."""
-    real = st.sampled_from([f"/accounts/{session.account}", f"/retailers/{session.retailer}"])
-    made = st.tuples(
-        segments("accounts", "retailers"),
-        segments(str(session.account), str(session.retailer), str(other)),
-    ).map(lambda p: f"/{p[0]}/{p[1]}")
-    wrong = st.sampled_from([f"/accounts/{other}", f"/retailers/{session.account}"])
-    return often(real, made | wrong)
 
 
 MISSING = "<missing>"
