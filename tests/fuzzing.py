@@ -8,11 +8,24 @@ from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ConsoleSession
 
 T = TypeVar("T")
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    """Derandomized (the same examples every run: the suite must not flake, and a failure
+    reproduces on the next run; a new strategy is what widens the search), no deadline
+    (the conftest profile: a real server on a shared box)."""
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
 
 # What a client may never see: a Python traceback, an exception's repr or a gRPC status
 # the gateway should have translated.

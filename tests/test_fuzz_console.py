@@ -9,8 +9,7 @@ Whatever arrives: never a 5xx, never a traceback or a gRPC status in the body, a
 only to a console path, and a form that is not carried out (any answer but 303) writes
 nothing: the change log's revision is unchanged.
 
-Examples are derandomized (the same ones every run): the suite must not flake, and a
-failure must reproduce on the next run; a new strategy is what widens the search.
+Examples are derandomized (tests/fuzzing.py says why).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from starlette.routing import Route
 
@@ -28,6 +27,7 @@ from tests.fuzzing import (
     check_answer,
     cookies,
     escaped,
+    fuzz_settings,
     often,
     pairs_text,
     raw_bytes,
@@ -43,11 +43,7 @@ from tierset.v1 import settings_pb2
 
 pytestmark = pytest.mark.timeout(300)
 
-FUZZ = settings(
-    max_examples=25,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(25)
 # The keys the forms write: this module's own, in its own account (an ADMIN cannot write
 # GLOBAL, so a junk key that happens to be valid lands in that account only).
 KEYS = ["CFUZZ.A", "CFUZZ.B"]
@@ -212,7 +208,7 @@ async def test_no_form_makes_the_console_fail_or_write_when_it_refuses(
 
 
 @given(data=st.data())
-@settings(FUZZ, max_examples=10)
+@fuzz_settings(10)
 async def test_no_sign_in_form_makes_the_console_fail_or_write(
     console_http, console_session, other_account, settings_stub, data
 ):

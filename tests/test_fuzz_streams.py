@@ -12,8 +12,7 @@ message. Whatever arrives: the status is never a 5xx, a refusal carries no trace
 a 200 is ``text/event-stream`` whose first bytes are an event (read with a bounded wait,
 then the stream is closed), or nothing when the gateway's bound passed first.
 
-Derandomized, as tests/test_fuzz_console.py is (same examples each run: no flake, and a
-failure reproduces).
+Derandomized (tests/fuzzing.py says why).
 """
 
 from __future__ import annotations
@@ -24,11 +23,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import ConsoleSession
-from tests.fuzzing import LEAKS, often, pairs_text, segments, texts
+from tests.fuzzing import LEAKS, fuzz_settings, often, pairs_text, scope_paths, segments, texts
 from tests.watching import put
 from tierset.gateway.console.session import COOKIE_NAME
 from tierset.store.database import Store
@@ -36,11 +35,7 @@ from tierset.v1 import settings_pb2
 
 pytestmark = pytest.mark.timeout(300)
 
-FUZZ = settings(
-    max_examples=30,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(30)
 KEYS = ["SFUZZ.A", "SFUZZ.B"]
 
 
@@ -115,6 +110,16 @@ async def first_bytes(
         return response, b""
 
 
+async def check_watch(
+    http: httpx.AsyncClient, url: str, query: str, headers: dict[str, bytes | str], resume
+) -> None:
+    """GETs `url` (with `query` and Last-Event-ID `resume`, unless None): as the module says."""
+    if resume is not None:
+        headers["Last-Event-ID"] = resume
+    response, body = await first_bytes(http, url + (f"?{query}" if query else ""), headers)
+    check_stream_answer(response, body)
+
+
 def check_stream_answer(response: httpx.Response, body: bytes) -> None:
     text = body.decode(errors="replace")
     assert response.status_code < 500, (response.status_code, text[:2000])
@@ -155,34 +160,16 @@ async def test_no_rest_watch_request_makes_the_gateway_fail(
         data.draw(often(st.just(rest_auth_headers), st.sampled_from([{}, {"Authorization": "x"}])))
     )
     resume = data.draw(last_event_ids(watched.first), "Last-Event-ID")
-    if resume is not None:
-        headers["Last-Event-ID"] = resume
     url = f"{gateway}/api/v4.1/settings/{level}/{ident}/{keys}/watch"
-    url += f"?{query}" if query else ""
-    response, body = await first_bytes(stream_http, url, headers)
-    check_stream_answer(response, body)
+    await check_watch(stream_http, url, query, headers, resume)
 
 
 @given(data=st.data())
 @FUZZ
 async def test_no_console_events_request_makes_the_console_fail(
-    console, stream_http, console_session, console_watched, data
+    console, stream_http, console_session, console_watched, watched, data
 ):
-    scope = data.draw(
-        often(
-            st.sampled_from(
-                [
-                    f"/accounts/{console_session.account}",
-                    f"/retailers/{console_session.retailer}",
-                ]
-            ),
-            st.tuples(
-                segments("accounts", "retailers"),
-                segments(str(console_session.account), str(console_session.retailer), "1"),
-            ).map(lambda p: f"/{p[0]}/{p[1]}"),
-        ),
-        "scope",
-    )
+    scope = data.draw(scope_paths(console_session, watched.account), "scope")
     resume = data.draw(last_event_ids(console_watched), "Last-Event-ID")
     if resume is not None and resume.isdigit():
         # A resume whose watch has nothing to replay answers only at the server's first
@@ -196,12 +183,7 @@ async def test_no_console_events_request_makes_the_console_fail(
     headers: dict[str, bytes | str] = {}
     if cookie is not None:
         headers["cookie"] = f"{COOKIE_NAME}={cookie}"
-    if resume is not None:
-        headers["Last-Event-ID"] = resume
-    url = f"{console}/console{scope}/events"
-    url += f"?{query}" if query else ""
-    response, body = await first_bytes(stream_http, url, headers)
-    check_stream_answer(response, body)
+    await check_watch(stream_http, f"{console}/console{scope}/events", query, headers, resume)
 
 
 async def test_the_fuzzed_watches_reach_the_stream(
