@@ -89,9 +89,10 @@ def last_event_ids(replayable: int) -> st.SearchStrategy[bytes | None]:
     printable = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=25)
     bad = st.one_of(
         st.sampled_from(
-            ["", "-1", "+1", " 1", "1.0", "0x1", "1e3", "9" * 18, "9" * 19, str(2**63), "\u0661"]
+            ["", "-1", "+1", "1 2", "1.0", "0x1", "1e3", "9" * 18, "9" * 19, str(2**63), "\u0661"]
         ).map(lambda text: text.encode()),
-        printable.map(str.encode),
+        # h11 sends no header value with whitespace around it.
+        printable.filter(lambda text: text == text.strip()).map(str.encode),
         st.sampled_from([b"\xe9", b"1\xff"]),  # latin-1 bytes, no UTF-8
     )
     return often(st.sampled_from([None, None, str(replayable - 1).encode()]), bad)
