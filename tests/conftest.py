@@ -20,6 +20,7 @@ import io
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -580,6 +581,9 @@ async def console(server: App) -> AsyncIterator[str]:
         grpc_target=f"127.0.0.1:{server.port}",
         shutdown_grace_seconds=1.0,
         gateway_watch_seconds=60.0,
+        # A sign-in is an argon2id check: seconds on a loaded 2-core box, past the default
+        # 5 s deadline (a 504); these tests judge the pages, not that deadline.
+        gateway_deadline_seconds=30.0,
         gateway_trusted_proxies=("127.0.0.1/32",),
         console_client_id=client_id,
         console_client_secret=Secret(client_secret),
@@ -661,6 +665,51 @@ async def sign_in_page(context: BrowserContext, username: str, password: str) ->
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_test_id("who")).to_contain_text(username)
     return page
+
+
+async def sign_in_over_http(http: httpx.AsyncClient, username: str, password: str) -> str:
+    """Signs `http` in through the console's form; the CSRF token of the session's pages."""
+    form = await http.get("/console/sign-in")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert token is not None
+    signed = await http.post(
+        "/console/sign-in",
+        data={"csrf": token.group(1), "username": username, "password": password},
+    )
+    assert signed.status_code == 303
+    page = await http.get("/console/", follow_redirects=True)
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    return token.group(1)
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A console session signed in over plain HTTP (no browser) as an ADMIN of a fresh
+    account with one retailer: the sealed cookie and the CSRF token its forms carry."""
+
+    account: int
+    retailer: int
+    username: str
+    password: str
+    cookie: str
+    csrf: str
+
+
+@pytest.fixture(scope="module")
+async def console_session(console: str, server: App) -> ConsoleSession:
+    """A ConsoleSession for the test module (one password hash to sign in)."""
+    store = Store(server.pool)
+    account = (await store.create_account(None, "Console fuzz account")).id
+    retailer = (await store.create_retailer(None, account, "Console fuzz retailer")).id
+    password = f"pw-{uuid.uuid4().hex}"
+    user = await CredentialStore(server.pool).create_user(
+        account, f"admin-{uuid.uuid4().hex[:8]}", password, frozenset({Role.ADMIN})
+    )
+    async with httpx.AsyncClient(base_url=console, trust_env=False) as http:
+        csrf = await sign_in_over_http(http, user.username, password)
+        cookie = http.cookies["tierset_console"]
+    return ConsoleSession(account, retailer, user.username, password, cookie, csrf)
 
 
 @dataclass(frozen=True)

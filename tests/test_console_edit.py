@@ -4,12 +4,11 @@ refused by the server; a form without its CSRF token is refused (over plain HTTP
 
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
 from playwright.async_api import expect
 
+from tests.conftest import sign_in_over_http
 from tierset.core.authz import Role
 from tierset.v1 import settings_pb2
 
@@ -133,22 +132,6 @@ async def test_a_viewer_sees_no_controls_and_a_forged_post_is_refused(
     assert "permission denied: this needs SETTINGS_EDIT" in await reply.text()
     found = await effective(settings_stub, console_scope.retailer, key)
     assert found is not None and found.value.integer_value == 2
-
-
-async def sign_in_over_http(http: httpx.AsyncClient, username: str, password: str) -> str:
-    """Signs `http` in through the console's form; the CSRF token of the session's pages."""
-    form = await http.get("/console/sign-in")
-    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert token is not None
-    signed = await http.post(
-        "/console/sign-in",
-        data={"csrf": token.group(1), "username": username, "password": password},
-    )
-    assert signed.status_code == 303
-    page = await http.get("/console/", follow_redirects=True)
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token is not None
-    return token.group(1)
 
 
 @pytest.mark.parametrize("token", [None, "", "not-the-token"], ids=["missing", "empty", "wrong"])

@@ -97,3 +97,24 @@ async def test_sse_refusals_have_the_gets_status_and_body(http, rest_auth_header
         "GET", f"/api/v4.1/settings/account/{account}/A/watch", headers=headers
     ) as response:
         assert response.status_code == 400
+
+
+async def test_a_resume_with_nothing_new_within_the_gateways_bound_ends_cleanly(
+    http, rest_auth_headers, settings_stub, new_account, unique_key
+):
+    """Resumed at the last revision, the server has nothing to send until its first
+    PROGRESS (TIERSET_WATCH_PROGRESS_SECONDS, 10 s here); the session gateway's bound is
+    2 s. The stream ends at the bound as any stream does (200, no event), so EventSource
+    reconnects with the same Last-Event-ID; it was a 504, which ends EventSource for good."""
+    account = await new_account()
+    key = unique_key("S")
+    await put(settings_stub, "ACCOUNT", key, 1, account=account)
+    latest = settings_pb2.ListChangesRequest(newest_first=True, page_size=1)
+    current = (await settings_stub.ListChanges(latest)).revision
+    path = f"/api/v4.1/settings/account/{account}/{key}/watch"
+    headers = {**rest_auth_headers, "Last-Event-ID": str(current)}
+    async with http.stream("GET", path, headers=headers) as response:
+        body = await response.aread()
+    assert response.status_code == 200, body
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert b"event: error" not in body

@@ -204,8 +204,11 @@ async def test_bad_requests_are_invalid_argument_naming_the_field(
     assert field in field_violations(error)
 
 
+# The largest int64 too: the replay's first window (start + its size) must not overflow
+# the database's bigint (it did: a DataError where the contract says FUTURE_REVISION).
+@pytest.mark.parametrize("ahead", [10, None], ids=["ahead", "int64-max"])
 async def test_a_compacted_or_future_start_is_refused(
-    platform_caller, settings_stub, db, new_account, unique_key
+    platform_caller, settings_stub, db, new_account, unique_key, ahead
 ):
     account = await new_account()
     current, compacted = await db.fetchrow(
@@ -217,7 +220,7 @@ async def test_a_compacted_or_future_start_is_refused(
         platform_caller.metadata,
         scope=scope,
         keys=["A"],
-        start_revision=current + 10,
+        start_revision=2**63 - 1 if ahead is None else current + ahead,
     ) as s:
         error = await s.error()
     assert error.code() is grpc.StatusCode.OUT_OF_RANGE

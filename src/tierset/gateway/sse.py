@@ -14,7 +14,9 @@ its value is locked, ``"lock": {"revision", "time", "username"}`` (a lock or unl
 The gateway translates, it does not decide: the first message is awaited before the
 response starts, so a refusal (bad key, unknown scope, no credentials, a compacted
 Last-Event-ID) has the same status and body as the GET's. A stream lasts at most
-TIERSET_GATEWAY_WATCH_SECONDS, then ends cleanly; the client reconnects and resumes.
+TIERSET_GATEWAY_WATCH_SECONDS, then ends cleanly; the client reconnects and resumes. That
+holds before the first message too (a 200 without events, never a 504): a resume with
+nothing new gets its first message, a PROGRESS, only after TIERSET_WATCH_PROGRESS_SECONDS.
 An error after the first message can no longer change the status: it is sent as an
 ``error`` event with the same body, and the stream ends.
 """
@@ -22,7 +24,7 @@ An error after the first message can no longer change the status: it is sent as 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -108,6 +110,15 @@ async def event_stream(
     call = backend(request).settings.WatchSettings(message, **options)
     try:
         first = await call.read()  # a refusal is still the GET's status and body
+    except grpc.aio.AioRpcError as error:
+        call.cancel()
+        if error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+            raise
+        # The gateway's own bound passed before the first message: a resume with nothing
+        # new waits for the server's first PROGRESS (TIERSET_WATCH_PROGRESS_SECONDS), which
+        # may come after it. The stream ends at its bound as any other does; a 504 would
+        # end the browser's EventSource for good instead of reconnecting.
+        return _stream(iter(()))
     except BaseException:
         call.cancel()
         raise
@@ -134,8 +145,12 @@ async def event_stream(
         finally:
             call.cancel()
 
+    return _stream(frames())
+
+
+def _stream(frames: AsyncIterator[str] | Iterator[str]) -> StreamingResponse:
     return StreamingResponse(
-        frames(),
+        frames,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

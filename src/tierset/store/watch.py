@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tierset.core.values import Level, SettingType, compact_json
+from tierset.core.values import INT64_MAX, Level, SettingType, compact_json
 from tierset.store.database import PoolClient, SettingLock, StoredSetting, lock_from_row, query
 from tierset.store.revisions import Actor, key_range
 
@@ -137,16 +137,19 @@ class WatchStore(PoolClient):
         """The log after `after` (at most `window` revisions) and, in the same snapshot,
         the states after `after` of the triples `triples_of(changes)` names: one log
         read, and one re-resolution statement when any triple is named."""
+        # Within bigint: a start_revision near the int64 limit is the caller's (a future
+        # revision, refused by the service once `current` is known), not a DataError.
+        upper = min(after + window, INT64_MAX)
         async with (
             self._acquire() as connection,
             connection.transaction(isolation="repeatable_read", readonly=True),
         ):
-            rows = await connection.fetch(query("watch_log"), after, after + window)
+            rows = await connection.fetch(query("watch_log"), after, upper)
             changes = [_change(row) for row in rows if row["revision"] is not None]
             triples = list(dict.fromkeys(triples_of(changes)))
             states = await self._states(connection, triples, after) if triples else {}
         current, compacted = rows[0]["current_revision"], rows[0]["compacted_revision"]
-        return LogBatch(after, min(after + window, current), current, compacted, changes, states)
+        return LogBatch(after, min(upper, current), current, compacted, changes, states)
 
     async def states_now(
         self, triples: Sequence[Triple]
