@@ -229,6 +229,9 @@ async def seed_log(dsn: str, rows: int) -> int:
     await seed_sized(dsn, HISTORY_ACCOUNTS)
     connection = await asyncpg.connect(dsn)
     try:
+        # Loading, not serving: skip the log's NOTIFY trigger (one pg_notify per row, a
+        # million distinct payloads queued at commit, for nobody listening).
+        await connection.execute("SET session_replication_role = replica")
         await connection.execute(
             "INSERT INTO change_log (revision, seq, operation, level, account_id,"
             "                        owner_account_id, key, setting_id, new_type, new_value,"
@@ -1584,6 +1587,9 @@ async def measure_changesets(bench: Bench) -> dict[str, Any]:
 # less than that much more than the same put of an undefined key.
 SCHEMA_ROUNDS = 6
 SCHEMA_PUTS_PER_ROUND = 400
+# Unmeasured puts of each key first (a whole round of 400 once; the first few are the cold
+# ones, and 400 more sequential puts took 10-20 s of the loaded bench's time).
+SCHEMA_WARM_PUTS = 80
 # Below the server's pool (10), so no put waits for a connection, only for the counter.
 SCHEMA_IN_FLIGHT = 8
 SCHEMA_KEYS = ("BENCH.SCHEMA.DEFINED", "BENCH.SCHEMA.PLAIN")
@@ -1639,7 +1645,7 @@ async def measure_schema_cost(bench: Bench) -> dict[str, Any]:
             value=settings_pb2.SettingValue(json_value=json.dumps(SCHEMA_VALUE)),
         )
 
-        async def round_ms(key: str, in_flight: int) -> float:
+        async def round_ms(key: str, in_flight: int, puts: int = SCHEMA_PUTS_PER_ROUND) -> float:
             """Milliseconds per put: one after the other (latency), or `in_flight` writers
             at once, each on keys of its own (throughput, the counter serialising them)."""
             started = time.perf_counter()
@@ -1648,7 +1654,7 @@ async def measure_schema_cost(bench: Bench) -> dict[str, Any]:
                 mine = settings_pb2.SetGlobalRequest()
                 mine.CopyFrom(request)
                 mine.key = key if in_flight == 1 else f"{key}.{n}"
-                for _ in range(SCHEMA_PUTS_PER_ROUND // in_flight):
+                for _ in range(puts // in_flight):
                     try:
                         await stub.SetGlobal(mine, metadata=running.metadata)
                     except grpc.aio.AioRpcError as error:
@@ -1657,7 +1663,7 @@ async def measure_schema_cost(bench: Bench) -> dict[str, Any]:
                         errors[error.code().name] += 1
 
             await asyncio.gather(*(writer(n) for n in range(in_flight)))
-            return (time.perf_counter() - started) * 1000 / SCHEMA_PUTS_PER_ROUND
+            return (time.perf_counter() - started) * 1000 / puts
 
         for n in range(SCHEMA_IN_FLIGHT):  # the concurrent writers' keys, defined alike
             await stub.DefineKey(
@@ -1674,7 +1680,7 @@ async def measure_schema_cost(bench: Bench) -> dict[str, Any]:
         errors: Counter[str] = Counter()
         for in_flight, name in ((1, "sequential"), (SCHEMA_IN_FLIGHT, "concurrent")):
             for key in SCHEMA_KEYS:  # warm: connections, statements, the definitions' copy
-                await round_ms(key, in_flight)
+                await round_ms(key, in_flight, SCHEMA_WARM_PUTS)
             rounds: dict[str, list[float]] = {key: [] for key in SCHEMA_KEYS}
             for n in range(SCHEMA_ROUNDS):
                 for key in SCHEMA_KEYS if n % 2 == 0 else reversed(SCHEMA_KEYS):
@@ -1830,10 +1836,17 @@ async def main(args: argparse.Namespace) -> None:
                 bench.databases[name] = await create_database(
                     admin, "bench" if name == "main" else name
                 )
-            counts = await asyncio.gather(
-                *(seed(bench.databases[name]) for name, seed in seeds.items())
-            )
+            seed_seconds: dict[str, float] = {}
+
+            async def timed(name: str, seed: Callable[[str], Any]) -> int:
+                began = time.monotonic()
+                count = int(await seed(bench.databases[name]))
+                seed_seconds[name] = round(time.monotonic() - began)
+                return count
+
+            counts = await asyncio.gather(*(timed(name, seed) for name, seed in seeds.items()))
             rows = dict(zip(seeds, counts, strict=True))
+            print(f"seconds per database, seeded at once: {seed_seconds}", flush=True)
             for name, dsn in bench.databases.items():
                 bench.tokens[name] = await make_token(dsn)
             print(f"seeded {rows} in {time.monotonic() - begun:.0f}s", flush=True)
