@@ -281,18 +281,6 @@ def read_requests(
     return made
 
 
-def write_requests(rng: random.Random) -> list[settings_pb2.PutSettingRequest]:
-    return [
-        settings_pb2.PutSettingRequest(
-            scope=settings_pb2.Scope(account_id=rng.randint(1, ACCOUNTS)),
-            key=key_name(rng.randint(1, KEYS_PER_ACCOUNT)),
-            type=settings_pb2.SETTING_TYPE_STRING,
-            value=settings_pb2.SettingValue(string_value=f"written {n}"),
-        )
-        for n in range(DISTINCT_REQUESTS)
-    ]
-
-
 # --- targets: what serves a workload --------------------------------------------
 
 
@@ -649,7 +637,6 @@ TARGET_WORKLOADS = tuple(
 # --- workloads ------------------------------------------------------------------
 
 GET = "/tierset.v1.SettingsService/GetSettings"
-PUT = "/tierset.v1.SettingsService/PutSetting"
 BARE = "/bench.Bare/Answer"
 RANGE = "/etcdserverpb.KV/Range"
 
@@ -743,9 +730,8 @@ def workloads(bench: Bench) -> list[Workload]:
                     primer=reads["RETAILER", keys],
                 )
             )
-    made += [
-        Workload("PutSetting", "tierset", PUT, encoded(write_requests(rng)), []),
-    ]
+    # (No separate "PutSetting" row: "PutSetting with log" below is the same call, every
+    # put writes the log, and it is the one judged against raw SQL.)
     for n in SCALING:  # N server processes on one port, against one
         for cached in (True, False):
             made.append(
@@ -1292,6 +1278,10 @@ async def measure_view(bench: Bench, made: list[Workload], samples: int = 200) -
 
 FANOUT_SIZES = (1_000, 10_000)
 FANOUT_PROBES = 2  # client processes holding the streams
+# How long the probes may take to open their streams; those not open by then are given up
+# and the rest measured (a loaded box once took over six minutes to open 10,000, and the
+# step ran out of time with no figure at all). 10,000 opened in 18 s on a quiet box.
+FANOUT_OPEN_SECONDS = {1_000: 60.0, 10_000: 150.0}
 FANOUT_STREAMS_PER_CHANNEL = 500  # each channel is its own connection
 FANOUT_KEY = "BENCH.FANOUT"  # a GLOBAL key no retailer overrides
 
@@ -1360,6 +1350,7 @@ async def measure_fanout(bench: Bench, watchers: int) -> dict[str, Any]:
                         "retailer_id": 1,
                         "key": FANOUT_KEY,
                         "wait_seconds": 60,
+                        "open_seconds": FANOUT_OPEN_SECONDS[watchers],
                         "result_file": str(spec.with_suffix(".result.json")),
                     }
                 )
@@ -1906,9 +1897,10 @@ async def main(args: argparse.Namespace) -> None:
         fanout = []
         if only("fan-out"):
             for watchers in FANOUT_SIZES:
-                # 10,000 streams take a minute or more to open on a loaded 2-core box. A
-                # size that runs out of time is reported as such, and the bench goes on.
-                seconds = 180 if watchers <= 1000 else 360
+                # The opening is bounded (FANOUT_OPEN_SECONDS); the rest is the write, a
+                # wait of at most 60 s for it to arrive, and stopping the server. A size that
+                # still runs out of time is reported as such, and the bench goes on.
+                seconds = 180 if watchers <= 1000 else 300
                 try:
                     async with step(f"fan-out {watchers} watchers", seconds):
                         fanout.append(await measure_fanout(bench, watchers))

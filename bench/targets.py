@@ -318,6 +318,8 @@ def fanout(watchers: int) -> Callable[[Findings], Measured | None]:
             f" {found['rss_per_watcher_kb']:.1f} KiB per watcher;"
             f" {found['received']:,}/{found['opened']:,} received"
         )
+        if found["opened"] < watchers:
+            text += f" ({watchers - found['opened']:,} not opened: {found['open_errors']})"
         missing = found["received"] < watchers
         return Measured(math.inf if missing else found["p99_ms"], text, found)
 
