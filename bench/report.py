@@ -283,14 +283,7 @@ def chart(
     left.set_xlabel(f"requests per second at concurrency {concurrency}")
     left.set_title("tierset vs gRPC's limit (grey) and etcd (orange)")
     left.tick_params(axis="y", labelsize=7)
-    for bar, name in zip(left.patches, names, strict=True):
-        left.text(
-            bar.get_width(),
-            bar.get_y() + bar.get_height() / 2,
-            f" {results[name]['p99_ms']:.1f} ms p99",
-            va="center",
-            fontsize=7,
-        )
+    label_bars(left, [f" {results[name]['p99_ms']:.1f} ms p99" for name in names])
     if judged:
         labels = [row.target for row, _ in judged]
         positions = [max(position, 0.01) for _, position in judged]
@@ -305,19 +298,20 @@ def chart(
         right.tick_params(axis="y", labelsize=7)
         right.set_xlabel("figure against its threshold (1 = the threshold; right is better)")
         right.set_title("targets: met (green), MISSED (red)")
-        for bar, (row, _) in zip(right.patches, judged, strict=True):
-            right.text(
-                bar.get_width(),
-                bar.get_y() + bar.get_height() / 2,
-                f" {_shown(row)} ({row.threshold})",
-                va="center",
-                fontsize=7,
-            )
+        label_bars(right, [f" {_shown(row)} ({row.threshold})" for row, _ in judged])
     else:
         right.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def label_bars(axis: Any, texts: list[str]) -> None:
+    """Writes each text at the end of its bar."""
+    for bar, text in zip(axis.patches, texts, strict=True):
+        axis.text(
+            bar.get_width(), bar.get_y() + bar.get_height() / 2, text, va="center", fontsize=7
+        )
 
 
 def _shown(row: Row) -> str:
