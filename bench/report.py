@@ -98,6 +98,7 @@ def changeset_line(found: dict[str, Any]) -> str:
         f" p99 {found['p99_ms_1000']:.0f} ms; 10 puts at concurrency {found['concurrency']}:"
         f" {found['tierset_per_second_10']:.0f}/s vs raw SQL {found['sql_per_second_10']:.0f}/s"
         f" = {found['ratio_10']:.2f}x"
+        + (f"; refused calls {found['errors']}" if found.get("errors") else "")
     )
 
 
