@@ -85,6 +85,9 @@ def delete_slice(spec: dict[str, Any], worker: int) -> list[tuple[int, str]]:
 
 
 async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    # This run's CPU alone: bench/loader.py runs many in one process.
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = before.ru_utime + before.ru_stime
     mode = spec["mode"]
     concurrency = spec["concurrency"]
     rng = random.Random(12)  # noqa: S311 - a reproducible load, not a secret
@@ -189,6 +192,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         await channel.close(None)
     latencies.sort()
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
 
     def percentile(p: float) -> float:
         if not latencies:
@@ -203,8 +207,7 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "p50_ms": percentile(0.5),
         "p99_ms": percentile(0.99),
         "errors": errors,
-        "client_cpu_cores": (usage.ru_utime + usage.ru_stime)
-        / (spec["seconds"] + spec["warmup_seconds"]),
+        "client_cpu_cores": cpu / (spec["seconds"] + spec["warmup_seconds"]),
     }
 
 

@@ -1,14 +1,17 @@
 """The load client: a separate process that drives one workload and reports what it saw.
 
-Usage: ``python bench/load.py SPEC.json`` prints a JSON result. The spec names
+Usage: ``python bench/load.py SPEC.json`` prints a JSON result (bench/loader.py calls
+`run` instead, in the one load process it keeps for the whole bench). The spec names
 the target, the gRPC method, a file of pre-serialised requests (pickled list of
 bytes, sent round-robin), the total concurrency, how many client processes
 share it, and how long to warm up and measure.
 
 The client sends and receives raw bytes (no protobuf work) and runs on uvloop,
 in several processes, so that it costs as little CPU as a Python client can;
-each process opens its own connections. It still shares the machine's cores
-with the server it measures: see the README's performance section.
+each process opens its own connections for each workload. The processes are kept from
+one workload to the next (their start, a grpc import each, took seconds on a loaded box)
+and each reports the CPU it burnt in that workload's window alone. It still shares the
+machine's cores with the server it measures: see the README's performance section.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import asyncio
 import json
 import multiprocessing
 import pickle
-import resource
 import sys
 import time
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import Any
 
 import grpc
 import uvloop
+
+from tierset.ops.workers import stop_with_parent
 
 # Connections spread over SO_REUSEPORT workers by the kernel's hash: enough of them
 # that two server processes get an even share.
@@ -72,33 +76,65 @@ async def _drive(spec: dict[str, Any], worker: int, concurrency: int) -> dict[st
     return {"latencies": latencies, "errors": errors}
 
 
-def _worker(spec: dict[str, Any], worker: int, concurrency: int, out: Any) -> None:
-    out.send(uvloop.run(_drive(spec, worker, concurrency)))
-    out.close()
+def _worker(connection: Any) -> None:
+    """A client process, kept for as many workloads as it is sent: each message is
+    (spec, worker, concurrency); each answer that run's latencies, errors and the CPU
+    this process burnt during it. One event loop for its whole life; it ends with its
+    parent (a bench that killed its load process leaves no client running)."""
+    stop_with_parent()
+
+    async def serve() -> None:
+        while True:
+            try:
+                spec, worker, concurrency = await asyncio.to_thread(connection.recv)
+            except EOFError:  # the parent is gone
+                return
+            cpu_before = time.process_time()
+            result = await _drive(spec, worker, concurrency)
+            connection.send(result | {"cpu_seconds": time.process_time() - cpu_before})
+
+    uvloop.run(serve())
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+# The client processes, started on first use and kept (bench/loader.py runs many workloads).
+_WORKERS: list[tuple[Any, Any]] = []
+
+
+def _workers(count: int) -> list[tuple[Any, Any]]:
+    if len(_WORKERS) != count:
+        close()
+        context = multiprocessing.get_context("spawn")
+        for _ in range(count):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_worker, args=(theirs,), daemon=True)
+            process.start()
+            _WORKERS.append((mine, process))
+    return _WORKERS
+
+
+def close() -> None:
+    for connection, process in _WORKERS:
+        connection.close()
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+    _WORKERS.clear()
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Runs the workload in `spec["processes"]` client processes; merges their results."""
     processes = spec["processes"]
     shares = [spec["concurrency"] // processes] * processes
     shares[0] += spec["concurrency"] - sum(shares)
-    context = multiprocessing.get_context("spawn")
-    pipes, workers = [], []
-    for worker, share in enumerate(shares):
-        receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_worker, args=(spec, worker, share, send))
-        process.start()
-        pipes.append(receive)
-        workers.append(process)
-    results = [pipe.recv() for pipe in pipes]
-    for process in workers:
-        process.join()
+    workers = _workers(processes)
+    for worker, ((connection, _), share) in enumerate(zip(workers, shares, strict=True)):
+        connection.send((spec, worker, share))
+    results = [await asyncio.to_thread(connection.recv) for connection, _ in workers]
     latencies = sorted(x for r in results for x in r["latencies"])
     errors: dict[str, int] = {}
     for r in results:
         for code, count in r["errors"].items():
             errors[code] = errors.get(code, 0) + count
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 
     def percentile(p: float) -> float:
         return (
@@ -111,11 +147,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "p50_ms": percentile(0.50),
         "p99_ms": percentile(0.99),
         "errors": errors,
-        # CPU the client itself burnt, warm-up included, as a share of one core.
-        "client_cpu_cores": (usage.ru_utime + usage.ru_stime)
+        # CPU the client processes burnt in this run, warm-up included, as a share of one core.
+        "client_cpu_cores": sum(r["cpu_seconds"] for r in results)
         / (spec["seconds"] + spec["warmup_seconds"]),
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(json.loads(Path(sys.argv[1]).read_text()))))
+    print(json.dumps(uvloop.run(run(json.loads(Path(sys.argv[1]).read_text())))))
+    close()

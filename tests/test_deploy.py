@@ -125,28 +125,59 @@ def test_prod_runs_postgres_through_cloudnativepg():
         assert (ref["name"], ref["key"]) == (f"{name}-app", "uri"), workload
 
 
-# Connections a server process opens besides its pool: its one LISTEN connection, shared
-# by the read cache and credential revocations (tierset.store.listener).
+# What a server process holds in PostgreSQL (docs/operations.md, "Sizing"): its pool, up to
+# TIERSET_POOL_MAX_SIZE ("tierset" in pg_stat_activity), and one LISTEN connection shared by
+# the read cache, revocations, key definitions and the watch hub ("tierset-listener",
+# tierset.store.listener). Watch streams take none of their own: the hub and each stream's
+# snapshot use the pool (`make bench`'s fan-out step counts pg_stat_activity by
+# application_name with 10,000 streams open).
 LISTEN_CONNECTIONS_PER_PROCESS = 1
+CONNECTIONS_PER_WATCH_STREAM = 0
 # PostgreSQL's superuser_reserved_connections default, not available to tierset.
 RESERVED_CONNECTIONS = 3
 # The migration Job (one connection) and one `tierset` admin command (a pool of 2).
 OTHER_CONNECTIONS = 1 + 2
+# PostgreSQL's default max_connections: dev runs on a database you provide.
+DEFAULT_MAX_CONNECTIONS = 100
 
 
-def test_prod_server_pods_at_full_scale_fit_in_max_connections():
-    objects = render("prod")
-    (cluster,) = [o for o in objects if o["apiVersion"] == CNPG and o["kind"] == "Cluster"]
-    max_connections = int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
+def max_connections(objects: list[Object]) -> int:
+    clusters = [o for o in objects if o["apiVersion"] == CNPG and o["kind"] == "Cluster"]
+    if not clusters:
+        return DEFAULT_MAX_CONNECTIONS
+    (cluster,) = clusters
+    return int(cluster["spec"]["postgresql"]["parameters"]["max_connections"])
+
+
+def server_connections_at_full_scale(objects: list[Object], watch_streams: int) -> int:
+    """The HPA's maxReplicas plus the rollout's surge pod, each running TIERSET_PROCESSES
+    processes of a full pool and the listener, `watch_streams` open on each process."""
     config = Config.from_env(config_data(objects))
     (hpa,) = [
         h
         for h in of_kind(objects, "HorizontalPodAutoscaler")
         if h["spec"]["scaleTargetRef"]["name"] == "tierset-server"
     ]
-    per_process = config.pool_max_size + LISTEN_CONNECTIONS_PER_PROCESS
-    needed = hpa["spec"]["maxReplicas"] * config.processes * per_process + OTHER_CONNECTIONS
-    assert needed <= max_connections - RESERVED_CONNECTIONS, (needed, max_connections)
+    surge = named(objects, "Deployment", "tierset-server")["spec"]["strategy"]["rollingUpdate"][
+        "maxSurge"
+    ]
+    pods = hpa["spec"]["maxReplicas"] + int(surge)
+    per_process = (
+        config.pool_max_size
+        + LISTEN_CONNECTIONS_PER_PROCESS
+        + CONNECTIONS_PER_WATCH_STREAM * watch_streams
+    )
+    return pods * config.processes * per_process + OTHER_CONNECTIONS
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_server_pods_at_full_scale_fit_in_max_connections(overlay):
+    objects = render(overlay)
+    config = Config.from_env(config_data(objects))
+    # Mid-rollout at maxReplicas, every process holding as many watch streams as it allows.
+    needed = server_connections_at_full_scale(objects, config.watch_max_streams)
+    available = max_connections(objects) - RESERVED_CONNECTIONS
+    assert needed <= available, (overlay, needed, available)
 
 
 def test_dev_has_no_operator_resources():
