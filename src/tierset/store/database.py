@@ -260,14 +260,21 @@ def lock_from_row(row: Any) -> SettingLock | None:
     )
 
 
+# The enums by their text, as the statements return them: a dict lookup, where calling
+# the enum class costs several Python calls per column of every row read.
+_TYPES = {member.value: member for member in SettingType}
+_LEVELS = {member.value: member for member in Level}
+
+
 def setting_from_row(row: Any) -> StoredSetting:
     """One settings row as read (value text, type and level as text)."""
+    setting_type = _TYPES[row["type"]]
     return StoredSetting(
         id=row["id"],
         key=row["key"],
-        type=SettingType(row["type"]),
-        value=compact_json(row["value"]) if row["type"] == "JSON" else row["value"],
-        level=Level(row["level"]),
+        type=setting_type,
+        value=compact_json(row["value"]) if setting_type is SettingType.JSON else row["value"],
+        level=_LEVELS[row["level"]],
         version=row["version"],
         update_time=row["update_time"],
         create_revision=row["create_revision"],
