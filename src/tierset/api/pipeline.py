@@ -51,6 +51,7 @@ import contextlib
 import inspect
 import logging
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +66,6 @@ from tierset.api.limits import Limits, TooLarge, too_large
 from tierset.api.status import internal_status, to_rpc_status
 from tierset.auth.authenticator import Authenticator, is_anonymous
 from tierset.core import authz, errors
-from tierset.core.stepping import resumed
 from tierset.ops import logs, metrics
 from tierset.ops.client_address import Network, client_address
 
@@ -263,7 +263,7 @@ class Pipeline:
                     else:
                         deadline = asyncio.timeout(context.time_remaining())
                         async with deadline:
-                            response = await resumed(running, waiting_on)
+                            response = await _resumed(running, waiting_on)
                 except grpc.aio.AbortError:
                     state.code = _code_name(context.code())
                     raise
@@ -495,6 +495,28 @@ def _capped_stream(inner: Callable[..., Any], limits: Limits | None) -> Callable
             limits.streams.give_back()
 
     return capped
+
+
+@types.coroutine
+def _resumed(running: Any, waiting_on: Any) -> Any:
+    """Finishes `running`, a coroutine already stepped once and now waiting on `waiting_on`,
+    exactly as ``await`` would have: what the task sends or throws in goes to it."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:
+            running.close()
+            raise
+        except BaseException as thrown:  # cancellation, mostly
+            try:
+                waiting_on = running.throw(thrown)
+            except StopIteration as done:
+                return done.value
+        else:
+            try:
+                waiting_on = running.send(sent)
+            except StopIteration as done:
+                return done.value
 
 
 def _passing_bytes(

@@ -27,7 +27,6 @@ import asyncpg
 
 from tierset.core import errors
 from tierset.core.reasons import Reason
-from tierset.core.stepping import within
 from tierset.core.values import MAX_READ_BYTES, Level, SettingType, compact_json
 from tierset.ops.large_reads import LARGE_READ_BYTES, Lease, ReadBudget, off_loop
 from tierset.store.keytypes import DefinitionsChanged, raise_for_statement
@@ -370,10 +369,11 @@ class _Held:
     """``async with`` one pool connection (PoolClient._acquire), never reused once asyncpg
     has lost track of it.
 
-    A plain class, not a generator-based context manager, and a free connection is taken
-    without arming the acquire timeout (core/stepping.py): every statement passes here,
-    and asyncpg's own acquire timeout runs the acquire in a task of its own on Python
-    3.11. Only an acquire that has to wait for a connection is timed, from then on.
+    A plain class, not a generator-based context manager: every statement passes here.
+    The acquire stays asyncpg's own, timeout included. Taking a free connection in the
+    caller's step instead (no timer, no task) was tried and measured unfair: a call
+    that releases and acquires again in one step takes the connection a woken waiter
+    was handed, and under load waiters starved past the acquire timeout.
     """
 
     __slots__ = ("_connection", "_pool", "_timeout")
@@ -388,7 +388,7 @@ class _Held:
         if isinstance(pool, asyncpg.Connection):
             self._connection = pool
         else:
-            self._connection = await within(pool.acquire(), self._timeout)
+            self._connection = await pool.acquire(timeout=self._timeout)
         return self._connection
 
     async def __aexit__(self, kind: Any, error: BaseException | None, _traceback: Any) -> None:
