@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -259,14 +259,21 @@ def lock_from_row(row: Any) -> SettingLock | None:
     )
 
 
+# The enums by their text, as the statements return them: a dict lookup, where calling
+# the enum class costs several Python calls per column of every row read.
+_TYPES = {member.value: member for member in SettingType}
+_LEVELS = {member.value: member for member in Level}
+
+
 def setting_from_row(row: Any) -> StoredSetting:
     """One settings row as read (value text, type and level as text)."""
+    setting_type = _TYPES[row["type"]]
     return StoredSetting(
         id=row["id"],
         key=row["key"],
-        type=SettingType(row["type"]),
-        value=compact_json(row["value"]) if row["type"] == "JSON" else row["value"],
-        level=Level(row["level"]),
+        type=setting_type,
+        value=compact_json(row["value"]) if setting_type is SettingType.JSON else row["value"],
+        level=_LEVELS[row["level"]],
         version=row["version"],
         update_time=row["update_time"],
         create_revision=row["create_revision"],
@@ -358,6 +365,53 @@ class WriteRules(Protocol):
     ) -> None: ...
 
 
+class _Held:
+    """``async with`` one pool connection (PoolClient._acquire), never reused once asyncpg
+    has lost track of it.
+
+    A plain class, not a generator-based context manager: every statement passes here.
+    The acquire stays asyncpg's own, timeout included. Taking a free connection in the
+    caller's step instead (no timer, no task) was tried and measured unfair: a call
+    that releases and acquires again in one step takes the connection a woken waiter
+    was handed, and under load waiters starved past the acquire timeout.
+    """
+
+    __slots__ = ("_connection", "_pool", "_timeout")
+
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._connection: Any = None
+
+    async def __aenter__(self) -> Any:
+        pool = self._pool
+        if isinstance(pool, asyncpg.Connection):
+            self._connection = pool
+        else:
+            self._connection = await pool.acquire(timeout=self._timeout)
+        return self._connection
+
+    async def __aexit__(self, kind: Any, error: BaseException | None, _traceback: Any) -> None:
+        connection = self._connection
+        raised: BaseException | None = None
+        if isinstance(error, asyncpg.InternalClientError):
+            # asyncpg lost track of the protocol state, as it can when PostgreSQL ends the
+            # session mid-call (MagicStack/asyncpg#1069): never hand it out again.
+            connection.terminate()
+        elif isinstance(error, asyncpg.InterfaceError) and _is_lost(connection):
+            # asyncpg says InterfaceError both for a connection that is gone and for misuse
+            # of its API (a bug). Which one it was is in the connection's state, never in
+            # the message: a lost connection is an outage, raised as the class 08 error
+            # asyncpg itself uses for one lost mid-call; anything else stays a bug.
+            raised = asyncpg.ConnectionDoesNotExistError(
+                "the database connection was lost during the call"
+            )
+        if connection is not self._pool:
+            await self._pool.release(connection)
+        if raised is not None:
+            raise raised from error
+
+
 class PoolClient:
     """What every part that queries the pool shares: connections that give up waiting after
     the acquire timeout, and that are never reused once asyncpg has lost track of them.
@@ -372,32 +426,9 @@ class PoolClient:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
 
-    @contextlib.asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[Any]:
+    def _acquire(self) -> _Held:
         """A pool connection; waiting longer than the acquire timeout raises TimeoutError."""
-        acquired: contextlib.AbstractAsyncContextManager[Any] = (
-            contextlib.nullcontext(self._pool)
-            if isinstance(self._pool, asyncpg.Connection)
-            else self._pool.acquire(timeout=self._acquire_timeout)
-        )
-        async with acquired as connection:
-            try:
-                yield connection
-            except asyncpg.InternalClientError:
-                # asyncpg lost track of the protocol state, as it can when PostgreSQL ends
-                # the session mid-call (MagicStack/asyncpg#1069): never hand it out again.
-                connection.terminate()
-                raise
-            except asyncpg.InterfaceError as error:
-                # asyncpg says InterfaceError both for a connection that is gone and for misuse
-                # of its API (a bug). Which one it was is in the connection's state, never in
-                # the message: a lost connection is an outage, raised as the class 08 error
-                # asyncpg itself uses for one lost mid-call; anything else stays a bug.
-                if _is_lost(connection):
-                    raise asyncpg.ConnectionDoesNotExistError(
-                        "the database connection was lost during the call"
-                    ) from error
-                raise
+        return _Held(self._pool, self._acquire_timeout)
 
     async def _fetch(self, sql: str, *args: object) -> Any:
         async with self._acquire() as connection:
