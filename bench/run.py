@@ -640,7 +640,7 @@ VARIANTS: list[tuple[str, Callable[[Bench], Any]]] = [
         tierset_target("main", env={"TIERSET_AUTH_CACHE_SECONDS": "0"}),
     ),
 ]
-PAIR_ROUNDS, PAIR_ROUND_SECONDS, PAIR_WARMUP_SECONDS = 5, 2.0, 0.5
+PAIR_ROUNDS, PAIR_ROUND_SECONDS, PAIR_WARMUP_SECONDS = 4, 2.0, 0.5
 
 # The cached-read target (targets.CACHED): a cached GetSettings at least that share of the
 # bare server's rate, 1 and 10 keys, account and retailer. Settled by interleaved rounds
@@ -649,7 +649,7 @@ PAIR_ROUNDS, PAIR_ROUND_SECONDS, PAIR_WARMUP_SECONDS = 5, 2.0, 0.5
 # machine noise hits all. The bare server answers with the bytes tierset answered to the
 # same variant (RESPONSES) and is sent the same request bytes. These rounds are also the
 # table's rows for the cached reads and the bare servers (no separate runs of them).
-TARGET_ROUNDS = 5
+TARGET_ROUNDS = 4
 TARGET_WORKLOADS = tuple(
     (targets.cached_name(keys, level), bare_workload_name(keys, level), f"bare-{keys}-{level}")
     for level in targets.LEVELS
