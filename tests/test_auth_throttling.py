@@ -48,9 +48,10 @@ def limits(window: float, *, user_source=1_000, source=1_000, user=1_000) -> dic
     }
 
 
-# Two failures per (user, source) in 4 s: the third attempt is refused, and after about 2 s
-# one more is allowed.
-LIFTING = limits(4.0, user_source=2)
+# Two failures per (user, source) in 12 s: the third attempt is refused, and after about 6 s
+# one more is allowed. The three attempts must fit in those 6 s: on a loaded box each
+# password check took over a second, and with a 4 s window (2 s) the third was let through.
+LIFTING = limits(12.0, user_source=2)
 
 
 def _grant(client, username: str, password: str) -> auth_pb2.CreateTokenRequest:
@@ -106,7 +107,7 @@ async def test_password_grant_is_throttled_per_user_and_source_and_lifts(
     assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info = error_info(raised.value)
     assert info.reason == "AUTH_THROTTLED"
-    assert 1 <= int(info.metadata["retry_after_seconds"]) <= 2
+    assert 1 <= int(info.metadata["retry_after_seconds"]) <= 6
     assert _throttled_count("user_source") == before + 1
     # The real user, from another address, is not locked out.
     assert await _token(auth, oauth_client, user.username, PASSWORD, "198.51.100.9") == (
@@ -252,7 +253,7 @@ async def test_rest_token_endpoint_answers_429_with_retry_after(
 
     assert [r.status_code for r in wrong] == [400, 400]
     assert throttled.status_code == 429
-    assert 1 <= int(throttled.headers["Retry-After"]) <= 2
+    assert 1 <= int(throttled.headers["Retry-After"]) <= 6
     assert throttled.headers["Cache-Control"] == "no-store"
     assert throttled.json()["error"] == "slow_down"
     assert "retry" in throttled.json()["error_description"]
