@@ -147,7 +147,14 @@ async def test_a_slow_consumer_overflows_with_the_last_delivered_revision(
     account = await new_account()
     retailer = await new_retailer(account)
     key = unique_key("O")
-    call = other.settings.WatchSettings(
+    # The watcher has a connection of its own with a fixed 16 KiB window. On the writer's
+    # channel gRPC's bandwidth probe (BDP) grows the window as the puts flow, and in a
+    # full suite run 200 unread 4 KB events all fitted in it: nothing backed up.
+    watcher = grpc.aio.insecure_channel(
+        f"127.0.0.1:{other.app.port}",
+        options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 16384)],
+    )
+    call = settings_pb2_grpc.SettingsServiceStub(watcher).WatchSettings(
         settings_pb2.WatchSettingsRequest(
             scope=settings_pb2.Scope(retailer_id=retailer), keys=[key]
         ),
@@ -177,6 +184,7 @@ async def test_a_slow_consumer_overflows_with_the_last_delivered_revision(
             break
         assert message is not grpc.aio.EOF
         last = message.revision
+    await watcher.close()
 
 
 async def test_more_streams_than_the_limit_are_refused(platform_caller, start_server, new_account):

@@ -126,6 +126,7 @@ class Watcher:
         self._floor = -1
         self.delivered = 0
         self.ended: errors.TiersetError | None = None
+        self._overflowed = False
 
     def offer(self, message: Message) -> None:
         """Queues a message (the hub's, never awaiting); past the buffer, ends the stream."""
@@ -134,6 +135,7 @@ class Watcher:
         if len(self._queue) >= self._buffer:
             metrics.WATCH_DROPS.labels("overflow").inc()
             self.end(overflow(self.delivered))
+            self._overflowed = True
             return
         self._queue.append(message)
         self._wake.set()
@@ -164,6 +166,12 @@ class Watcher:
                 async with asyncio.timeout(seconds):
                     await self._wake.wait()
         if self.ended is not None:
+            if self._overflowed:
+                # The revision to resume from is the last one delivered when the stream
+                # looks, not when the queue overflowed: a write in flight then (the
+                # client not reading) has completed since, and resuming from before it
+                # would send that revision twice.
+                raise overflow(self.delivered)
             raise self.ended
         return self._queue.popleft() if self._queue else None
 
