@@ -126,7 +126,6 @@ class Watcher:
         self._floor = -1
         self.delivered = 0
         self.ended: errors.TiersetError | None = None
-        self._overflowed = False
 
     def offer(self, message: Message) -> None:
         """Queues a message (the hub's, never awaiting); past the buffer, ends the stream."""
@@ -135,7 +134,6 @@ class Watcher:
         if len(self._queue) >= self._buffer:
             metrics.WATCH_DROPS.labels("overflow").inc()
             self.end(overflow(self.delivered))
-            self._overflowed = True
             return
         self._queue.append(message)
         self._wake.set()
@@ -166,7 +164,7 @@ class Watcher:
                 async with asyncio.timeout(seconds):
                     await self._wake.wait()
         if self.ended is not None:
-            if self._overflowed:
+            if self.ended.reason is Reason.WATCH_OVERFLOW:
                 # The revision to resume from is the last one delivered when the stream
                 # looks, not when the queue overflowed: a write in flight then (the
                 # client not reading) has completed since, and resuming from before it
