@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import conditions
 import targets
 from targets import Findings, Row
 
@@ -43,20 +44,40 @@ def short(name: str) -> str:
 def workload_table(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         f"{'workload':<55} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv cpu':>7}"
-        f" {'cli cpu':>7}  vs baseline / vs etcd"
+        f" {'cli cpu':>7} {'steal':>5} {'iowait':>6}  vs baseline / vs etcd"
     ]
     for name, r in results.items():
         compared = [ratio(results, name, b) for b in r["baselines"]]
         if r["kind"] == "tierset":
             compared.append(ratio(results, name, ETCD))
         errors = f"  ERRORS {r['errors']}" if r["errors"] else ""
+        host = r.get("host", {})
         lines.append(
             f"{name:<55} {r['rps']:>8.0f} {r['p50_ms']:>7.2f} {r['p99_ms']:>7.2f}"
-            f" {r.get('server_cpu_cores', 0):>7.2f} {r['client_cpu_cores']:>7.2f}  "
+            f" {r.get('server_cpu_cores', 0):>7.2f} {r['client_cpu_cores']:>7.2f}"
+            f" {host.get('steal', 0):>5.0%} {host.get('iowait', 0):>6.0%}  "
             + ", ".join(c for c in compared if c)
             + errors
         )
     return lines
+
+
+def database_lines(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Where PostgreSQL's backends were during each workload that kept them busy (a
+    sampling profile of the database side, bench/conditions.py)."""
+    lines = []
+    for name, r in results.items():
+        pg = r.get("pg", {})
+        if pg.get("active_backends", 0) >= BUSY_BACKENDS:
+            lines.append(f"  {name}: {conditions.summary(r)}")
+    if lines:
+        lines.insert(0, "PostgreSQL during each workload (pg_stat_activity every 100 ms):")
+    return lines
+
+
+# A workload whose database side averaged fewer active backends than this is not
+# waiting on PostgreSQL; its profile would be a handful of looks.
+BUSY_BACKENDS = 0.5
 
 
 def fanout_line(found: dict[str, Any]) -> str:
@@ -151,6 +172,7 @@ def detail_lines(measured: dict[str, Any]) -> list[str]:
             f" {costs['access_log_line_us']:.1f} us"
             f" ({100 * costs['access_log_line_us'] / per_call:.1f} %)"
         )
+    lines.extend(database_lines(results))
     lines.extend(fanout_line(found) for found in measured["watch_fanout"])
     lines.append(changeset_line(measured["changesets"]))
     lines.append(schema_line(measured["schema_cost"]))

@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import conditions
 import grpc
 import report
 import targets
@@ -680,7 +681,7 @@ class Workload:
     # GetSettings requests sent once before the warm-up, so that a cached workload
     # starts with every answer in the server's cache, whatever ran before it.
     primer: list[bytes] = field(default_factory=list)
-    # Measured in `measure_against_bare`'s interleaved rounds, not on its own.
+    # Measured in interleaved rounds (`measure_against_bare`, `measure_flat`), not on its own.
     interleaved: bool = False
 
 
@@ -811,7 +812,8 @@ def workloads(bench: Bench) -> list[Workload]:
             client="history",
         ),
     ]
-    return made
+    paired = {name for _, large, small, _ in targets.FLAT_PAIRS for name in (large, small)}
+    return [dataclasses.replace(w, interleaved=True) if w.name in paired else w for w in made]
 
 
 def rest_path(request: settings_pb2.GetSettingsRequest) -> bytes:
@@ -835,6 +837,8 @@ class Bench:
     responses: dict[str, bytes] = field(default_factory=dict)
     etcd: Any = None
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The cluster's superuser DSN: conditions.Conditions samples pg_stat_activity with it.
+    admin_dsn: str | None = None
 
 
 async def drive(
@@ -908,7 +912,9 @@ async def drive(
         }
         script = "load.py"
     cpu_before = cpu_seconds(running.pids) if running else 0.0
-    result = await LOADER.run(script, spec)
+    async with conditions.Conditions(bench.admin_dsn) as window:
+        result = await LOADER.run(script, spec)
+    result |= window.figures()
     if "error" in result:
         raise RuntimeError(f"the load client failed on {workload.name}: {result['error']}")
     if running:
@@ -1059,7 +1065,50 @@ def combined(results: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
         "server_cpu_cores": sum(r.get("server_cpu_cores", 0.0) for r in results) / len(results),
         "client_cpu_cores": sum(r["client_cpu_cores"] for r in results) / len(results),
         "rounds": [r["rps"] for r in results],
-    }
+    } | conditions.merged([r for r in results if "host" in r])
+
+
+# The flat targets (targets.FLAT_PAIRS), each read at 1M rows and at 10k in paired rounds.
+FLAT_ROUNDS = 4
+
+
+async def measure_flat(bench: Bench, made: list[Workload], wanted: Callable[[str], bool]) -> None:
+    """Each flat pair's reads, at 1M rows and at 10k, with all their servers up at once and
+    driven back to back in rounds, the order alternating: a stall of the host or of the
+    database then lands on a round, not on the whole of one side, as it did when each ran
+    once on its own (targets.flat judges the median of the rounds' ratios). The rounds
+    are the table's rows for these reads."""
+    by_name = {w.name: w for w in made}
+    pairs = [
+        (by_name[large], by_name[small])
+        for _, large, small, _ in targets.FLAT_PAIRS
+        if wanted(large) or wanted(small)
+    ]
+    servers = {w.target: TARGETS[w.target] for pair in pairs for w in pair}
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    async with started(bench, servers) as running:
+        for n in range(FLAT_ROUNDS):
+            for pair in pairs:
+                for workload in pair if n % 2 == 0 else pair[::-1]:
+                    result = await drive(
+                        bench,
+                        workload,
+                        running[workload.target],
+                        PAIR_ROUND_SECONDS,
+                        PAIR_WARMUP_SECONDS,
+                    )
+                    rounds.setdefault(workload.name, []).append(result)
+    for name, results in rounds.items():
+        workload = by_name[name]
+        bench.results[name] = combined(results, PAIR_ROUND_SECONDS) | {
+            "kind": workload.kind,
+            "baselines": workload.baselines,
+        }
+        print(
+            f"  {name:<55} {bench.results[name]['rps']:>8.0f}/s  rounds"
+            f" {', '.join(f'{r:.0f}' for r in bench.results[name]['rounds'])}",
+            flush=True,
+        )
 
 
 async def measure_variants(bench: Bench, workload: Workload) -> None:
@@ -1849,6 +1898,7 @@ async def main(args: argparse.Namespace) -> None:
     try:
         async with step("start PostgreSQL and seed", 300):
             admin = await asyncio.to_thread(cluster.start)
+            bench.admin_dsn = admin
             print(f"seeding ({machine()['nproc']} cores, {machine()['cpu']}) ...", flush=True)
             # The databases one after another (CREATE DATABASE copies a template), their
             # data at once: the two million-row seeds overlap on two cores.
@@ -1923,6 +1973,14 @@ async def main(args: argparse.Namespace) -> None:
                         f"  p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms",
                         flush=True,
                     )
+        flat_pairs = [pair[1:3] for pair in targets.FLAT_PAIRS]
+        if any(only(name) for pair in flat_pairs for name in pair):
+            per_round = PAIR_ROUND_SECONDS + PAIR_WARMUP_SECONDS + 30
+            async with step(
+                "flat reads, 1M vs 10k rows, interleaved",
+                120 + 2 * len(flat_pairs) * FLAT_ROUNDS * per_round,
+            ):
+                await measure_flat(bench, made, only)
         if only(VARIANTS_OF) or any(only(label) for label, _ in VARIANTS):
             workload = next(w for w in made if w.name == VARIANTS_OF)
             per_round = PAIR_ROUND_SECONDS + PAIR_WARMUP_SECONDS + 30

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import io
 import itertools
 import json
@@ -93,6 +94,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def bench_path() -> Iterator[None]:
+    """bench/ on the import path, as it is for `python bench/run.py`."""
+    folder = str(Path(__file__).resolve().parent.parent / "bench")
+    sys.path.insert(0, folder)
+    yield
+    sys.path.remove(folder)
+
+
+@pytest.fixture(scope="module")
+def targets(bench_path: None) -> Any:
+    """bench/targets.py: the targets `make bench` judges."""
+    return importlib.import_module("targets")
+
+
+@pytest.fixture(scope="module")
+def report(bench_path: None) -> Any:
+    """bench/report.py: the tables `make bench` prints."""
+    return importlib.import_module("report")
 
 
 @pytest.fixture(scope="session")

@@ -27,14 +27,6 @@ BENCH_RUN = BENCH / "run.py"
 
 
 @pytest.fixture(scope="module")
-def bench_path():
-    """bench/ on the import path, as it is for `python bench/run.py`."""
-    sys.path.insert(0, str(BENCH))
-    yield
-    sys.path.remove(str(BENCH))
-
-
-@pytest.fixture(scope="module")
 def bench(bench_path):
     spec = importlib.util.spec_from_file_location("bench_run", BENCH_RUN)
     module = importlib.util.module_from_spec(spec)
@@ -42,16 +34,6 @@ def bench(bench_path):
     spec.loader.exec_module(module)
     yield module
     del sys.modules[spec.name]
-
-
-@pytest.fixture(scope="module")
-def targets(bench_path):
-    return importlib.import_module("targets")
-
-
-@pytest.fixture(scope="module")
-def report(bench_path):
-    return importlib.import_module("report")
 
 
 async def test_a_step_past_its_limit_fails_naming_the_step(bench):
@@ -347,3 +329,40 @@ def test_the_targets_table_prints_every_row_with_its_verdict(targets, report):
     assert report.chart_position(missed) == 0.0
     assert report.chart_position(row(rows, "make bench's own time")) == pytest.approx(600 / 540)
     assert report.chart_position(row(rows, "schema checking adds to a put")) is None
+
+
+def rounds_of(*rates):
+    """A workload measured in rounds: its rate over them and each round's."""
+    return workload(sum(rates) / len(rates)) | {"rounds": list(rates)}
+
+
+@pytest.mark.parametrize(
+    ("at_1m", "at_10k", "value", "verdict"),
+    [
+        # A stall on one round of one side (the single sequential window once gave 0.10x):
+        # the median of the paired rounds' ratios is still the size's effect.
+        ((1000, 100, 1000, 1000), (1000, 1000, 1000, 1000), 1.0, "met"),
+        # The 1M side slower in every round: not flat, however the rounds fall.
+        ((700, 760, 690, 720), (1000, 1000, 1000, 1000), 0.71, "MISSED"),
+    ],
+)
+def test_a_flat_read_is_judged_by_the_median_of_its_paired_rounds(
+    targets, at_1m, at_10k, value, verdict
+):
+    results = dict(full_run(targets).results)
+    _, large, small, _ = targets.FLAT_PAIRS[1]
+    results |= {large: rounds_of(*at_1m), small: rounds_of(*at_10k)}
+    judged = row(
+        targets.judge_all(full_run(targets, results=results)),
+        targets.FLAT_PAIRS[1][0] + ": 1M vs 10k log rows",
+    )
+    assert judged.value == pytest.approx(value) and judged.verdict == verdict
+    assert "median of 4 rounds" in judged.measured
+    assert f"{at_1m[0] / at_10k[0]:.2f}" in judged.measured  # every round's ratio is shown
+
+
+def test_a_flat_read_without_rounds_is_judged_by_its_rates(targets):
+    judged = row(
+        targets.judge_all(full_run(targets)), "ListChanges (a page of 100): 1M vs 10k log rows"
+    )
+    assert judged.value == pytest.approx(0.95) and "rounds" not in judged.measured
