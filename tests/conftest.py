@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import io
 import itertools
 import json
@@ -103,6 +104,20 @@ def bench_path() -> Iterator[None]:
     sys.path.insert(0, folder)
     yield
     sys.path.remove(folder)
+
+
+@pytest.fixture(scope="module")
+def bench(bench_path: None) -> Iterator[Any]:
+    """bench/run.py, loaded as a module (it is a script, not a package's)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_run", Path(__file__).resolve().parent.parent / "bench" / "run.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
 
 
 @pytest.fixture(scope="module")

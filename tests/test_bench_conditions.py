@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import uuid
 
 import asyncpg
 import pytest
@@ -95,3 +96,27 @@ def test_the_report_names_the_waits_of_workloads_that_kept_postgresql_busy(repor
     ]
     (row,) = [line for line in report.workload_table(results) if line.startswith("slow read")]
     assert "  42%     3%" in row
+
+
+async def test_prewarm_reads_every_table_and_index_of_the_database(bench, admin_dsn):
+    name = f"bench_prewarm_{uuid.uuid4().hex[:8]}"
+    dsn = await bench.create_database(admin_dsn, name)
+    try:
+        blocks = await bench.prewarm(dsn)
+        admin = await asyncpg.connect(dsn)
+        try:
+            relations = await admin.fetch(
+                "SELECT relname, pg_relation_size(oid) / 8192 AS blocks FROM pg_class"
+                " WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'i')"
+            )
+        finally:
+            await admin.close()
+        # Every table and index of the schema, each read to its last block.
+        assert blocks == {r["relname"]: r["blocks"] for r in relations}
+        assert "settings" in blocks and "change_log_setting_revision" in blocks
+    finally:
+        admin = await asyncpg.connect(admin_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -24,16 +23,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 BENCH_RUN = BENCH / "run.py"
-
-
-@pytest.fixture(scope="module")
-def bench(bench_path):
-    spec = importlib.util.spec_from_file_location("bench_run", BENCH_RUN)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
 
 
 async def test_a_step_past_its_limit_fails_naming_the_step(bench):
