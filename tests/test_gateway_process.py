@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -269,6 +270,66 @@ async def test_the_gateway_child_stops_when_tierset_dev_is_killed(database_url):
     finally:
         if not _exited(child):
             os.kill(child, signal.SIGKILL)
+
+
+def _dev_env(database_url: str, http_port: int) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database_url,
+        "TIERSET_GRPC_ADDRESS": f"127.0.0.1:{free_port()}",
+        "TIERSET_HTTP_ADDRESS": f"127.0.0.1:{http_port}",
+    }
+
+
+async def _exit_of(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    return process.returncode, output.decode()
+
+
+async def test_tierset_dev_stops_when_its_gateway_child_dies(database_url):
+    # Before, dev went on serving gRPC with no REST and nothing said so.
+    http_port = free_port()
+    process = await _start("dev", _dev_env(database_url, http_port))
+    await _wait_ready(f"http://127.0.0.1:{http_port}", process)
+
+    os.kill(_gateway_child_of(process.pid), signal.SIGKILL)
+    code, output = await _exit_of(process)
+
+    assert code == 1, output
+    assert "the REST gateway exited with code -9; stopping" in output
+    assert "tierset dev: the REST gateway exited (code -9)" in output
+    assert "Traceback" not in output
+
+
+async def test_tierset_dev_stops_when_its_gateway_cannot_start(database_url):
+    # The child dies within its first second, before dev's server has its signal handlers.
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        process = await _start("dev", _dev_env(database_url, port))
+        code, output = await _exit_of(process)
+
+    assert code == 1, output
+    assert "tierset dev: the REST gateway exited (code " in output
+    assert f"127.0.0.1:{port}" in output  # the gateway's own line says what it could not do
+    assert "Traceback" not in output
+
+
+async def test_a_ctrl_c_stops_tierset_dev_and_its_gateway_cleanly(database_url):
+    # The child has a session of its own: the terminal's SIGINT reaches dev alone, which
+    # stops the child itself; the child's exit then is no crash.
+    http_port = free_port()
+    process = await _start("dev", _dev_env(database_url, http_port))
+    base_url = f"http://127.0.0.1:{http_port}"
+    await _wait_ready(base_url, process)
+    child = _gateway_child_of(process.pid)
+    assert os.getsid(child) == child != os.getsid(process.pid)
+
+    process.send_signal(signal.SIGINT)
+    code, output = await _exit_of(process)
+
+    assert code == 0, output
+    assert "gateway stopped" in output
+    assert "the REST gateway exited" not in output and "Traceback" not in output
+    assert await _refuses_connections(base_url)
 
 
 def test_the_gateway_is_configured_from_the_environment():

@@ -15,6 +15,7 @@ import dataclasses
 import ipaddress
 import logging
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Mapping
@@ -184,6 +185,10 @@ def dev_config(config: Config) -> Config:
     return dataclasses.replace(config, trusted_gateways=_DEV_GATEWAYS)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def command_dev(config: Config) -> None:
     """Everything on one machine: embedded PostgreSQL unless configured, gRPC, and the
     REST gateway as a separate child process."""
@@ -202,8 +207,22 @@ def command_dev(config: Config) -> None:
                 f"tierset dev: preparing the database failed ({type(error).__name__}: {error});"
                 " nothing of the first start was kept, the next start tries again"
             ) from None
-        with gateway.gateway_child(config, console_client_env(config, data_dir)):
-            _serve(config, dsn)
+        # Until the server's own handlers take over, SIGTERM (from a shell, or from the
+        # gateway's watcher when the child dies at start) ends the start as Ctrl-C does:
+        # by an exception, so every `finally` runs and the embedded PostgreSQL stops.
+        signal.signal(signal.SIGTERM, _interrupt)
+        child: gateway.GatewayChild | None = None
+        try:
+            with gateway.gateway_child(config, console_client_env(config, data_dir)) as child:
+                _serve(config, dsn)
+        except KeyboardInterrupt:
+            if child is None or child.died is None:
+                raise
+        if child is not None and child.died is not None:
+            raise SystemExit(
+                f"tierset dev: the REST gateway exited (code {child.died}), so tierset dev"
+                " stopped; its log lines above say why"
+            )
     finally:
         if embedded is not None:
             log.info("stopping embedded PostgreSQL")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Generator, Iterator
 
 import uvicorn
@@ -92,14 +94,29 @@ def local_target(grpc_address: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+@dataclasses.dataclass
+class GatewayChild:
+    """The gateway process `gateway_child` runs; `died` is its exit code when it ended on
+    its own, before the block did (None while it serves, or when the block stopped it)."""
+
+    process: subprocess.Popen[bytes]
+    died: int | None = None
+
+
 @contextlib.contextmanager
 def gateway_child(
     config: Config, extra_env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> Iterator[GatewayChild]:
     """Runs ``tierset gateway`` as a separate process calling this process's gRPC server,
     with `extra_env` added to its environment (the console's OAuth client, in `tierset dev`).
 
-    It is stopped with SIGTERM (then killed after the grace period) when the block ends.
+    It is stopped with SIGTERM (then killed after the grace period) when the block ends,
+    and only then: it runs in a session of its own, so a Ctrl-C at the terminal reaches
+    this process alone. If the child ends on its own first (killed, crashed, or its port
+    taken), this process gets SIGTERM, so that it stops as on Ctrl-C rather than serve
+    gRPC on without its REST half, as TIERSET_PROCESSES' supervisor stops the group when a
+    worker dies. It is not started again from here: forking a process full of gRPC's
+    threads is unsafe.
     """
     # The child inherits this environment (its configuration), aimed at our gRPC address,
     # minus the database's: the gateway never touches it, so it does not hold its password.
@@ -111,17 +128,35 @@ def gateway_child(
     env["TIERSET_GRPC_TARGET"] = local_target(config.grpc_address)
     env.update(extra_env or {})
     # The child dies with us even if we are killed outright and never reach the `finally`.
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tierset.cli", "gateway"], env=env, preexec_fn=stop_with_parent
+    child = GatewayChild(
+        subprocess.Popen(
+            [sys.executable, "-m", "tierset.cli", "gateway"],
+            env=env,
+            preexec_fn=stop_with_parent,
+            start_new_session=True,
+        )
     )
+    stopping = threading.Event()
+
+    def watch() -> None:
+        code = child.process.wait()
+        if not stopping.is_set():
+            child.died = code
+            log.error("the REST gateway exited with code %d; stopping", code)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="gateway-watch", daemon=True)
+    watcher.start()
     try:
         yield child
     finally:
-        if child.poll() is None:
-            child.terminate()
+        stopping.set()
+        if child.process.poll() is None:
+            child.process.terminate()
             try:
-                child.wait(timeout=config.shutdown_grace_seconds + 5)
+                child.process.wait(timeout=config.shutdown_grace_seconds + 5)
             except subprocess.TimeoutExpired:
                 log.warning("gateway did not stop in time; killing it")
-                child.kill()
-                child.wait()
+                child.process.kill()
+                child.process.wait()
+        watcher.join(timeout=1)
