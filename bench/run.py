@@ -1094,6 +1094,19 @@ def combined(results: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     } | conditions.merged([r for r in results if "host" in r])
 
 
+def record_rounds(
+    bench: Bench, name: str, results: list[dict[str, Any]], kind: str, baselines: list[str]
+) -> None:
+    """A workload measured in rounds becomes one row of the table, printed with each
+    round's rate."""
+    bench.results[name] = combined(results, PAIR_ROUND_SECONDS) | {
+        "kind": kind,
+        "baselines": baselines,
+    }
+    rates = ", ".join(f"{r:.0f}" for r in bench.results[name]["rounds"])
+    print(f"  {name:<55} {bench.results[name]['rps']:>8.0f}/s  rounds {rates}", flush=True)
+
+
 # The flat targets (targets.FLAT_PAIRS), each read at 1M rows and at 10k in paired rounds.
 FLAT_ROUNDS = 4
 # The database each flat pair's server reads.
@@ -1131,16 +1144,7 @@ async def measure_flat(bench: Bench, made: list[Workload], wanted: Callable[[str
                     )
                     rounds.setdefault(workload.name, []).append(result)
     for name, results in rounds.items():
-        workload = by_name[name]
-        bench.results[name] = combined(results, PAIR_ROUND_SECONDS) | {
-            "kind": workload.kind,
-            "baselines": workload.baselines,
-        }
-        print(
-            f"  {name:<55} {bench.results[name]['rps']:>8.0f}/s  rounds"
-            f" {', '.join(f'{r:.0f}' for r in bench.results[name]['rounds'])}",
-            flush=True,
-        )
+        record_rounds(bench, name, results, by_name[name].kind, by_name[name].baselines)
 
 
 async def measure_variants(bench: Bench, workload: Workload) -> None:
@@ -1161,15 +1165,7 @@ async def measure_variants(bench: Bench, workload: Workload) -> None:
     shipped = f"{workload.name}: {SHIPPED[0]}"
     for label, results in rounds.items():
         name = f"{workload.name}: {label}"
-        bench.results[name] = combined(results, PAIR_ROUND_SECONDS) | {
-            "kind": "tierset",
-            "baselines": [] if name == shipped else [shipped],
-        }
-        print(
-            f"  {name:<55} {bench.results[name]['rps']:>8.0f}/s  rounds"
-            f" {', '.join(f'{r:.0f}' for r in bench.results[name]['rounds'])}",
-            flush=True,
-        )
+        record_rounds(bench, name, results, "tierset", [] if name == shipped else [shipped])
 
 
 async def measure_against_bare(bench: Bench, made: list[Workload]) -> dict[str, Any]:
