@@ -161,9 +161,10 @@ def form_requests(
     in a urlencoded body, or one of BREAKS."""
     fields = draw(form_fields(session, current))
     broken = draw(often(st.none(), st.sampled_from(BREAKS)))
-    csrf = {"no csrf": None, "empty csrf": "", "wrong csrf": session.csrf[:-1] + "A"}.get(
-        broken or "", session.csrf
-    )
+    # The last character changed, whatever it was: a token ending in "A" (1 in 64) once
+    # made "wrong csrf" the right one, and the refused form was accepted.
+    wrong = session.csrf[:-1] + ("B" if session.csrf.endswith("A") else "A")
+    csrf = {"no csrf": None, "empty csrf": "", "wrong csrf": wrong}.get(broken or "", session.csrf)
     pieces = [f"{escaped(k)}={escaped(v)}" for k, v in fields.items()]
     if csrf is not None:
         pieces.insert(draw(st.integers(0, len(pieces))), f"csrf={escaped(csrf)}")
